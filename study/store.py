@@ -1,0 +1,207 @@
+"""The study's SQLite store: connection settings, schema and forward migrations.
+
+`study.db` is the single source of truth of a study. Every connection runs in WAL mode with
+foreign keys on and a busy timeout, so several processes (a `study serve`, a `study collect`,
+render shards) can share it. The schema only moves forward: MIGRATIONS[i] takes version i to i+1.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+MIGRATIONS: list[str] = [
+    # 1: the whole first schema.
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE images (
+        image_id TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        input_path TEXT NOT NULL,
+        reference_path TEXT NOT NULL,
+        depth_path TEXT,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        input_sha256 TEXT NOT NULL,
+        reference_sha256 TEXT NOT NULL,
+        notices TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE methods (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        spec_json TEXT NOT NULL,
+        team TEXT, author TEXT, framework TEXT, hardware TEXT,
+        runtime_reported REAL
+    );
+    CREATE TABLE renders (
+        method TEXT NOT NULL,
+        image_id TEXT NOT NULL REFERENCES images(image_id),
+        status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+        path TEXT,
+        sha256 TEXT,
+        width INTEGER,
+        height INTEGER,
+        runtime_s REAL,
+        device TEXT,
+        error TEXT,
+        psnr REAL,
+        ssim REAL,
+        finished_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (method, image_id)
+    );
+    CREATE TABLE items (
+        item_id INTEGER PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images(image_id),
+        method TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'test',
+        expected_min INTEGER,
+        expected_max INTEGER,
+        UNIQUE (image_id, method, kind)
+    );
+    CREATE TABLE hits (
+        hit_index INTEGER PRIMARY KEY,
+        realm TEXT NOT NULL,
+        unique_token TEXT NOT NULL UNIQUE,
+        hit_id TEXT UNIQUE,
+        hit_type_id TEXT,
+        max_assignments INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'planned',
+        created_at TEXT
+    );
+    CREATE TABLE hit_items (
+        hit_index INTEGER NOT NULL REFERENCES hits(hit_index),
+        position INTEGER NOT NULL,
+        item_id INTEGER NOT NULL REFERENCES items(item_id),
+        PRIMARY KEY (hit_index, position)
+    );
+    CREATE TABLE assignments (
+        assignment_id TEXT PRIMARY KEY,
+        hit_id TEXT NOT NULL,
+        worker_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        answer_xml TEXT,
+        accept_time REAL,
+        submit_time REAL,
+        fetched_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        decision TEXT,
+        decision_reason TEXT,
+        quality_json TEXT
+    );
+    CREATE TABLE ratings (
+        assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
+        position INTEGER NOT NULL,
+        item_id INTEGER REFERENCES items(item_id),
+        worker_id TEXT NOT NULL,
+        score INTEGER,
+        seconds REAL,
+        valid INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (assignment_id, position)
+    );
+    CREATE TABLE payments (
+        kind TEXT NOT NULL CHECK (kind IN ('approve', 'reject', 'bonus')),
+        assignment_id TEXT NOT NULL,
+        worker_id TEXT NOT NULL,
+        amount_usd REAL NOT NULL DEFAULT 0,
+        unique_token TEXT,
+        reason TEXT,
+        state TEXT NOT NULL DEFAULT 'intent',
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (kind, assignment_id)
+    );
+    CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL DEFAULT 0,
+        blocked INTEGER NOT NULL DEFAULT 0,
+        flags TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE hosted_images (
+        sha256 TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        location TEXT NOT NULL
+    );
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        step TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: Path | str, *, migrate: bool = True) -> sqlite3.Connection:
+    """Open a study database with the settings every caller relies on."""
+    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    if migrate:
+        apply_migrations(conn)
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def apply_migrations(conn: sqlite3.Connection) -> int:
+    """Bring the schema forward to SCHEMA_VERSION; returns the version reached."""
+    current = schema_version(conn)
+    if current > SCHEMA_VERSION:
+        from study.errors import StudyError
+        raise StudyError(
+            f"study.db has schema version {current}, newer than this program knows "
+            f"({SCHEMA_VERSION})", hint="upgrade the `study` package")
+    while current < SCHEMA_VERSION:
+        with transaction(conn):
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            current = schema_version(conn)
+            if current >= SCHEMA_VERSION:
+                break
+            for statement in _statements(MIGRATIONS[current]):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (current + 1,))
+            current += 1
+    return current
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """A write transaction: BEGIN IMMEDIATE takes the write lock up front, so two processes
+    never both decide on the same row."""
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+def get_meta(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else default
