@@ -1,0 +1,188 @@
+"""`study demo`: a whole study, end to end, on demo data, with no network.
+
+Every stage runs through the same commands a user runs (`study render`, `publish`, `collect`,
+`report`); the service (marketplace, worker site, task pages, images) runs in this process on
+loopback, and a simulated crowd does the rating over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from study.errors import StudyError
+
+# Demo-sized design: 5 images x 5 methods = 25 items; enough ratings per item for a clear
+# ranking, and enough workers that spammers and straight-liners turn up among them.
+DEMO_SETTINGS = {
+    ("design", "ratings_per_item"): 8,
+    ("design", "items_per_hit"): 9,
+    ("hit", "max_hits_per_worker"): 3,
+    ("hit", "reward"): '"0.40"',
+    ("hit", "expected_seconds_per_hit"): 150,
+    ("budget", "max_usd"): 200.0,
+}
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise StudyError("no free port on 127.0.0.1")
+
+
+def _set(toml_text: str, section: str, key: str, value: Any) -> str:
+    """Change one `key = value` line inside [section] of the commented template."""
+    pattern = re.compile(rf"(^\[{re.escape(section)}\]\n(?:(?!^\[).*\n)*?){re.escape(key)} = .*$",
+                         re.M)
+    new, n = pattern.subn(lambda m: f"{m.group(1)}{key} = {value}", toml_text, count=1)
+    if n != 1:
+        raise RuntimeError(f"setting {section}.{key} not found in the template")
+    return new
+
+
+def _stage(title: str) -> float:
+    click.secho(f"\n== {title}", bold=True)
+    return time.perf_counter()
+
+
+def _cli(*args: str) -> None:
+    from study.cli import cli
+    rv = cli.main(args=[str(a) for a in args], prog_name="study", standalone_mode=False)
+    if isinstance(rv, int) and rv != 0:
+        raise StudyError(f"`study {' '.join(map(str, args))}` failed (exit status {rv})")
+
+
+def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 512,
+             port: int = 8765, rounds: int = 4) -> dict[str, Any]:
+    from study.dataset import create_study
+    from study.marketplace.server import serve_in_thread
+    from study.render.demodata import build_demo_dataset
+    from study.simulate import simulate_crowd
+    from study.simulate.scoring import planted_ranking, planted_scores
+    from study.studydir import Study
+    from study.web import create_app
+    from study.web.commands import serve_file
+
+    started = time.perf_counter()
+    directory = Path(directory).absolute()
+    if directory.exists() and any(directory.iterdir()):
+        raise StudyError(f"{directory} already exists and is not empty",
+                         hint="pass another folder: `study demo DIR`, or remove this one")
+    data_dir = directory / "data"
+    study_root = directory / "study"
+
+    t = _stage("1/7 demo dataset")
+    build_demo_dataset(data_dir, size=size, seed=seed)
+    click.echo(f"built {data_dir} ({time.perf_counter() - t:.1f} s)")
+
+    t = _stage("2/7 study folder")
+    port = _free_port(port)
+    base_url = f"http://127.0.0.1:{port}"
+    create_study(study_root, data_dir, seed=seed, name="aim2019-bokeh-demo",
+                 echo=lambda m: click.echo(m))
+    toml_path = study_root / "study.toml"
+    text = toml_path.read_text()
+    for (section, key), value in DEMO_SETTINGS.items():
+        text = _set(text, section, key, value)
+    text = _set(text, "hosting", "base_url", json.dumps(base_url))
+    text = _set(text, "serve", "port", port)
+    toml_path.write_text(text)
+    click.echo(f"created {study_root}")
+
+    t = _stage("3/7 render every built-in method")
+    _cli("--study", study_root, "render")
+    click.echo(f"rendered in {time.perf_counter() - t:.1f} s")
+
+    study = Study.open(study_root)
+    app = create_app(study)
+    url, stop = serve_in_thread(app, host="127.0.0.1", port=port)
+    serve_file(study).write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    try:
+        t = _stage("4/7 publish to the sandbox realm")
+        _cli("--study", study_root, "publish", "--sandbox", "--yes")
+
+        crowd_results = []
+        for round_no in range(1, rounds + 1):
+            t = _stage(f"5/7 simulated crowd, round {round_no}")
+            result = simulate_crowd(f"{url}/worker/sandbox", workers=workers,
+                                    seed=seed + 1000 * round_no)
+            crowd_results.append(result)
+            click.echo(f"crowd done in {time.perf_counter() - t:.1f} s")
+            t = _stage(f"6/7 collect with quality control, round {round_no}")
+            _cli("--study", study_root, "collect")
+            from study.status import gather
+            if gather(study)["collect"].get("complete"):
+                break
+
+        t = _stage("7/7 report")
+        _cli("--study", study_root, "report")
+    finally:
+        serve_file(study).unlink(missing_ok=True)
+        stop()
+
+    # Check the result against what the simulation planted.
+    conn = study.connect()
+    try:
+        pairs = [(r["image_id"], r["method"], r["reference_path"], r["path"]) for r in
+                 conn.execute("SELECT r.image_id, r.method, r.path, i.reference_path "
+                              "FROM renders r JOIN images i USING (image_id) "
+                              "WHERE r.status = 'done'")]
+    finally:
+        conn.close()
+    planted = planted_ranking(planted_scores(pairs))
+    report = json.loads((study.reports_dir / "report.json").read_text())
+    ranked = [m["method"] for m in sorted(report["methods"], key=lambda m: m["mos"])]
+    bad_workers = set()
+    for res in crowd_results:
+        bad_workers |= set(res.spammers) | set(res.straight_liners)
+    flagged = {w["worker"] for w in report["workers"] if w.get("screening") not in (None, "kept")}
+    summary = {
+        "study": str(study_root),
+        "planted_ranking": planted,
+        "report_ranking": ranked,
+        "ranking_matches": planted == ranked,
+        "spammers": sorted(bad_workers),
+        "spammers_flagged": sorted(bad_workers & flagged),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    click.secho("\n== result", bold=True)
+    click.echo("planted order (closest to the f/1.8 photo first): " + " < ".join(planted))
+    click.echo("report order  (lowest MOS first):                 " + " < ".join(ranked))
+    click.echo("ranking matches the planted order: " + ("yes" if summary["ranking_matches"] else "NO"))
+    click.echo(f"spammers and straight-liners flagged: {len(summary['spammers_flagged'])} of "
+               f"{len(summary['spammers'])}")
+    click.echo(f"\nfinished in {summary['seconds']} s")
+    click.echo(f"  study folder: {study_root}")
+    for name in sorted(p.name for p in study.reports_dir.glob("report.*")):
+        click.echo(f"  report:       {study.reports_dir / name}")
+    click.echo(f"  dashboard:    run `study serve --study {study_root}` and open the link it prints")
+    (directory / "demo-summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+@click.command("demo")
+@click.argument("directory", required=False, default="demo-study", type=click.Path())
+@click.option("--workers", type=int, default=36, show_default=True,
+              help="Simulated workers per round (spammers among them).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=int, default=512, show_default=True,
+              help="Height of the demo images in pixels.")
+@click.option("--port", type=int, default=8765, show_default=True,
+              help="Port for the in-process service (a free one if taken).")
+def demo_command(directory: str, workers: int, seed: int, size: int, port: int) -> None:
+    """Run a whole study end to end on demo data (default folder: ./demo-study)."""
+    summary = run_demo(Path(directory), workers=workers, seed=seed, size=size, port=port)
+    if not summary["ranking_matches"]:
+        raise StudyError("the report's ranking differs from the planted one",
+                         where=str(Path(directory) / "demo-summary.json"))
