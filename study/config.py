@@ -51,10 +51,15 @@ timeout_s = 600
 border_crop = 0
 
 # Methods: one [methods.NAME] table each. kind = "builtin" | "python" | "command" | "folder".
-#   builtin: builtin = "input" | "reference" | "gaussian" | "depth-blend" | "scatter", params = {...}
-#   python:  entry = "module:callable", weights = "path" (state dict, TorchScript or torch.export)
-#   command: command = "prog {input_dir} {output_dir}"
+#   builtin: builtin = "input" | "reference" | "gaussian" | "depth-blend" | "scatter",
+#            params = { ... } (e.g. sigma for gaussian; K, gamma, max_radius for scatter)
+#   python:  entry = "module:callable" (a factory called with params, or the image function
+#            itself), weights = "path" (state dict, TorchScript or torch.export .pt2),
+#            pythonpath = "folder to import from" (relative to the study), needs_depth = true|false
+#   command: command = "prog {input_dir} {output_dir}"; placeholders {input_dir} {output_dir}
+#            {depth_dir} {python} {study_dir} {device}; batch = true runs once over all images
 #   folder:  path = "folder of <image_id>.png results"
+#   Any kind may set timeout_s (seconds per image) to override render.timeout_s.
 # The factsheet (team, author, framework, hardware, runtime_s) goes into the ranking table.
 [methods.input]
 kind = "builtin"
