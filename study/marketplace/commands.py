@@ -1,0 +1,116 @@
+"""`study marketplace ...`: serve the bundled marketplace, invite live workers, add funds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from study.errors import StudyError
+
+
+def _study_or_none(ctx: click.Context):
+    from study.studydir import find_study_root, Study
+    root_obj = ctx.find_root().obj
+    study_dir = root_obj.get("study_dir") if isinstance(root_obj, dict) else None
+    if study_dir:
+        return Study.open(Path(study_dir))
+    root = find_study_root(Path.cwd())
+    return Study.open(root) if root else None
+
+
+def _db_path(ctx: click.Context, db: str | None) -> Path:
+    if db:
+        return Path(db)
+    study = _study_or_none(ctx)
+    return study.marketplace_db_path if study else Path("marketplace.db")
+
+
+def _keys(ctx: click.Context) -> dict[str, str]:
+    from study.marketplace import keys_from_env
+    keys: dict[str, str] = {}
+    study = _study_or_none(ctx)
+    if study is not None:
+        s = study.secrets()
+        if s.get("aws_access_key_id") and s.get("aws_secret_access_key"):
+            keys[s["aws_access_key_id"]] = s["aws_secret_access_key"]
+    keys.update(keys_from_env())
+    return keys
+
+
+@click.group("marketplace")
+def marketplace_group() -> None:
+    """The bundled MTurk-compatible marketplace (Requester API and worker site)."""
+
+
+@marketplace_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8766, show_default=True, type=int)
+@click.option("--db", "db", default=None, type=click.Path(dir_okay=False),
+              help="Marketplace SQLite file (default: <study>/marketplace.db, or ./marketplace.db "
+                   "outside a study).")
+@click.option("--threads", default=16, show_default=True, type=int)
+@click.pass_context
+def serve_command(ctx: click.Context, host: str, port: int, db: str | None, threads: int) -> None:
+    """Serve the Requester API (boto3 endpoint_url) and the worker site."""
+    import waitress
+    from study.marketplace import KEYS_ENV, create_app
+
+    keys = _keys(ctx)
+    if not keys:
+        raise StudyError("no requester keys are configured for the marketplace",
+                         where=KEYS_ENV,
+                         hint=f"run it inside a study folder (its .secrets.toml holds a key) or "
+                              f"set {KEYS_ENV}=KEY_ID:SECRET")
+    db_path = _db_path(ctx, db)
+    app = create_app(db_path, keys=keys)
+    server = waitress.create_server(app, host=host, port=port, threads=threads)
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{server.effective_port}"
+    click.echo(f"marketplace database: {db_path}")
+    click.echo(f"requester keys: {', '.join(sorted(keys))}")
+    for realm in ("sandbox", "live"):
+        click.echo(f"Requester API ({realm}): {base}/requester/{realm}")
+    click.echo(f"worker site (sandbox): {base}/worker/sandbox/")
+    click.echo(f"worker site (live):    {base}/worker/live/  (workers join by invitation; "
+               f"`study marketplace invite`)")
+    click.echo("Ctrl-C to stop.")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+@marketplace_group.command("invite")
+@click.option("--label", default="invite", show_default=True, help="A note for your records.")
+@click.option("--base-url", default="http://127.0.0.1:8766", show_default=True,
+              help="Where the worker site is reachable.")
+@click.option("--completion-code", default=None, help="Code shown after each submission "
+              "(default: random).")
+@click.option("--db", "db", default=None, type=click.Path(dir_okay=False))
+@click.pass_context
+def invite_command(ctx, label: str, base_url: str, completion_code: str | None,
+                   db: str | None) -> None:
+    """Create an invitation link for live workers (append ?participant=ID as needed)."""
+    from study.marketplace.db import create_invite
+    path = create_invite(_db_path(ctx, db), label, completion_code=completion_code)
+    click.echo(base_url.rstrip("/") + path)
+
+
+@marketplace_group.command("deposit")
+@click.argument("amount")
+@click.option("--realm", type=click.Choice(["sandbox", "live"]), default="live",
+              show_default=True)
+@click.option("--db", "db", default=None, type=click.Path(dir_okay=False))
+@click.pass_context
+def deposit_command(ctx, amount: str, realm: str, db: str | None) -> None:
+    """Add AMOUNT dollars to a realm's balance (the live realm starts at 0.00)."""
+    from study.marketplace.db import deposit
+    try:
+        balance = deposit(_db_path(ctx, db), realm, amount)
+    except ValueError:
+        raise StudyError(f"{amount!r} is not a dollar amount", where="AMOUNT",
+                         hint="write it like 250 or 250.00")
+    click.echo(f"{realm} balance: ${balance}")

@@ -1,0 +1,32 @@
+"""MTurk-looking identifiers: 30 upper-case letters and digits, worker ids starting with 'A'."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+WORKER_ID_RE = re.compile(r"^A[A-Z0-9]{1,63}$")
+
+
+def new_id(first: str = "3", length: int = 30) -> str:
+    return first + "".join(secrets.choice(_ALPHABET) for _ in range(length - 1))
+
+
+def worker_id_for(name: str) -> str:
+    """The WorkerId for a name typed at the sandbox sign-in (or an outside participant id).
+
+    An id already in MTurk's form (A followed by upper-case letters and digits) is kept as is;
+    anything else maps deterministically to one: 'A' + its letters and digits in upper case +
+    8 characters of a hash, so different names never share a WorkerId.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise ValueError("empty worker id")
+    if WORKER_ID_RE.match(name):
+        return name
+    cleaned = re.sub(r"[^A-Z0-9]", "", name.upper())[:40]
+    digest = base64.b32encode(hashlib.sha256(name.encode("utf-8")).digest()).decode()[:8]
+    return "A" + cleaned + digest

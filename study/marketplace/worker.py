@@ -1,0 +1,294 @@
+"""The worker site: sign in, find HIT groups, preview, accept, work, return and submit.
+
+Server-rendered HTML with its own Jinja2 environment (autoescaping on), so it can be mounted in
+any Flask app. A worker's session is a signed cookie scoped to the realm's path.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from urllib.parse import quote, urlencode
+
+import jinja2
+from flask import Blueprint, Response, current_app, redirect, request
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from study.marketplace.ids import worker_id_for
+from study.marketplace.market import Market, WorkerError, parse_question
+
+REALMS = ("sandbox", "live")
+PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
+IFRAME_SANDBOX = ("allow-scripts allow-forms allow-same-origin allow-popups "
+                  "allow-top-navigation-by-user-activation")
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("study.marketplace", "templates"),
+    autoescape=True, trim_blocks=True, lstrip_blocks=True)
+
+
+def _market() -> Market:
+    return current_app.extensions["marketplace"]
+
+
+def _page(template: str, status: int = 200, **ctx) -> Response:
+    realm = ctx.get("realm")
+    ctx.setdefault("home", _url(f"/worker/{realm}/") if realm else None)
+    html = _env.get_template(template).render(**ctx)
+    resp = Response(html, status=status, content_type="text/html; charset=utf-8")
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _url(path: str) -> str:
+    return request.script_root + path
+
+
+def _see_other(path: str) -> Response:
+    return redirect(_url(path), code=303)
+
+
+def _cookie_name(realm: str) -> str:
+    return f"mkw_{realm}"
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(_market().cookie_secret, salt="marketplace-worker")
+
+
+def _current_worker(realm: str) -> str | None:
+    raw = request.cookies.get(_cookie_name(realm))
+    if not raw:
+        return None
+    try:
+        data = _serializer().loads(raw)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("r") != realm:
+        return None
+    return data.get("w")
+
+
+def _sign_in(resp: Response, realm: str, worker_id: str) -> Response:
+    resp.set_cookie(_cookie_name(realm), _serializer().dumps({"r": realm, "w": worker_id}),
+                    path=_url(f"/worker/{realm}"), httponly=True, samesite="Lax",
+                    max_age=30 * 86400)
+    return resp
+
+
+def _error(realm: str, exc: WorkerError) -> Response:
+    return _page("message.html", exc.status, realm=realm, title="Not possible",
+                 message=exc.message)
+
+
+def _submit_base(realm: str) -> str:
+    return request.host_url.rstrip("/") + request.script_root + f"/worker/{realm}"
+
+
+def _frame_src(realm: str, hit: dict, assignment_id: str, worker_id: str | None) -> tuple[str, int]:
+    q = parse_question(hit["Question"])
+    params = [("assignmentId", assignment_id), ("hitId", hit["HITId"]),
+              ("turkSubmitTo", _submit_base(realm))]
+    if worker_id:
+        params.append(("workerId", worker_id))
+    query = urlencode(params, quote_via=quote)
+    if q.kind == "html":
+        src = _url(f"/worker/{realm}/hits/{hit['HITId']}/question") + "?" + query
+    else:
+        src = q.content + ("&" if "?" in q.content else "?") + query
+    return src, q.frame_height
+
+
+def _need_worker(realm: str):
+    worker = _current_worker(realm)
+    if worker is None:
+        if realm == "sandbox":
+            return None, _see_other("/worker/sandbox/login")
+        return None, _page("message.html", 401, realm=realm, title="Invitation needed",
+                           message="Open the invitation link you were given to start working.")
+    return worker, None
+
+
+def make_blueprint() -> Blueprint:
+    bp = Blueprint("marketplace_worker", __name__)
+
+    @bp.url_value_preprocessor
+    def _check_realm(endpoint, values):
+        realm = (values or {}).get("realm")
+        if realm is not None and realm not in REALMS:
+            from flask import abort
+            abort(404)
+
+    @bp.get("/worker/<realm>/")
+    def groups(realm: str):
+        worker, early = _need_worker(realm)
+        if early:
+            return early
+        groups = _market().list_groups(realm, worker)
+        for g in groups:
+            g["href"] = _url(f"/worker/{realm}/groups/{g['hit_type_id']}")
+        return _page("groups.html", realm=realm, worker=worker, groups=groups,
+                     logout=_url(f"/worker/{realm}/logout"))
+
+    @bp.get("/worker/sandbox/login")
+    def login_form():
+        return _page("login.html", realm="sandbox", action=_url("/worker/sandbox/login"))
+
+    @bp.post("/worker/sandbox/login")
+    def login():
+        name = (request.form.get("worker_id") or "").strip()
+        if not name or len(name) > 64:
+            return _page("login.html", 400, realm="sandbox", action=_url("/worker/sandbox/login"),
+                         error="Type a worker id of 1 to 64 characters.")
+        profile = {}
+        try:
+            if request.form.get("locale"):
+                loc = request.form["locale"].strip().upper()
+                if not re.fullmatch(r"[A-Z]{2}(-[A-Z0-9]{1,3})?", loc):
+                    raise ValueError("locale must be a country code such as US or US-CA")
+                profile["country"], _, sub = loc.partition("-")
+                profile["subdivision"] = sub or None
+            if request.form.get("hits_approved"):
+                profile["hits_approved"] = max(0, int(request.form["hits_approved"]))
+            if request.form.get("percent_approved"):
+                profile["percent_approved"] = max(0, min(100, int(request.form["percent_approved"])))
+            if request.form.get("masters"):
+                profile["masters"] = request.form["masters"] in ("1", "true", "on", "yes")
+        except ValueError as exc:
+            return _page("login.html", 400, realm="sandbox", action=_url("/worker/sandbox/login"),
+                         error=f"Invalid profile value: {exc}")
+        worker_id = worker_id_for(name)
+        _market().ensure_worker("sandbox", worker_id, **profile)
+        return _sign_in(_see_other("/worker/sandbox/"), "sandbox", worker_id)
+
+    @bp.post("/worker/<realm>/logout")
+    def logout(realm: str):
+        resp = _see_other(f"/worker/{realm}/")
+        resp.delete_cookie(_cookie_name(realm), path=_url(f"/worker/{realm}"))
+        return resp
+
+    @bp.get("/worker/live/join/<token>")
+    def join(token: str):
+        market = _market()
+        invite = market.conn().execute("SELECT * FROM invites WHERE token = ? AND realm = 'live'",
+                                       (token,)).fetchone()
+        if invite is None:
+            return _page("message.html", 404, realm="live", title="Unknown invitation",
+                         message="This invitation link is not valid. Check the link you were "
+                                 "given.")
+        participant = (request.args.get("participant") or "").strip()[:128] or None
+        current = _current_worker("live")
+        if participant:
+            worker_id = worker_id_for(participant)
+        elif current:
+            worker_id = current
+        else:
+            worker_id = worker_id_for("P" + secrets.token_hex(8).upper())
+        market.ensure_worker("live", worker_id, country=invite["country"],
+                             hits_approved=invite["base_approved"], participant_id=participant,
+                             invite_token=token)
+        return _sign_in(_see_other("/worker/live/"), "live", worker_id)
+
+    @bp.get("/worker/<realm>/groups/<hit_type_id>")
+    def group(realm: str, hit_type_id: str):
+        worker, early = _need_worker(realm)
+        if early:
+            return early
+        hit_id = _market().pick_hit(realm, worker, hit_type_id)
+        if hit_id is None:
+            return _page("message.html", 404, realm=realm, title="No HITs left",
+                         message="There are no more HITs in this group that you can work on.")
+        return _see_other(f"/worker/{realm}/hits/{hit_id}")
+
+    @bp.get("/worker/<realm>/hits/<hit_id>")
+    def preview(realm: str, hit_id: str):
+        worker = _current_worker(realm)
+        try:
+            hit = _market().worker_hit(realm, worker, hit_id, "preview")
+        except WorkerError as exc:
+            return _error(realm, exc)
+        src, height = _frame_src(realm, hit, PREVIEW_ID, worker)
+        return _page("hit.html", realm=realm, worker=worker, hit=hit, preview=True,
+                     frame_src=src, frame_height=height, sandbox=IFRAME_SANDBOX,
+                     accept_action=_url(f"/worker/{realm}/hits/{hit_id}/accept"))
+
+    @bp.get("/worker/<realm>/hits/<hit_id>/question")
+    def question(realm: str, hit_id: str):
+        market = _market()
+        row = market.conn().execute("SELECT question FROM hits WHERE realm = ? AND hit_id = ? "
+                                    "AND disposed = 0", (realm, hit_id)).fetchone()
+        if row is None:
+            return _page("message.html", 404, realm=realm, title="Not found",
+                         message="This HIT does not exist.")
+        q = parse_question(row[0])
+        if q.kind != "html":
+            return redirect(q.content)
+        resp = Response(q.content, content_type="text/html; charset=utf-8")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @bp.post("/worker/<realm>/hits/<hit_id>/accept")
+    def accept(realm: str, hit_id: str):
+        worker, early = _need_worker(realm)
+        if early:
+            return early
+        try:
+            aid = _market().accept(realm, worker, hit_id)
+        except WorkerError as exc:
+            return _error(realm, exc)
+        return _see_other(f"/worker/{realm}/assignments/{aid}")
+
+    @bp.get("/worker/<realm>/assignments/<assignment_id>")
+    def work(realm: str, assignment_id: str):
+        worker, early = _need_worker(realm)
+        if early:
+            return early
+        market = _market()
+        a = market.worker_assignment(realm, assignment_id)
+        if a is None or a["worker_id"] != worker:
+            return _error(realm, WorkerError("This assignment is not yours.", 404))
+        if a["status"] != "Accepted":
+            return _page("message.html", 409, realm=realm, title="Assignment closed",
+                         message=f"This assignment is {a['status'].lower()}.")
+        hit = market.hit_dict(market.conn(), realm, a["hit_id"])
+        src, height = _frame_src(realm, hit, assignment_id, worker)
+        return _page("hit.html", realm=realm, worker=worker, hit=hit, preview=False,
+                     frame_src=src, frame_height=height, sandbox=IFRAME_SANDBOX,
+                     assignment=a, return_action=_url(
+                         f"/worker/{realm}/assignments/{assignment_id}/return"))
+
+    @bp.post("/worker/<realm>/assignments/<assignment_id>/return")
+    def return_(realm: str, assignment_id: str):
+        worker, early = _need_worker(realm)
+        if early:
+            return early
+        try:
+            _market().return_assignment(realm, worker, assignment_id)
+        except WorkerError as exc:
+            return _error(realm, exc)
+        return _see_other(f"/worker/{realm}/")
+
+    @bp.route("/worker/<realm>/mturk/externalSubmit", methods=["GET", "POST"])
+    def external_submit(realm: str):
+        data = request.form if request.method == "POST" else request.args
+        aid = (data.get("assignmentId") or "").strip()
+        if not aid or aid == PREVIEW_ID:
+            return _page("message.html", 400, realm=realm, title="Nothing to submit",
+                         message="Accept the HIT before submitting it (assignmentId is missing).")
+        fields = [(name, "|".join(values)) for name, values in data.lists()
+                  if name != "assignmentId"]
+        market = _market()
+        try:
+            a = market.submit(realm, aid, fields)
+        except WorkerError as exc:
+            return _error(realm, exc)
+        code = None
+        if realm == "live":
+            row = market.conn().execute(
+                "SELECT i.completion_code FROM workers w JOIN invites i ON i.token = w.invite_token "
+                "WHERE w.realm = 'live' AND w.worker_id = ?", (a["worker_id"],)).fetchone()
+            code = row[0] if row else None
+        return _page("submitted.html", realm=realm, assignment_id=aid, completion_code=code)
+
+    return bp
