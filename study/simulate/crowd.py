@@ -1,0 +1,546 @@
+"""A simulated crowd working over real HTTP on the marketplace's worker site.
+
+Each worker signs in with its own cookie session and, one HIT at a time, does what a person in
+a browser does: list the HIT groups, open one (the marketplace picks an available HIT and shows
+its preview), accept, open the task page the work page frames, load the two images of every
+item, rate, and submit the form to turkSubmitTo. Returners and abandoners accept and then hand
+the HIT back or walk away.
+
+Workers take turns through a bounded thread pool (each turn is one HIT, then the worker queues
+again), so HITs spread over the whole crowd rather than going to whoever started first.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import re
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from urllib.parse import unquote_to_bytes, urljoin, urlsplit
+
+import numpy as np
+import requests
+
+from study.errors import StudyError
+from study.simulate import pages, scoring
+from study.simulate.workers import (KINDS, LOW_QUALITY, SPAMMER, STRAIGHTLINER, WorkerModel,
+                                    build_crowd)
+
+RETRIES = 4                 # extra attempts after a connection error or a 5xx/429
+BACKOFF_S = 0.2             # first pause; doubles each attempt, capped
+BACKOFF_CAP_S = 3.0
+REQUEST_TIMEOUT_S = 30.0
+MAX_FAILED_TURNS = 3        # a worker whose turns keep failing leaves
+MAX_ACCEPT_TRIES = 3        # HITs taken by others between preview and accept, per turn
+
+_ASSIGNMENT_IN_PATH = re.compile(r"/assignments/([^/?#]+)")
+_HIT_IN_PATH = re.compile(r"/hits/([^/?#]+)")
+
+
+class DeadlineReached(Exception):
+    pass
+
+
+class SiteUnavailable(Exception):
+    """The site kept failing (connection errors or server faults) after every retry."""
+
+
+@dataclass
+class Submission:
+    worker_id: str
+    kind: str
+    hit_id: str
+    assignment_id: str
+    hit_key: str
+    ratings: dict[int, int]
+    seconds: dict[int, float]
+    true_scores: dict[int, float]
+    items: dict[int, tuple[str, str]]     # position -> (reference URL, result URL)
+    comments: str = ""
+
+
+@dataclass
+class WorkerOutcome:
+    worker_id: str
+    kind: str
+    accepted: int = 0
+    submitted: int = 0
+    returned: int = 0
+    abandoned: int = 0
+    errors: list[str] = field(default_factory=list)
+    stopped: str = ""
+    submissions: list[Submission] = field(default_factory=list)
+    returned_hits: list[str] = field(default_factory=list)
+    abandoned_assignments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SimulationResult:
+    worker_site_url: str
+    seed: int
+    workers: list[WorkerOutcome]
+    elapsed_s: float
+    requests: int
+    deadline_reached: bool = False
+    # Seconds per successful request, by step: login, list, preview, accept (with the
+    # redirect to the work page), task, image, return, submit.
+    latencies: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+    @property
+    def submissions(self) -> list[Submission]:
+        return [s for w in self.workers for s in w.submissions]
+
+    def ids_of(self, *kinds: str) -> list[str]:
+        return [w.worker_id for w in self.workers if w.kind in kinds]
+
+    @property
+    def spammers(self) -> list[str]:
+        return self.ids_of(SPAMMER)
+
+    @property
+    def straightliners(self) -> list[str]:
+        return self.ids_of(STRAIGHTLINER)
+
+    # Both spellings are in use.
+    straight_liners = straightliners
+
+    @property
+    def low_quality_workers(self) -> list[str]:
+        """Spammers and straight-liners: the workers a study's quality control should flag."""
+        return self.ids_of(*LOW_QUALITY)
+
+    def by_kind(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for kind in KINDS:
+            ws = [w for w in self.workers if w.kind == kind]
+            if not ws:
+                continue
+            out[kind] = {"workers": len(ws),
+                         "accepted": sum(w.accepted for w in ws),
+                         "submitted": sum(w.submitted for w in ws),
+                         "returned": sum(w.returned for w in ws),
+                         "abandoned": sum(w.abandoned for w in ws),
+                         "errors": sum(len(w.errors) for w in ws)}
+        return out
+
+    def totals(self) -> dict[str, int]:
+        rows = self.by_kind().values()
+        keys = ("workers", "accepted", "submitted", "returned", "abandoned", "errors")
+        return {k: sum(r[k] for r in rows) for k in keys}
+
+    def latency_summary(self) -> dict[str, dict[str, float]]:
+        """Per step: count, p50 and p99 latency in seconds."""
+        out = {}
+        for step, xs in sorted(self.latencies.items()):
+            a = np.asarray(xs)
+            out[step] = {"n": int(a.size), "p50_s": float(np.percentile(a, 50)),
+                         "p99_s": float(np.percentile(a, 99))}
+        return out
+
+    def table(self) -> str:
+        keys = ("workers", "accepted", "submitted", "returned", "abandoned", "errors")
+        rows = [(k, *(str(v[c]) for c in keys)) for k, v in self.by_kind().items()]
+        t = self.totals()
+        rows.append(("total", *(str(t[c]) for c in keys)))
+        head = ("kind", *keys)
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        fmt = lambda r: "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])  # noqa: E731
+                                  for i, c in enumerate(r))
+        return "\n".join([fmt(head), *map(fmt, rows)])
+
+    def to_dict(self, with_answers: bool = False) -> dict:
+        workers = []
+        for w in self.workers:
+            d = asdict(w)
+            if not with_answers:
+                d.pop("submissions")
+            workers.append(d)
+        return {"worker_site_url": self.worker_site_url, "seed": self.seed,
+                "elapsed_s": round(self.elapsed_s, 3), "requests": self.requests,
+                "deadline_reached": self.deadline_reached, "by_kind": self.by_kind(),
+                "totals": self.totals(), "spammers": self.spammers,
+                "straightliners": self.straightliners,
+                "low_quality_workers": self.low_quality_workers,
+                "latency": self.latency_summary(), "workers": workers}
+
+
+class _Images:
+    """Images by URL, fetched once for the whole crowd (as a shared browser cache would),
+    kept only in the small prepared form the true score needs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._prepared: dict[str, np.ndarray] = {}
+        self._url_locks: dict[str, threading.Lock] = {}
+        self._scores: dict[tuple[str, str], float] = {}
+
+    def prepared(self, url: str, http: "_Http") -> np.ndarray:
+        with self._lock:
+            if url in self._prepared:
+                return self._prepared[url]
+            lock = self._url_locks.setdefault(url, threading.Lock())
+        with lock:
+            with self._lock:
+                if url in self._prepared:
+                    return self._prepared[url]
+            img = scoring.prepare(scoring.decode_image(_fetch_bytes(url, http)))
+            with self._lock:
+                self._prepared[url] = img
+            return img
+
+    def true_score(self, reference_url: str, result_url: str, http: "_Http") -> float:
+        key = (reference_url, result_url)
+        with self._lock:
+            if key in self._scores:
+                return self._scores[key]
+        ref = self.prepared(reference_url, http)
+        res = self.prepared(result_url, http)
+        score = scoring.score_from_distance(scoring.distance(ref, res))
+        with self._lock:
+            self._scores[key] = score
+        return score
+
+
+def _fetch_bytes(url: str, http: "_Http") -> bytes:
+    if url.startswith("data:"):
+        head, _, payload = url.partition(",")
+        if head.endswith(";base64"):
+            return base64.b64decode(payload)
+        return unquote_to_bytes(payload)
+    r = http.request("GET", url, step="image")
+    if r.status_code >= 400:
+        raise pages.PageError(f"image {url} answered HTTP {r.status_code}")
+    return r.content
+
+
+class _Counter:
+    """Requests made, and the latency of each successful one by step of the worker's path."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+        self.latencies: dict[str, list[float]] = {}
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+    def record(self, step: str, seconds: float) -> None:
+        with self._lock:
+            self.latencies.setdefault(step, []).append(seconds)
+
+
+class _Http:
+    """One worker's browser: a cookie session with bounded retries and backoff on connection
+    errors and server faults, and the simulation's global deadline."""
+
+    def __init__(self, session: requests.Session, deadline: float, counter: _Counter,
+                 jitter: random.Random, stop: threading.Event) -> None:
+        self.session = session
+        self.deadline = deadline
+        self.counter = counter
+        self.jitter = jitter
+        self.stop = stop
+
+    def request(self, method: str, url: str, step: str = "other", **kw) -> requests.Response:
+        last: str = ""
+        for attempt in range(RETRIES + 1):
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0 or self.stop.is_set():
+                raise DeadlineReached()
+            self.counter.add()
+            t0 = time.perf_counter()
+            try:
+                r = self.session.request(method, url, timeout=min(REQUEST_TIMEOUT_S, remaining),
+                                         **kw)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if r.status_code < 500 and r.status_code != 429:
+                    self.counter.record(step, time.perf_counter() - t0)
+                    # An earlier attempt may have been carried out with its answer lost.
+                    r.retried = attempt > 0
+                    return r
+                last = f"HTTP {r.status_code}"
+            if attempt < RETRIES:
+                pause = min(BACKOFF_CAP_S, BACKOFF_S * 2 ** attempt) * (0.5 + self.jitter.random())
+                if time.monotonic() + pause >= self.deadline:
+                    raise DeadlineReached()
+                time.sleep(pause)
+        raise SiteUnavailable(f"{method} {url}: {last} after {RETRIES + 1} attempts")
+
+
+def _strip_query(url: str) -> str:
+    # The image is named by its path: a presigned URL's signature changes, and so does the
+    # host and port the images are served from from one run to the next.
+    if url.startswith("data:"):
+        return "data:" + hashlib.sha256(url.encode()).hexdigest()
+    return urlsplit(url).path
+
+
+def hit_key(items: dict[int, tuple[str, str]]) -> str:
+    """A HIT's identity as the worker sees it: which images sit at which position. The same
+    HIT content gives the same answers from the same worker in any run."""
+    text = "\n".join(f"{p} {_strip_query(a)} {_strip_query(b)}" for p, (a, b) in sorted(items.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _landed_before(r: requests.Response) -> bool:
+    """A retried return or submit refused as already done (409): the first attempt was
+    carried out and only its answer was lost."""
+    return bool(getattr(r, "retried", False)) and r.status_code == 409
+
+
+class _Worker:
+    def __init__(self, model: WorkerModel, site: str, images: _Images, http: _Http,
+                 max_hits: int | None, on_submit) -> None:
+        self.model = model
+        self.site = site.rstrip("/")
+        self.images = images
+        self.http = http
+        self.max_hits = max_hits
+        self.on_submit = on_submit
+        self.out = WorkerOutcome(model.worker_id, model.kind)
+        self.signed_in = False
+        self.exhausted_groups: set[str] = set()
+        self.failed_turns = 0
+
+    # One turn: at most one HIT. Returns whether the worker wants another turn.
+    def turn(self) -> bool:
+        try:
+            more = self._turn()
+            self.failed_turns = 0
+            return more
+        except DeadlineReached:
+            self.out.stopped = "deadline"
+            return False
+        except (SiteUnavailable, pages.PageError, requests.RequestException, OSError,
+                ValueError) as exc:
+            self.out.errors.append(f"{type(exc).__name__}: {exc}")
+            self.failed_turns += 1
+            if self.failed_turns >= MAX_FAILED_TURNS:
+                self.out.stopped = "errors"
+                return False
+            return True
+
+    def _sign_in(self) -> None:
+        r = self.http.request("POST", f"{self.site}/login", step="login",
+                              data={"worker_id": self.model.worker_id})
+        if r.status_code >= 400:
+            raise pages.PageError(f"sign-in as {self.model.worker_id} answered HTTP {r.status_code}")
+        # The marketplace may give the worker another WorkerId than the name typed in.
+        assigned = pages.worker_id(r.text)
+        if assigned:
+            self.out.worker_id = assigned
+        self.signed_in = True
+
+    def _turn(self) -> bool:
+        if self.max_hits is not None and self.out.accepted - self.out.returned >= self.max_hits:
+            self.out.stopped = "max_hits"
+            return False
+        if not self.signed_in:
+            self._sign_in()
+        for _ in range(MAX_ACCEPT_TRIES):
+            r = self.http.request("GET", f"{self.site}/", step="list")
+            if r.status_code >= 400:
+                raise pages.PageError(f"HIT list answered HTTP {r.status_code}")
+            groups = [g for g in pages.hit_groups(r.text, r.url)
+                      if (g.hit_type_id or g.url) not in self.exhausted_groups]
+            if not groups:
+                self.out.stopped = "no_work"
+                return False
+            for group in groups:
+                accepted = self._try_group(group)
+                if accepted is None:
+                    continue
+                if accepted:
+                    return self._work(*accepted)
+            # Every group's HIT went to someone else between preview and accept: look again.
+        self.out.stopped = "no_work"
+        return False
+
+    def _try_group(self, group: pages.HitGroup):
+        """Preview the group's next HIT and accept it. None: nothing here for this worker;
+        False: lost the race for it; else (hit_id, work page response)."""
+        gkey = group.hit_type_id or group.url
+        r = self.http.request("GET", group.url, step="preview")
+        action = pages.accept_action(r.text, r.url) if r.status_code < 400 else None
+        if action is None:
+            self.exhausted_groups.add(gkey)
+            return None
+        m = _HIT_IN_PATH.search(urlsplit(r.url).path)
+        preview_src = pages.question_frame_src(r.text, r.url)
+        hit_id = m.group(1) if m else pages.query_params(preview_src).get("hitId", "")
+        if hit_id in self.out.returned_hits:
+            # The marketplace offers the HIT this worker handed back: nothing new here.
+            self.exhausted_groups.add(gkey)
+            return None
+        r = self.http.request("POST", action, step="accept")
+        if r.status_code >= 400 or not _ASSIGNMENT_IN_PATH.search(urlsplit(r.url).path):
+            return False
+        return hit_id, r
+
+    def _return(self, assignment_id: str, hit_id: str) -> bool:
+        r = self.http.request("POST", f"{self.site}/assignments/{assignment_id}/return",
+                              step="return")
+        if r.status_code >= 400 and not _landed_before(r):
+            return False
+        self.out.returned += 1
+        self.out.returned_hits.append(hit_id)
+        return True
+
+    def _work(self, hit_id: str, work: requests.Response) -> bool:
+        self.out.accepted += 1
+        nth = self.out.accepted - 1
+        src = pages.question_frame_src(work.text, work.url)
+        params = pages.query_params(src)
+        assignment_id = params.get("assignmentId") or \
+            _ASSIGNMENT_IN_PATH.search(urlsplit(work.url).path).group(1)
+        hit_id = params.get("hitId") or hit_id
+        try:
+            r = self.http.request("GET", src, step="task")
+            if r.status_code >= 400:
+                raise pages.PageError(f"task page {src} answered HTTP {r.status_code}")
+            task = pages.task_page(r.text, r.url)
+        except pages.PageError:
+            # A person hands back a HIT whose page is broken rather than sit on it.
+            self._return(assignment_id, hit_id)
+            raise
+        items = {it.position: (it.reference_url, it.result_url) for it in task.items}
+        key = hit_key(items)
+
+        leaving = self.model.leaves(key, nth)
+        if leaving == "return":
+            if not self._return(assignment_id, hit_id):
+                raise pages.PageError(f"the return of {assignment_id} was refused")
+            return True
+        if leaving == "abandon":
+            self.out.abandoned += 1
+            self.out.abandoned_assignments.append(assignment_id)
+            self.out.stopped = "abandoned"
+            return False
+
+        true_scores = {p: self.images.true_score(a, b, self.http) for p, (a, b) in items.items()}
+        answer = self.model.answer(key, true_scores)
+        form = {k: v for k, v in task.hidden.items() if not k.startswith("seconds_")}
+        form["assignmentId"] = assignment_id
+        for p in task.positions:
+            form[f"rating_{p}"] = str(answer.ratings[p])
+            form[f"seconds_{p}"] = f"{answer.seconds[p]:.2f}"
+        if answer.comments:
+            form["comments"] = answer.comments
+        submit_to = params.get("turkSubmitTo")
+        if submit_to:
+            action = submit_to.rstrip("/") + "/mturk/externalSubmit"
+        elif task.action and "{" not in task.action:
+            action = urljoin(r.url, task.action)
+        else:
+            action = f"{self.site}/mturk/externalSubmit"
+        rs = self.http.request("POST", action, data=form, step="submit")
+        if rs.status_code >= 400 and not _landed_before(rs):
+            raise pages.PageError(f"submit of {assignment_id} answered HTTP {rs.status_code}")
+        self.out.submitted += 1
+        self.out.submissions.append(Submission(
+            self.model.worker_id, self.model.kind, hit_id, assignment_id, key,
+            dict(answer.ratings), dict(answer.seconds), true_scores, items, answer.comments))
+        self.on_submit()
+        return True
+
+
+def _check_site(site: str, timeout: float) -> None:
+    try:
+        r = requests.get(site.rstrip("/") + "/", timeout=timeout)
+    except requests.RequestException as exc:
+        raise StudyError(f"no worker site answers at {site} ({type(exc).__name__})",
+                         where=site,
+                         hint="start the marketplace (`study serve` or `study marketplace "
+                              "serve`) or pass its address with --url") from None
+    if r.status_code >= 500 or r.status_code == 404:
+        raise StudyError(f"{site} answered HTTP {r.status_code}: not a worker site", where=site,
+                         hint="pass the marketplace's base URL with --url; the worker site is "
+                              "at {base}/worker/sandbox")
+
+
+def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
+                   mix: dict[str, float] | None = None, concurrency: int = 8,
+                   max_hits_per_worker: int | None = None, progress: bool = True,
+                   deadline_s: float = 900.0) -> SimulationResult:
+    """Run `workers` simulated workers against the worker site at `worker_site_url`
+    (`{base}/worker/sandbox`) until no HIT is left for any of them or `deadline_s` passes.
+
+    `mix` maps worker kinds (careful, sloppy, spammer, straightliner, returner, abandoner) to
+    shares; `concurrency` bounds the sessions working at once. Answers are deterministic in
+    `seed`: a worker's ratings of a HIT depend only on the seed, the worker and the HIT."""
+    if workers < 0:
+        raise StudyError("the number of workers must be 0 or more", where="--workers")
+    if concurrency < 1:
+        raise StudyError("concurrency must be at least 1", where="concurrency")
+    if max_hits_per_worker is not None and max_hits_per_worker < 1:
+        raise StudyError("max_hits_per_worker must be at least 1", where="max_hits_per_worker")
+    try:
+        crowd = build_crowd(workers, seed, mix)
+    except ValueError as exc:
+        raise StudyError(f"bad worker mix: {exc}", where="mix") from None
+    site = worker_site_url.rstrip("/")
+    _check_site(site, timeout=min(REQUEST_TIMEOUT_S, deadline_s))
+
+    started = time.monotonic()
+    deadline = started + deadline_s
+    counter = _Counter()
+    images = _Images()
+    stop = threading.Event()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(desc="simulated crowd", unit="HIT", total=None, leave=True)
+    bar_lock = threading.Lock()
+
+    def on_submit() -> None:
+        if bar is not None:
+            with bar_lock:
+                bar.update(1)
+
+    sims: list[_Worker] = []
+    for m in crowd:
+        session = requests.Session()
+        session.headers["User-Agent"] = "study-simulated-worker/1"
+        http = _Http(session, deadline, counter, random.Random(f"{seed}-{m.worker_id}"), stop)
+        sims.append(_Worker(m, site, images, http, max_hits_per_worker, on_submit))
+
+    deadline_reached = False
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sim-worker")
+    try:
+        pending = {pool.submit(w.turn): w for w in sims}
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                deadline_reached = True
+                break
+            done, _ = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+            for fut in done:
+                w = pending.pop(fut)
+                try:
+                    again = fut.result()
+                except Exception as exc:  # a bug in one session must not end the others
+                    w.out.errors.append(f"{type(exc).__name__}: {exc}")
+                    w.out.stopped = "crashed"
+                    again = False
+                if again:
+                    pending[pool.submit(w.turn)] = w
+        if any(w.out.stopped == "deadline" for w in sims):
+            deadline_reached = True
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for w in sims:
+            if not w.out.stopped:
+                w.out.stopped = "deadline"
+            w.http.session.close()
+        if bar is not None:
+            bar.close()
+    return SimulationResult(site, seed, [w.out for w in sims], time.monotonic() - started,
+                            counter.value, deadline_reached, counter.latencies)

@@ -1,0 +1,182 @@
+"""Reading the worker site's pages and the HIT page the way a browser would see them, with the
+standard library's HTML parser: what the marketplace and HIT page contracts promise (element
+ids and classes, form fields), nothing else."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str]
+    item: int | None = None          # data-position of the enclosing section.item
+    form: str | None = None          # id of the enclosing form
+
+    @property
+    def classes(self) -> set[str]:
+        return set(self.attrs.get("class", "").split())
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[Element] = []
+        self._sections: list[int | None] = []
+        self._forms: list[str | None] = []
+
+    def _item(self) -> int | None:
+        for p in reversed(self._sections):
+            if p is not None:
+                return p
+        return None
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: (v if v is not None else "") for k, v in attrs}
+        el = Element(tag, a, self._item(), self._forms[-1] if self._forms else None)
+        if tag == "section":
+            pos = None
+            if "item" in el.classes:
+                try:
+                    pos = int(a.get("data-position", ""))
+                except ValueError:
+                    pos = None
+            self._sections.append(pos)
+            el.item = self._item()
+        elif tag == "form":
+            self._forms.append(a.get("id", ""))
+            el.form = a.get("id", "")
+        self.elements.append(el)
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag == "section" and self._sections:
+            self._sections.pop()
+        elif tag == "form" and self._forms:
+            self._forms.pop()
+
+    def handle_endtag(self, tag):
+        if tag == "section" and self._sections:
+            self._sections.pop()
+        elif tag == "form" and self._forms:
+            self._forms.pop()
+
+
+def parse(html: str) -> list[Element]:
+    c = _Collector()
+    c.feed(html)
+    c.close()
+    return c.elements
+
+
+def find(elements: list[Element], tag: str | None = None, id: str | None = None,
+         cls: str | None = None) -> list[Element]:
+    return [e for e in elements
+            if (tag is None or e.tag == tag)
+            and (id is None or e.attrs.get("id") == id)
+            and (cls is None or cls in e.classes)]
+
+
+class PageError(Exception):
+    """A page does not hold what the contract says it holds."""
+
+
+@dataclass
+class HitGroup:
+    hit_type_id: str
+    url: str
+
+
+def hit_groups(html: str, page_url: str) -> list[HitGroup]:
+    out = []
+    for e in find(parse(html), "a", cls="hit-group"):
+        href = e.attrs.get("href")
+        if href:
+            out.append(HitGroup(e.attrs.get("data-hit-type-id", ""), urljoin(page_url, href)))
+    return out
+
+
+_WORKER_ID = re.compile(r'id="worker-id"[^>]*>\s*([^<\s]+)\s*<')
+
+
+def worker_id(html: str) -> str | None:
+    """The signed-in worker's id, as the worker site shows it (#worker-id)."""
+    m = _WORKER_ID.search(html)
+    return m.group(1) if m else None
+
+
+def question_frame_src(html: str, page_url: str) -> str:
+    frames = find(parse(html), "iframe", id="question-frame")
+    if not frames or not frames[0].attrs.get("src"):
+        raise PageError("no iframe#question-frame with a src")
+    return urljoin(page_url, frames[0].attrs["src"])
+
+
+def accept_action(html: str, page_url: str) -> str | None:
+    forms = find(parse(html), "form", id="accept-form")
+    if not forms:
+        return None
+    return urljoin(page_url, forms[0].attrs.get("action") or page_url)
+
+
+def query_params(url: str) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(urlsplit(url).query, keep_blank_values=True).items()}
+
+
+@dataclass
+class TaskItem:
+    position: int
+    reference_url: str
+    result_url: str
+    levels: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TaskPage:
+    items: list[TaskItem]
+    action: str | None                 # the form's action as written (HTMLQuestion sets it by JS)
+    hidden: dict[str, str]             # hidden fields of the rating form, as written
+
+    @property
+    def positions(self) -> list[int]:
+        return [it.position for it in self.items]
+
+
+_RATING = re.compile(r"^rating_(\d+)$")
+
+
+def task_page(html: str, page_url: str) -> TaskPage:
+    """The HIT page contract: form#rating-form, one section.item[data-position] per item with
+    img.reference and img.result, radio inputs rating_P (0..4), hidden seconds_P."""
+    elements = parse(html)
+    forms = find(elements, "form", id="rating-form")
+    if not forms:
+        raise PageError("no form#rating-form on the task page")
+    items: dict[int, TaskItem] = {}
+    for e in elements:
+        if e.item is None:
+            continue
+        it = items.setdefault(e.item, TaskItem(e.item, "", ""))
+        if e.tag == "img" and "reference" in e.classes and not it.reference_url:
+            it.reference_url = urljoin(page_url, e.attrs.get("src", ""))
+        elif e.tag == "img" and "result" in e.classes and not it.result_url:
+            it.result_url = urljoin(page_url, e.attrs.get("src", ""))
+        elif e.tag == "input" and e.attrs.get("type", "").lower() == "radio":
+            m = _RATING.match(e.attrs.get("name", ""))
+            if m and int(m.group(1)) == e.item:
+                it.levels.append(e.attrs.get("value", ""))
+    bad = [p for p, it in items.items() if not (it.reference_url and it.result_url)]
+    if bad:
+        raise PageError(f"item(s) {bad} lack img.reference or img.result")
+    if not items:
+        raise PageError("no section.item on the task page")
+    hidden = {}
+    for e in elements:
+        if (e.tag == "input" and e.form == "rating-form"
+                and e.attrs.get("type", "").lower() == "hidden" and e.attrs.get("name")):
+            hidden[e.attrs["name"]] = e.attrs.get("value", "")
+    return TaskPage([items[p] for p in sorted(items)], forms[0].attrs.get("action"), hidden)
