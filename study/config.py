@@ -109,6 +109,8 @@ ratings_per_item = 5
 gold_reference = true
 # ... and this method's output against the reference (expected 3 or 4); "" for none.
 gold_control_method = "input"
+# Seed of the HIT design; leave it out to use study.seed.
+# seed = 0
 
 [hit]
 title = "Rate how similar two photos look"
@@ -134,8 +136,9 @@ min_approved_hits = 100
 locales = []
 
 [marketplace]
-# "embedded" is the bundled MTurk-compatible marketplace; any other value is the https URL of an
-# MTurk-compatible Requester API (credentials then come from the usual AWS configuration).
+# "embedded" is the bundled MTurk-compatible marketplace; "aws" is Amazon's endpoints (chosen by
+# realm); any other value is the URL of an MTurk-compatible Requester API, where "{realm}" is
+# replaced by "sandbox" or "live". Credentials for those come from the usual AWS configuration.
 endpoint = "embedded"
 region = "us-east-1"
 aws_profile = ""

@@ -51,6 +51,7 @@ MIGRATIONS: list[str] = [
         error TEXT,
         psnr REAL,
         ssim REAL,
+        border_crop INTEGER,
         finished_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
         PRIMARY KEY (method, image_id)
     );
@@ -58,38 +59,56 @@ MIGRATIONS: list[str] = [
         item_id INTEGER PRIMARY KEY,
         image_id TEXT NOT NULL REFERENCES images(image_id),
         method TEXT NOT NULL,
-        kind TEXT NOT NULL DEFAULT 'test',
+        kind TEXT NOT NULL DEFAULT 'test'
+            CHECK (kind IN ('test', 'gold_reference', 'gold_control')),
+        reference_path TEXT NOT NULL,
+        result_path TEXT NOT NULL,
         expected_min INTEGER,
         expected_max INTEGER,
         UNIQUE (image_id, method, kind)
     );
+    CREATE TABLE hit_items (
+        hit_index INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        item_id INTEGER NOT NULL REFERENCES items(item_id),
+        realm TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (hit_index, position)
+    );
     CREATE TABLE hits (
-        hit_index INTEGER PRIMARY KEY,
         realm TEXT NOT NULL,
+        hit_index INTEGER NOT NULL,
         unique_token TEXT NOT NULL UNIQUE,
         hit_id TEXT UNIQUE,
         hit_type_id TEXT,
         max_assignments INTEGER NOT NULL,
-        state TEXT NOT NULL DEFAULT 'planned',
-        created_at TEXT
+        reward TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'planned' CHECK (state IN ('planned', 'creating', 'created')),
+        created_at TEXT,
+        PRIMARY KEY (realm, hit_index)
     );
-    CREATE TABLE hit_items (
-        hit_index INTEGER NOT NULL REFERENCES hits(hit_index),
-        position INTEGER NOT NULL,
-        item_id INTEGER NOT NULL REFERENCES items(item_id),
-        PRIMARY KEY (hit_index, position)
+    CREATE TABLE topups (
+        realm TEXT NOT NULL,
+        hit_index INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        unique_token TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL DEFAULT 'intent' CHECK (state IN ('intent', 'done', 'failed')),
+        error TEXT,
+        PRIMARY KEY (realm, hit_index, seq)
     );
     CREATE TABLE assignments (
         assignment_id TEXT PRIMARY KEY,
+        realm TEXT NOT NULL,
         hit_id TEXT NOT NULL,
+        hit_index INTEGER NOT NULL,
         worker_id TEXT NOT NULL,
         status TEXT NOT NULL,
         answer_xml TEXT,
-        accept_time REAL,
-        submit_time REAL,
+        accept_time TEXT,
+        submit_time TEXT,
         fetched_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-        decision TEXT,
-        decision_reason TEXT,
+        decision TEXT CHECK (decision IN ('approve', 'exclude', 'reject')),
+        decision_reason TEXT NOT NULL DEFAULT '',
         quality_json TEXT
     );
     CREATE TABLE ratings (
@@ -105,25 +124,30 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE payments (
         kind TEXT NOT NULL CHECK (kind IN ('approve', 'reject', 'bonus')),
-        assignment_id TEXT NOT NULL,
+        assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
         worker_id TEXT NOT NULL,
         amount_usd REAL NOT NULL DEFAULT 0,
-        unique_token TEXT,
-        reason TEXT,
-        state TEXT NOT NULL DEFAULT 'intent',
+        unique_token TEXT UNIQUE,
+        reason TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'intent'
+            CHECK (state IN ('intent', 'done', 'superseded', 'failed')),
+        note TEXT NOT NULL DEFAULT '',
         updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
         PRIMARY KEY (kind, assignment_id)
     );
     CREATE TABLE workers (
-        worker_id TEXT PRIMARY KEY,
+        realm TEXT NOT NULL,
+        worker_id TEXT NOT NULL,
         failures INTEGER NOT NULL DEFAULT 0,
+        excluded INTEGER NOT NULL DEFAULT 0,
         blocked INTEGER NOT NULL DEFAULT 0,
-        flags TEXT NOT NULL DEFAULT '',
-        reason TEXT NOT NULL DEFAULT ''
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (realm, worker_id)
     );
     CREATE TABLE hosted_images (
         sha256 TEXT PRIMARY KEY,
-        url TEXT NOT NULL,
+        ext TEXT NOT NULL,
+        mode TEXT NOT NULL,
         location TEXT NOT NULL
     );
     CREATE TABLE journal (

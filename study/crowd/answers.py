@@ -1,0 +1,143 @@
+"""Defensive parsing of QuestionFormAnswers XML.
+
+An answer comes from a browser we do not control: fields may be missing, unknown, repeated,
+out of range, non-numeric or hostile. Parsing never raises; every rating comes back with
+`valid` and, when invalid, the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+MAX_XML_BYTES = 1 << 20
+MAX_SECONDS = 24 * 3600.0
+MIN_SCORE, MAX_SCORE = 0, 4
+_FIELD = re.compile(r"^(rating|seconds)_(\d{1,4})$")
+KNOWN_FIELDS = {"comments", "assignmentId", "hitId", "workerId", "turkSubmitTo"}
+
+
+@dataclass
+class ItemAnswer:
+    position: int
+    score: int | None
+    seconds: float | None
+    valid: bool
+    reason: str = ""
+
+
+@dataclass
+class ParsedAnswer:
+    items: dict[int, ItemAnswer]
+    comments: str = ""
+    problems: list[str] = field(default_factory=list)  # about the assignment as a whole
+    readable: bool = True
+
+    @property
+    def valid_scores(self) -> list[int]:
+        return [a.score for a in self.items.values() if a.valid and a.score is not None]
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """A value quoted safely for a reason text: repr, truncated."""
+    text = value if len(value) <= limit else value[:limit] + "..."
+    return repr(text)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def read_fields(xml: str | bytes | None) -> tuple[list[tuple[str, str]], list[str]]:
+    """(QuestionIdentifier, value) pairs in document order, and problems met reading them."""
+    if xml is None or (isinstance(xml, (str, bytes)) and not xml.strip()):
+        return [], ["empty answer"]
+    raw = xml.encode("utf-8", "replace") if isinstance(xml, str) else xml
+    if len(raw) > MAX_XML_BYTES:
+        return [], [f"answer too large ({len(raw)} bytes)"]
+    # No DTDs: entity expansion is the classic XML bomb, and answers never need one.
+    if b"<!DOCTYPE" in raw.upper() or b"<!ENTITY" in raw.upper():
+        return [], ["answer XML declares a DTD or entities"]
+    try:
+        root = ET.fromstring(raw)
+    except Exception as exc:  # noqa: BLE001 - ParseError, unknown encodings, bad bytes, ...
+        return [], [f"answer is not well-formed XML ({type(exc).__name__}: "
+                    f"{str(exc)[:120]})"]
+    if _local(root.tag) != "QuestionFormAnswers":
+        return [], [f"answer root element is {shown(_local(root.tag))}, "
+                    "not QuestionFormAnswers"]
+    pairs: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for answer in root:
+        if _local(answer.tag) != "Answer":
+            problems.append(f"unexpected element {shown(_local(answer.tag))}")
+            continue
+        qid, value = None, None
+        for child in answer:
+            name = _local(child.tag)
+            if name == "QuestionIdentifier":
+                qid = (child.text or "").strip()
+            elif name in ("FreeText", "SelectionIdentifier"):
+                value = child.text or ""
+        if not qid:
+            problems.append("an answer without a QuestionIdentifier")
+            continue
+        pairs.append((qid, "" if value is None else value))
+    return pairs, problems
+
+
+def parse_score(value: str) -> tuple[int | None, str]:
+    text = value.strip()
+    if not re.fullmatch(r"[+-]?\d{1,6}", text):
+        return None, f"rating {shown(value)} is not a whole number"
+    score = int(text)
+    if not MIN_SCORE <= score <= MAX_SCORE:
+        return None, f"rating {score} is outside {MIN_SCORE}..{MAX_SCORE}"
+    return score, ""
+
+
+def parse_seconds(value: str) -> float | None:
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_SECONDS:
+        return None
+    return seconds
+
+
+def parse_answers(xml: str | bytes | None, positions: list[int]) -> ParsedAnswer:
+    """The ratings for the HIT positions `positions` found in one assignment's answer."""
+    pairs, problems = read_fields(xml)
+    readable = not problems or bool(pairs)
+    values: dict[tuple[str, int], list[str]] = {}
+    comments: list[str] = []
+    expected = set(positions)
+    for qid, value in pairs:
+        m = _FIELD.match(qid)
+        if m and int(m.group(2)) in expected:
+            values.setdefault((m.group(1), int(m.group(2))), []).append(value)
+        elif qid == "comments":
+            comments.append(value)
+        elif qid not in KNOWN_FIELDS:
+            problems.append(f"unknown field {shown(qid)}")
+    items: dict[int, ItemAnswer] = {}
+    for p in positions:
+        ratings = values.get(("rating", p), [])
+        secs = values.get(("seconds", p), [])
+        seconds = parse_seconds(secs[0]) if len(secs) == 1 else None
+        if not readable:
+            items[p] = ItemAnswer(p, None, None, False, problems[0])
+        elif not ratings:
+            items[p] = ItemAnswer(p, None, seconds, False, f"rating_{p} missing")
+        elif len(ratings) > 1:
+            items[p] = ItemAnswer(p, None, seconds, False,
+                                  f"rating_{p} given {len(ratings)} times")
+        else:
+            score, why = parse_score(ratings[0])
+            items[p] = ItemAnswer(p, score, seconds, score is not None, why)
+    text = "\n".join(comments)
+    return ParsedAnswer(items=items, comments=text[:2000], problems=problems,
+                        readable=readable)

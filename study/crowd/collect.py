@@ -1,0 +1,568 @@
+"""`study collect`: fetch assignments, keep every raw answer, store each rating once, decide
+quality, pay exactly once, block repeat offenders, cap HITs per worker, and top up items short of
+valid ratings.
+
+Exactly once: every approval, rejection and bonus is first an intent row in `payments` (primary
+key (kind, assignment_id), unique token), then a call, then a state change. A re-run sends the
+intents left over; an answer that the assignment is no longer Submitted is checked against the
+marketplace and counted as done when the decision is already applied. A file lock keeps two
+collects of the same study from running at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from study import store
+from study.config import get
+from study.crowd import design, journal, money
+from study.crowd.answers import parse_answers
+from study.crowd.client import Requester, error_message, requester
+from study.crowd.lock import crowd_lock
+from study.crowd.pages import study_id
+from study.crowd.quality import Rated, assess, decide, policy_from_config, should_block
+from study.crowd.ratings import ratings_frame  # noqa: F401 - the export lives beside collect
+from study.errors import StudyError
+
+STATUSES = ["Submitted", "Approved", "Rejected"]
+MTURK_EXTEND_LIMIT = 10  # HITs made with fewer than 10 assignments cannot reach 10
+REPEAT_REASON = "worker already rated this item"
+
+
+@dataclass
+class Summary:
+    realm: str
+    new_assignments: int = 0
+    decisions: dict[str, int] = field(default_factory=dict)
+    payments: dict[str, int] = field(default_factory=dict)
+    blocked: int = 0
+    capped: int = 0
+    topup_assignments: int = 0
+    topup_hits: int = 0
+    items_complete: int = 0
+    items_total: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        d, p = self.decisions, self.payments
+        out = [f"Collected in the {self.realm} realm:",
+               f"  assignments  {self.new_assignments} new; decided: "
+               f"{d.get('approve', 0)} approved, {d.get('exclude', 0)} approved but excluded, "
+               f"{d.get('reject', 0)} rejected",
+               f"  payments     {p.get('approve', 0)} approvals, {p.get('reject', 0)} "
+               f"rejections, {p.get('bonus', 0)} bonuses sent",
+               f"  workers      {self.blocked} blocked, {self.capped} at the HIT cap",
+               f"  top-up       {self.topup_assignments} assignments added, "
+               f"{self.topup_hits} new HITs",
+               f"  items        {self.items_complete}/{self.items_total} with enough valid "
+               f"ratings"]
+        out += [f"  note: {n}" for n in self.notes]
+        return out
+
+
+def _ts(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(value)
+
+
+# ------------------------------------------------------------------ fetching
+
+def store_assignment(conn: sqlite3.Connection, realm: str, hit_index: int, a: dict) -> bool:
+    """Store a new assignment and its ratings in one transaction; True when it was new.
+    A known assignment only has its marketplace status refreshed."""
+    aid = a["AssignmentId"]
+    with store.transaction(conn):
+        known = conn.execute("SELECT status FROM assignments WHERE assignment_id = ?",
+                             (aid,)).fetchone()
+        if known is not None:
+            if known["status"] != a.get("AssignmentStatus"):
+                conn.execute("UPDATE assignments SET status = ? WHERE assignment_id = ?",
+                             (a.get("AssignmentStatus", known["status"]), aid))
+            return False
+        worker = str(a.get("WorkerId", ""))
+        answer = a.get("Answer")
+        conn.execute(
+            "INSERT INTO assignments (assignment_id, realm, hit_id, hit_index, worker_id, "
+            "status, answer_xml, accept_time, submit_time) VALUES (?,?,?,?,?,?,?,?,?)",
+            (aid, realm, a["HITId"], hit_index, worker, a.get("AssignmentStatus", "Submitted"),
+             answer, _ts(a.get("AcceptTime")), _ts(a.get("SubmitTime"))))
+        items = {r["position"]: r["item_id"] for r in design.hit_items(conn, hit_index)}
+        parsed = parse_answers(answer, sorted(items))
+        seen = {r[0] for r in conn.execute(
+            "SELECT r.item_id FROM ratings r JOIN assignments a USING (assignment_id) "
+            "WHERE r.worker_id = ? AND a.realm = ? AND r.item_id IS NOT NULL",
+            (worker, realm))}
+        for pos, ans in parsed.items.items():
+            valid, reason = ans.valid, ans.reason
+            if valid and items[pos] in seen:
+                # Possible only through a top-up HIT; the first rating of an item counts.
+                valid, reason = False, REPEAT_REASON
+            conn.execute(
+                "INSERT OR IGNORE INTO ratings (assignment_id, position, item_id, worker_id, "
+                "score, seconds, valid, reason) VALUES (?,?,?,?,?,?,?,?)",
+                (aid, pos, items[pos], worker, ans.score, ans.seconds, int(valid), reason))
+        conn.execute("UPDATE assignments SET quality_json = ? WHERE assignment_id = ?",
+                     (json.dumps({"problems": parsed.problems[:20],
+                                  "comments": parsed.comments}), aid))
+    journal.record(conn, "collect:assignment:stored", assignment_id=aid)
+    return True
+
+
+def fetch(conn: sqlite3.Connection, api: Requester) -> int:
+    from tqdm import tqdm
+
+    hits = conn.execute("SELECT hit_index, hit_id FROM hits WHERE realm = ? AND "
+                        "state = 'created' ORDER BY hit_index", (api.realm,)).fetchall()
+    new = 0
+    for h in tqdm(hits, desc="collecting", unit="HIT", file=sys.stderr, disable=None):
+        for a in api.pages("list_assignments_for_hit", "Assignments", HITId=h["hit_id"],
+                           AssignmentStatuses=STATUSES):
+            new += store_assignment(conn, api.realm, h["hit_index"], a)
+    return new
+
+
+# ------------------------------------------------------------------ deciding
+
+def consensus(conn: sqlite3.Connection, realm: str, exclude_assignment: str) -> dict[int, float]:
+    return {r[0]: r[1] for r in conn.execute(
+        "SELECT r.item_id, AVG(r.score) FROM ratings r JOIN assignments a USING (assignment_id) "
+        "JOIN items i ON i.item_id = r.item_id WHERE a.realm = ? AND a.decision = 'approve' "
+        "AND r.valid = 1 AND i.kind = 'test' AND a.assignment_id != ? GROUP BY r.item_id",
+        (realm, exclude_assignment))}
+
+
+def decide_assignment(conn: sqlite3.Connection, realm: str, aid: str, policy) -> str:
+    rows = conn.execute(
+        "SELECT r.*, i.kind, i.expected_min, i.expected_max FROM ratings r "
+        "LEFT JOIN items i ON i.item_id = r.item_id WHERE r.assignment_id = ? "
+        "ORDER BY r.position", (aid,)).fetchall()
+    # A repeated item is a real answer for judging the worker, though only the first counts.
+    rated = [Rated(r["item_id"], r["score"], r["seconds"],
+                   bool(r["valid"]) or r["reason"] == REPEAT_REASON,
+                   (r["expected_min"], r["expected_max"]) if r["kind"] not in (None, "test")
+                   else None) for r in rows]
+    a = conn.execute("SELECT * FROM assignments WHERE assignment_id = ?", (aid,)).fetchone()
+    info = json.loads(a["quality_json"] or "{}")
+    checks = assess(rated, consensus(conn, realm, aid))
+    decision, reason = decide(checks, policy, info.get("problems"))
+    info["checks"] = asdict(checks)
+    with store.transaction(conn):
+        current = conn.execute("SELECT decision FROM assignments WHERE assignment_id = ?",
+                               (aid,)).fetchone()["decision"]
+        if current is not None:
+            return current
+        conn.execute("UPDATE assignments SET decision = ?, decision_reason = ?, "
+                     "quality_json = ? WHERE assignment_id = ?",
+                     (decision, reason, json.dumps(info, default=str), aid))
+        if decision != "approve":
+            conn.execute("UPDATE ratings SET valid = 0, reason = CASE WHEN reason = '' THEN ? "
+                         "ELSE reason || '; ' || ? END WHERE assignment_id = ? AND valid = 1",
+                         (f"{decision}: {reason}", f"{decision}: {reason}", aid))
+        conn.execute("INSERT INTO workers (realm, worker_id, failures) VALUES (?, ?, ?) "
+                     "ON CONFLICT(realm, worker_id) DO UPDATE SET "
+                     "failures = failures + excluded.failures",
+                     (realm, a["worker_id"], int(decision != "approve")))
+    journal.record(conn, "collect:decision:stored", assignment_id=aid, decision=decision)
+    return decision
+
+
+def decide_all(conn: sqlite3.Connection, realm: str, policy) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    pending = [r[0] for r in conn.execute(
+        "SELECT assignment_id FROM assignments WHERE realm = ? AND decision IS NULL "
+        "ORDER BY submit_time, assignment_id", (realm,))]
+    for aid in pending:
+        d = decide_assignment(conn, realm, aid, policy)
+        counts[d] = counts.get(d, 0) + 1
+    return counts
+
+
+# ------------------------------------------------------------------ paying
+
+def bonus_token(sid: str, aid: str) -> str:
+    return f"{sid}-bonus-{aid}"[:64]
+
+
+def make_intents(conn: sqlite3.Connection, realm: str, cfg: dict) -> None:
+    """Payment intents for every decided assignment (idempotent: primary keys)."""
+    sid = study_id(conn)
+    bonus = money.usd(get(cfg, "quality.bonus_usd", 0) or 0)
+    reason = str(get(cfg, "quality.bonus_reason", "") or "Thank you.")
+    with store.transaction(conn):
+        for a in conn.execute("SELECT * FROM assignments WHERE realm = ? AND decision IS NOT "
+                              "NULL", (realm,)).fetchall():
+            kind = "reject" if a["decision"] == "reject" else "approve"
+            conn.execute("INSERT OR IGNORE INTO payments (kind, assignment_id, worker_id, "
+                         "reason) VALUES (?,?,?,?)",
+                         (kind, a["assignment_id"], a["worker_id"], a["decision_reason"]))
+            if a["decision"] == "approve" and bonus > 0:
+                conn.execute("INSERT OR IGNORE INTO payments (kind, assignment_id, worker_id, "
+                             "amount_usd, unique_token, reason) VALUES ('bonus',?,?,?,?,?)",
+                             (a["assignment_id"], a["worker_id"], float(bonus),
+                              bonus_token(sid, a["assignment_id"]), reason))
+
+
+def _finish(conn: sqlite3.Connection, kind: str, aid: str, state: str, note: str = "") -> None:
+    journal.record(conn, f"collect:{kind}:done", assignment_id=aid, state=state)
+    conn.execute("UPDATE payments SET state = ?, note = ?, updated_at = "
+                 "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE kind = ? AND assignment_id = ?",
+                 (state, note, kind, aid))
+
+
+def _assignment_status(api: Requester, aid: str) -> str:
+    return api.call("get_assignment", AssignmentId=aid)["Assignment"]["AssignmentStatus"]
+
+
+def send_decision(conn: sqlite3.Connection, api: Requester, p: sqlite3.Row) -> str:
+    from botocore.exceptions import ClientError
+
+    kind, aid = p["kind"], p["assignment_id"]
+    wanted = "Approved" if kind == "approve" else "Rejected"
+    journal.record(conn, f"collect:{kind}:sent", assignment_id=aid)
+    try:
+        if kind == "approve":
+            api.call("approve_assignment", AssignmentId=aid)
+        else:
+            api.call("reject_assignment", AssignmentId=aid,
+                     RequesterFeedback=(p["reason"] or "Rejected.")[:1024])
+        state, note = "done", ""
+    except ClientError as exc:
+        status = _assignment_status(api, aid)  # an earlier run, or auto-approval, got there
+        if status == wanted:
+            state, note = "done", "already applied on the marketplace"
+        elif status in ("Approved", "Rejected"):
+            state, note = "superseded", f"marketplace shows {status}: {error_message(exc)}"
+        else:
+            raise
+    _finish(conn, kind, aid, state, note)
+    conn.execute("UPDATE assignments SET status = ? WHERE assignment_id = ?",
+                 (wanted if state == "done" else status, aid))
+    return state
+
+
+def send_bonus(conn: sqlite3.Connection, api: Requester, p: sqlite3.Row) -> str:
+    from botocore.exceptions import ClientError
+
+    aid = p["assignment_id"]
+    # A bonus already paid (an earlier run whose token the marketplace may have forgotten).
+    try:
+        paid = list(api.pages("list_bonus_payments", "BonusPayments", AssignmentId=aid))
+    except ClientError:
+        paid = []
+    if paid:
+        _finish(conn, "bonus", aid, "done", "already paid")
+        return "done"
+    journal.record(conn, "collect:bonus:sent", assignment_id=aid)
+    try:
+        api.call("send_bonus", WorkerId=p["worker_id"], BonusAmount=str(
+            money.usd(p["amount_usd"])), AssignmentId=aid, Reason=p["reason"] or "Thank you.",
+                 UniqueRequestToken=p["unique_token"])
+        note = ""
+    except ClientError as exc:
+        message = error_message(exc)
+        if "already" not in message.lower() and "token" not in message.lower():
+            raise
+        note = "already paid (token seen)"
+    _finish(conn, "bonus", aid, "done", note)
+    return "done"
+
+
+def pay(conn: sqlite3.Connection, api: Requester) -> dict[str, int]:
+    sent: dict[str, int] = {}
+    rows = conn.execute(
+        "SELECT p.* FROM payments p JOIN assignments a USING (assignment_id) WHERE a.realm = ? "
+        "AND p.state = 'intent' AND p.kind IN ('approve', 'reject') ORDER BY p.assignment_id",
+        (api.realm,)).fetchall()
+    for p in rows:
+        if send_decision(conn, api, p) == "done":
+            sent[p["kind"]] = sent.get(p["kind"], 0) + 1
+    # Bonuses only once the assignment is approved.
+    rows = conn.execute(
+        "SELECT p.* FROM payments p JOIN payments ap ON ap.assignment_id = p.assignment_id "
+        "AND ap.kind = 'approve' AND ap.state = 'done' JOIN assignments a ON "
+        "a.assignment_id = p.assignment_id WHERE a.realm = ? AND p.kind = 'bonus' "
+        "AND p.state = 'intent' ORDER BY p.assignment_id", (api.realm,)).fetchall()
+    for p in rows:
+        send_bonus(conn, api, p)
+        sent["bonus"] = sent.get("bonus", 0) + 1
+    return sent
+
+
+# ------------------------------------------------------------------ workers
+
+def _qualification(conn: sqlite3.Connection, realm: str) -> str | None:
+    return store.get_meta(conn, f"crowd.{realm}.qualification_type_id")
+
+
+def block_workers(conn: sqlite3.Connection, api: Requester, policy) -> int:
+    qid = _qualification(conn, api.realm)
+    n = 0
+    for w in conn.execute("SELECT * FROM workers WHERE realm = ? AND blocked = 0",
+                          (api.realm,)).fetchall():
+        if not should_block(w["failures"], policy):
+            continue
+        reason = (f"{w['failures']} assignments of this study failed its quality checks "
+                  "(check pairs, time on task, or identical ratings throughout).")
+        journal.record(conn, "collect:block:sent", worker_id=w["worker_id"])
+        # Both calls are idempotent on the marketplace, so a re-run may repeat them.
+        api.call("create_worker_block", WorkerId=w["worker_id"], Reason=reason)
+        if qid:
+            api.call("associate_qualification_with_worker", QualificationTypeId=qid,
+                     WorkerId=w["worker_id"], IntegerValue=1, SendNotification=False)
+        journal.record(conn, "collect:block:done", worker_id=w["worker_id"])
+        conn.execute("UPDATE workers SET blocked = 1, excluded = ?, reason = ? WHERE realm = ? "
+                     "AND worker_id = ?", (int(bool(qid)), reason, api.realm, w["worker_id"]))
+        n += 1
+    return n
+
+
+def cap_workers(conn: sqlite3.Connection, api: Requester, cap: int) -> int:
+    """Grant the exclusion qualification to workers who reached max_hits_per_worker.
+    (Enforced from the next collect on: a worker may exceed the cap in between.)"""
+    qid = _qualification(conn, api.realm)
+    if not qid or cap <= 0:
+        return 0
+    rows = conn.execute(
+        "SELECT a.worker_id, COUNT(*) AS n FROM assignments a LEFT JOIN workers w ON "
+        "w.realm = a.realm AND w.worker_id = a.worker_id WHERE a.realm = ? AND "
+        "COALESCE(w.excluded, 0) = 0 GROUP BY a.worker_id HAVING n >= ?",
+        (api.realm, cap)).fetchall()
+    for r in rows:
+        api.call("associate_qualification_with_worker", QualificationTypeId=qid,
+                 WorkerId=r["worker_id"], IntegerValue=1, SendNotification=False)
+        conn.execute("INSERT INTO workers (realm, worker_id, excluded, reason) VALUES "
+                     "(?, ?, 1, 'reached the HIT cap') ON CONFLICT(realm, worker_id) DO UPDATE "
+                     "SET excluded = 1", (api.realm, r["worker_id"]))
+    return len(rows)
+
+
+# ------------------------------------------------------------------ top-up
+
+def valid_counts(conn: sqlite3.Connection, realm: str) -> dict[int, int]:
+    counts = {r[0]: 0 for r in conn.execute(
+        "SELECT DISTINCT hi.item_id FROM hit_items hi JOIN items i USING (item_id) "
+        "WHERE i.kind = 'test' AND hi.realm IN ('', ?)", (realm,))}
+    for item_id, n in conn.execute(
+            "SELECT r.item_id, COUNT(*) FROM ratings r JOIN assignments a USING (assignment_id) "
+            "JOIN items i ON i.item_id = r.item_id WHERE a.realm = ? AND r.valid = 1 AND "
+            "a.decision = 'approve' AND i.kind = 'test' GROUP BY r.item_id", (realm,)):
+        counts[item_id] = n
+    return counts
+
+
+def _hit_capacity(conn: sqlite3.Connection, realm: str, hit_index: int) -> int:
+    row = conn.execute(
+        "SELECT h.max_assignments + COALESCE((SELECT SUM(count) FROM topups t WHERE "
+        "t.realm = h.realm AND t.hit_index = h.hit_index AND t.state = 'done'), 0) "
+        "FROM hits h WHERE h.realm = ? AND h.hit_index = ?", (realm, hit_index)).fetchone()
+    return int(row[0])
+
+
+def topup(study, conn: sqlite3.Connection, api: Requester, summary: Summary) -> None:
+    from study.crowd.publish import committed_cost, create_hit
+
+    cfg = study.config
+    k, r_wanted, *_ = design.design_settings(cfg)
+    realm = api.realm
+    resume_extensions(conn, api, cfg)
+    counts = valid_counts(conn, realm)
+    summary.items_total = len(counts)
+    summary.items_complete = sum(1 for n in counts.values() if n >= r_wanted)
+    short = {i: r_wanted - n for i, n in counts.items() if n < r_wanted}
+    if not short:
+        return
+    # Assignments that may still come in for each HIT (available or being worked on).
+    outstanding: dict[int, int] = {}
+    open_hits: dict[int, bool] = {}
+    for h in conn.execute("SELECT hit_index, hit_id FROM hits WHERE realm = ? AND "
+                          "state = 'created'", (realm,)).fetchall():
+        hit = api.call("get_hit", HITId=h["hit_id"])["HIT"]
+        expiration = hit.get("Expiration")
+        alive = hit.get("HITStatus") == "Assignable" or (
+            isinstance(expiration, datetime) and expiration > datetime.now(timezone.utc)
+            and hit.get("HITStatus") not in ("Disposed",))
+        open_hits[h["hit_index"]] = alive
+        outstanding[h["hit_index"]] = int(hit.get("NumberOfAssignmentsPending", 0)) + (
+            int(hit.get("NumberOfAssignmentsAvailable", 0)) if alive else 0)
+    hits_of: dict[int, list[int]] = {}
+    for item_id, h in conn.execute(
+            "SELECT hi.item_id, hi.hit_index FROM hit_items hi JOIN hits h ON "
+            "h.hit_index = hi.hit_index AND h.realm = ? WHERE hi.realm IN ('', ?)",
+            (realm, realm)):
+        hits_of.setdefault(item_id, []).append(h)
+    need = {}
+    for item_id, missing in short.items():
+        left = missing - sum(outstanding.get(h, 0) for h in hits_of.get(item_id, []))
+        if left > 0:
+            need[item_id] = left
+    if not need:
+        return
+    reward = money.usd(get(cfg, "hit.reward", "0.50"))
+    budget = money.usd(get(cfg, "budget.max_usd", 0))
+    committed = committed_cost(conn, realm)
+
+    # First choice: more assignments for the item's own HIT (MTurk keeps a worker from
+    # doing a HIT twice, so no one rates an item twice).
+    extend: dict[int, int] = {}
+    rehome: dict[int, int] = {}
+    for item_id, left in need.items():
+        home = min(hits_of.get(item_id, [-1]))
+        cap = _hit_capacity(conn, realm, home) if home >= 0 else 0
+        ok = home >= 0 and (cap >= MTURK_EXTEND_LIMIT or cap + left < MTURK_EXTEND_LIMIT)
+        if ok:
+            extend[home] = max(extend.get(home, 0), left)
+        else:
+            rehome[item_id] = left
+    sid = study_id(conn)
+    for h, n in sorted(extend.items()):
+        cost = n * money.assignment_cost(reward, _hit_capacity(conn, realm, h) + n)
+        if committed + cost > budget:
+            summary.notes.append(f"top-up of HIT {h} (+{n}) skipped: it would exceed the budget")
+            continue
+        if _extend_hit(conn, api, sid, h, n, open_hits.get(h, True), cfg):
+            committed += cost
+            summary.topup_assignments += n
+    if not rehome:
+        return
+    type_id = store.get_meta(conn, f"crowd.{realm}.hit_type_id")
+    if not type_id:
+        return
+    from study.crowd.hosting import Hosting
+
+    hosting = Hosting(study, conn)
+    items = sorted(rehome)
+    golds = [r["item_id"] for r in design.hit_items(conn, 0) if r["kind"] != "test"]
+    for start in range(0, len(items), k):
+        chunk = items[start:start + k]
+        n = max(rehome[i] for i in chunk)
+        cost = n * money.assignment_cost(reward, n)
+        if committed + cost > budget:
+            summary.notes.append("a top-up HIT was skipped: it would exceed the budget")
+            continue
+        h = _plan_topup_hit(conn, realm, chunk + golds, start)
+        create_hit(study, conn, api, hosting, h, type_id, n)
+        committed += cost
+        summary.topup_hits += 1
+
+
+def _plan_topup_hit(conn: sqlite3.Connection, realm: str, item_ids: list[int],
+                    salt: int) -> int:
+    """A new HIT for items whose own HIT cannot take more assignments; reused when an
+    earlier, interrupted collect planned the same one."""
+    import random
+
+    with store.transaction(conn):
+        existing = conn.execute(
+            "SELECT hi.hit_index FROM hit_items hi LEFT JOIN hits h ON h.realm = ? AND "
+            "h.hit_index = hi.hit_index WHERE hi.realm = ? AND COALESCE(h.state, 'planned') "
+            "!= 'created' GROUP BY hi.hit_index", (realm, realm)).fetchone()
+        if existing is not None:
+            return existing[0]
+        h = conn.execute("SELECT COALESCE(MAX(hit_index), -1) + 1 FROM hit_items").fetchone()[0]
+        order = list(item_ids)
+        random.Random(f"topup:{h}:{salt}").shuffle(order)
+        for pos, item_id in enumerate(order, start=1):
+            conn.execute("INSERT INTO hit_items (hit_index, position, item_id, realm) "
+                         "VALUES (?,?,?,?)", (h, pos, item_id, realm))
+    return h
+
+
+def _extend_hit(conn: sqlite3.Connection, api: Requester, sid: str, h: int, n: int,
+                alive: bool, cfg: dict) -> bool:
+    realm = api.realm
+    with store.transaction(conn):
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM topups WHERE realm = ? "
+                           "AND hit_index = ?", (realm, h)).fetchone()[0]
+        token = f"{sid}-{realm}-more-{h}-{seq}"
+        conn.execute("INSERT INTO topups (realm, hit_index, seq, count, unique_token) "
+                     "VALUES (?,?,?,?,?)", (realm, h, seq, n, token))
+    journal.record(conn, "collect:topup:intent", hit_index=h, count=n)
+    row = conn.execute("SELECT * FROM topups WHERE unique_token = ?", (token,)).fetchone()
+    return _apply_extension(conn, api, row, alive, cfg)
+
+
+def resume_extensions(conn: sqlite3.Connection, api: Requester, cfg: dict) -> None:
+    """Finish top-ups an interrupted collect left as intents."""
+    for row in conn.execute("SELECT * FROM topups WHERE realm = ? AND state = 'intent' "
+                            "ORDER BY hit_index, seq", (api.realm,)).fetchall():
+        _apply_extension(conn, api, row, True, cfg)
+
+
+def _apply_extension(conn: sqlite3.Connection, api: Requester, row: sqlite3.Row, alive: bool,
+                     cfg: dict) -> bool:
+    """Send one top-up unless the marketplace shows it applied (checked through MaxAssignments,
+    which outlives the token's memory)."""
+    from botocore.exceptions import ClientError
+
+    realm, h = api.realm, row["hit_index"]
+    hit = conn.execute("SELECT * FROM hits WHERE realm = ? AND hit_index = ?",
+                       (realm, h)).fetchone()
+    before = _hit_capacity(conn, realm, h)
+    current = int(api.call("get_hit", HITId=hit["hit_id"])["HIT"]["MaxAssignments"])
+    if current < before + row["count"]:
+        if not alive:
+            lifetime = int(get(cfg, "hit.lifetime_s", 604800))
+            api.call("update_expiration_for_hit", HITId=hit["hit_id"],
+                     ExpireAt=datetime.now(timezone.utc) + timedelta(seconds=lifetime))
+        journal.record(conn, "collect:topup:sent", hit_index=h, count=row["count"])
+        try:
+            api.call("create_additional_assignments_for_hit", HITId=hit["hit_id"],
+                     NumberOfAdditionalAssignments=int(row["count"]),
+                     UniqueRequestToken=row["unique_token"])
+        except ClientError as exc:
+            now_max = int(api.call("get_hit", HITId=hit["hit_id"])["HIT"]["MaxAssignments"])
+            if now_max < before + row["count"]:
+                conn.execute("UPDATE topups SET state = 'failed', error = ? WHERE "
+                             "unique_token = ?", (error_message(exc)[:500],
+                                                  row["unique_token"]))
+                return False
+    journal.record(conn, "collect:topup:done", hit_index=h)
+    conn.execute("UPDATE topups SET state = 'done' WHERE unique_token = ?",
+                 (row["unique_token"],))
+    return True
+
+
+# ------------------------------------------------------------------ the command
+
+def realms_with_hits(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT realm FROM hits WHERE state != 'planned' ORDER BY realm DESC")]
+
+
+def collect(study, *, approve: bool = True, realm: str | None = None,
+            echo: Callable[[str], None] = print) -> list[Summary]:
+    policy = policy_from_config(study.config)
+    summaries = []
+    with crowd_lock(study, echo):
+        conn = study.connect()
+        try:
+            realms = [realm] if realm else realms_with_hits(conn)
+            if not realms:
+                raise StudyError("nothing is published yet",
+                                 hint="run `study publish --sandbox` first")
+            for rlm in realms:
+                summary = Summary(rlm)
+                with requester(study, rlm) as api:
+                    summary.new_assignments = fetch(conn, api)
+                    summary.decisions = decide_all(conn, rlm, policy)
+                    if approve:
+                        make_intents(conn, rlm, study.config)
+                        summary.payments = pay(conn, api)
+                    summary.blocked = block_workers(conn, api, policy)
+                    summary.capped = cap_workers(
+                        conn, api, int(get(study.config, "hit.max_hits_per_worker", 0) or 0))
+                    topup(study, conn, api, summary)
+                for line in summary.lines():
+                    echo(line)
+                summaries.append(summary)
+        finally:
+            conn.close()
+    return summaries

@@ -1,0 +1,200 @@
+"""Study design: items (image x method, plus gold items) and their grouping into HITs.
+
+Every test item sits in exactly one HIT and every HIT is asked of R workers (MaxAssignments = R),
+so a worker, who can do a HIT only once, never rates the same test item twice. Gold items (the
+reference against itself, and a clearly different control against the reference) are added to
+every HIT and look exactly like test items. The design is a pure function of the study's images,
+done renders, settings and seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from study import store
+from study.config import get
+from study.errors import StudyError
+
+GOLD_REFERENCE = "gold_reference"
+GOLD_CONTROL = "gold_control"
+# Expected ratings: identical pair -> "almost identical" or "mostly similar";
+# the control -> "somewhat similar" or "mostly different".
+GOLD_REFERENCE_RANGE = (0, 1)
+GOLD_CONTROL_RANGE = (3, 4)
+
+
+@dataclass(frozen=True)
+class Item:
+    image_id: str
+    method: str
+    kind: str  # "test" | "gold_reference" | "gold_control"
+    reference_path: str
+    result_path: str
+    expected_min: int | None = None
+    expected_max: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.image_id, self.method, self.kind)
+
+    @property
+    def gold(self) -> bool:
+        return self.kind != "test"
+
+
+@dataclass
+class Design:
+    items: list[Item]
+    hits: list[list[tuple[str, str, str]]]  # per HIT, item keys in display order
+
+    def fingerprint(self) -> str:
+        return json.dumps([[list(k) for k in hit] for hit in self.hits])
+
+
+def design_settings(cfg: dict) -> tuple[int, int, bool, str, int]:
+    k = int(get(cfg, "design.items_per_hit", 10))
+    r = int(get(cfg, "design.ratings_per_item", 5))
+    if k < 1:
+        raise StudyError("design.items_per_hit must be at least 1", where="study.toml [design]")
+    if r < 1:
+        raise StudyError("design.ratings_per_item must be at least 1", where="study.toml [design]")
+    gold_ref = bool(get(cfg, "design.gold_reference", True))
+    control = str(get(cfg, "design.gold_control_method", "input") or "")
+    seed = int(get(cfg, "design.seed", get(cfg, "study.seed", 0)))
+    return k, r, gold_ref, control, seed
+
+
+def _rows(conn: sqlite3.Connection):
+    images = conn.execute("SELECT image_id, input_path, reference_path FROM images "
+                          "ORDER BY position").fetchall()
+    renders = {(r["method"], r["image_id"]): r["path"] for r in conn.execute(
+        "SELECT method, image_id, path FROM renders WHERE status = 'done' AND path IS NOT NULL")}
+    return images, renders
+
+
+def make_design(study, conn: sqlite3.Connection) -> Design:
+    """The study's items and HITs, from its images, done renders and [design] settings."""
+    cfg = study.config
+    k, _r, gold_ref, control, seed = design_settings(cfg)
+    images, renders = _rows(conn)
+    if not images:
+        raise StudyError("the study has no images", where=str(study.db_path),
+                         hint="create the study with `study init DIR --dataset PATH`")
+    methods = list(cfg.get("methods", {}))
+    tests: list[Item] = []
+    for img in images:
+        for method in methods:
+            path = renders.get((method, img["image_id"]))
+            if path:
+                tests.append(Item(img["image_id"], method, "test", img["reference_path"],
+                                  str(study.resolve(path))))
+    if not tests:
+        raise StudyError("no method has a finished render to rate", where=str(study.db_path),
+                         hint="run `study render` first")
+    golds: dict[str, list[Item]] = {GOLD_REFERENCE: [], GOLD_CONTROL: []}
+    for img in images:
+        if gold_ref:
+            golds[GOLD_REFERENCE].append(Item(
+                img["image_id"], "reference", GOLD_REFERENCE, img["reference_path"],
+                img["reference_path"], *GOLD_REFERENCE_RANGE))
+        if control:
+            path = renders.get((control, img["image_id"]))
+            if path is None and control == "input":
+                path = img["input_path"]
+            if path is not None:
+                golds[GOLD_CONTROL].append(Item(
+                    img["image_id"], control, GOLD_CONTROL, img["reference_path"],
+                    str(study.resolve(path)), *GOLD_CONTROL_RANGE))
+    if control and not golds[GOLD_CONTROL]:
+        raise StudyError(f"the gold control method {control!r} has no finished render",
+                         where="study.toml design.gold_control_method",
+                         hint="render it with `study render`, or set gold_control_method = \"\"")
+
+    rng = random.Random(f"design:{seed}")
+    order = list(tests)
+    rng.shuffle(order)
+    n_hits = math.ceil(len(order) / k)
+    # Near-equal HIT sizes rather than one short HIT at the end.
+    chunks = [order[i::n_hits] for i in range(n_hits)]
+    hits = []
+    for h, chunk in enumerate(chunks):
+        members = list(chunk)
+        # Gold images rotate over HITs; the control is shifted so that it shows a different
+        # image from the reference gold whenever there are two images or more.
+        for kind, shift in ((GOLD_REFERENCE, 0), (GOLD_CONTROL, len(images) // 2)):
+            pool = golds[kind]
+            if pool:
+                members.append(pool[(h + shift) % len(pool)])
+        rng.shuffle(members)
+        hits.append([m.key for m in members])
+    used = {key for hit in hits for key in hit}
+    items = [i for i in tests + golds[GOLD_REFERENCE] + golds[GOLD_CONTROL] if i.key in used]
+    return Design(items=items, hits=hits)
+
+
+def _insert_items(conn: sqlite3.Connection, items: list[Item]) -> dict[tuple, int]:
+    for it in items:
+        conn.execute(
+            "INSERT INTO items (image_id, method, kind, reference_path, result_path, "
+            "expected_min, expected_max) VALUES (?,?,?,?,?,?,?) "
+            "ON CONFLICT(image_id, method, kind) DO UPDATE SET "
+            "reference_path = excluded.reference_path, result_path = excluded.result_path, "
+            "expected_min = excluded.expected_min, expected_max = excluded.expected_max",
+            (it.image_id, it.method, it.kind, it.reference_path, it.result_path,
+             it.expected_min, it.expected_max))
+    return {(r["image_id"], r["method"], r["kind"]): r["item_id"]
+            for r in conn.execute("SELECT item_id, image_id, method, kind FROM items")}
+
+
+def ensure_design(study, conn: sqlite3.Connection, save: bool = True) -> Design:
+    """The study's design, stored once (unless `save` is false, for a dry run).
+
+    Before anything is published the design follows the study (new renders, new settings);
+    after that it is frozen, and a change is an error rather than a silent re-shuffle."""
+    design = make_design(study, conn)
+    with store.transaction(conn):
+        stored = store.get_meta(conn, "crowd.design")
+        published = conn.execute("SELECT COUNT(*) FROM hits").fetchone()[0]
+        if stored == design.fingerprint():
+            return design
+        if stored is not None and published:
+            raise StudyError(
+                "the study design changed after HITs were published (different renders, "
+                "methods or [design] settings)", where="study.toml [design] / renders",
+                hint="restore the earlier settings and renders, or start a new study folder "
+                     "for the new design")
+        if not save:
+            return design
+        conn.execute("DELETE FROM hit_items")
+        ids = _insert_items(conn, design.items)
+        conn.execute("DELETE FROM items WHERE item_id NOT IN (SELECT item_id FROM ratings "
+                      "WHERE item_id IS NOT NULL) AND item_id NOT IN ({})".format(
+                          ",".join(str(ids[i.key]) for i in design.items)))
+        for h, hit in enumerate(design.hits):
+            for pos, key in enumerate(hit, start=1):
+                conn.execute("INSERT INTO hit_items (hit_index, position, item_id, realm) "
+                             "VALUES (?,?,?, '')", (h, pos, ids[key]))
+        store.set_meta(conn, "crowd.design", design.fingerprint())
+        store.set_meta(conn, "crowd.design_hits", str(len(design.hits)))
+    return design
+
+
+def design_hit_count(conn: sqlite3.Connection) -> int:
+    return int(store.get_meta(conn, "crowd.design_hits", "0") or 0)
+
+
+def hit_items(conn: sqlite3.Connection, hit_index: int) -> list[sqlite3.Row]:
+    """The items of one HIT in display order, with everything a page needs."""
+    return conn.execute(
+        "SELECT hi.position, i.* FROM hit_items hi JOIN items i USING (item_id) "
+        "WHERE hi.hit_index = ? ORDER BY hi.position", (hit_index,)).fetchall()
+
+
+def path_ext(path: str | Path) -> str:
+    ext = Path(path).suffix.lower().lstrip(".")
+    return "jpg" if ext in ("jpg", "jpeg") else ext

@@ -1,0 +1,186 @@
+"""Image hosting under opaque, content-addressed names.
+
+Workers must not learn which method made an image, so an image is known only by the SHA-256 of
+its bytes. "service" mode keeps a copy in `<study>/hosted/<sha256>.<ext>` that `study serve`
+publishes at `{base_url}/img/<sha256>.<ext>`; "s3" mode uploads each image once to
+`<prefix><sha256>.<ext>` and hands out presigned GET URLs (or plain URLs of a public bucket when
+s3_presign_seconds = 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from study.config import get
+from study.errors import StudyError
+
+CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+# MTurk's worker site loads task images cross-origin; this is the rule its docs asked for.
+CORS_RULE = {"CORSRules": [{"AllowedMethods": ["GET", "HEAD"], "AllowedOrigins": ["*"],
+                            "AllowedHeaders": ["*"], "MaxAgeSeconds": 3000}]}
+
+
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, remembered per (path, mtime, size): task pages are served often."""
+    st = os.stat(path)
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _sha_cache:
+        _sha_cache[key] = _hash(path)
+    return _sha_cache[key]
+
+
+def _hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def image_ext(path: Path) -> str:
+    ext = Path(path).suffix.lower().lstrip(".")
+    ext = "jpg" if ext == "jpeg" else ext
+    if ext not in CONTENT_TYPES:
+        raise StudyError(f"{path} is not a PNG or JPEG image, which browsers need",
+                         where=str(path), hint="save the result as .png or .jpg")
+    return ext
+
+
+def hosted_dir(study) -> Path:
+    return study.root / "hosted"
+
+
+def s3_client(cfg: dict):
+    import boto3
+    from botocore.config import Config
+
+    endpoint = get(cfg, "hosting.s3_endpoint_url") or None
+    session = boto3.session.Session(profile_name=get(cfg, "marketplace.aws_profile") or None)
+    return session.client("s3", endpoint_url=endpoint,
+                          region_name=get(cfg, "marketplace.region") or "us-east-1",
+                          config=Config(signature_version="s3v4",
+                                        s3={"addressing_style": "path"} if endpoint else {},
+                                        retries={"mode": "standard", "max_attempts": 8}))
+
+
+class Hosting:
+    """Puts images where workers' browsers can fetch them and gives their URLs."""
+
+    def __init__(self, study, conn: sqlite3.Connection):
+        self.study = study
+        self.conn = conn
+        cfg = study.config
+        self.mode = get(cfg, "hosting.mode", "service")
+        self.base_url = str(get(cfg, "hosting.base_url", "")).rstrip("/")
+        self.bucket = get(cfg, "hosting.s3_bucket", "")
+        self.prefix = get(cfg, "hosting.s3_prefix", "")
+        self.presign = int(get(cfg, "hosting.s3_presign_seconds", 604800))
+        self._hashes: dict[str, tuple[str, str]] = {}
+        self._s3 = None
+        if self.mode == "s3" and not self.bucket:
+            raise StudyError("hosting.mode is \"s3\" but no bucket is named",
+                             where="study.toml hosting.s3_bucket",
+                             hint="set s3_bucket, or use mode = \"service\"")
+
+    @property
+    def s3(self):
+        if self._s3 is None:
+            self._s3 = s3_client(self.study.config)
+            self._prepare_bucket()
+        return self._s3
+
+    def _prepare_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            raise StudyError(f"S3 bucket {self.bucket!r} cannot be reached: {exc}",
+                             where="study.toml hosting.s3_bucket",
+                             hint="create the bucket and check the AWS credentials") from None
+        try:
+            self._s3.put_bucket_cors(Bucket=self.bucket, CORSConfiguration=CORS_RULE)
+        except ClientError:
+            pass  # a bucket managed elsewhere may forbid it; its owner sets CORS then
+
+    def identify(self, path: str | Path) -> tuple[str, str]:
+        key = str(path)
+        if key not in self._hashes:
+            p = Path(path)
+            if not p.is_file():
+                raise StudyError(f"image {p} is missing", where=str(p),
+                                 hint="run `study render` again, or restore the dataset")
+            self._hashes[key] = (file_sha256(p), image_ext(p))
+        return self._hashes[key]
+
+    def host(self, path: str | Path) -> tuple[str, str]:
+        """Make the image available (once) and return (sha256, ext)."""
+        sha, ext = self.identify(path)
+        row = self.conn.execute("SELECT mode FROM hosted_images WHERE sha256 = ?",
+                                (sha,)).fetchone()
+        if row is not None and row["mode"] == self.mode and (
+                self.mode == "s3" or (hosted_dir(self.study) / f"{sha}.{ext}").is_file()):
+            return sha, ext
+        location = self._put_s3(path, sha, ext) if self.mode == "s3" else \
+            self._put_local(path, sha, ext)
+        self.conn.execute(
+            "INSERT INTO hosted_images (sha256, ext, mode, location) VALUES (?,?,?,?) "
+            "ON CONFLICT(sha256) DO UPDATE SET mode = excluded.mode, ext = excluded.ext, "
+            "location = excluded.location", (sha, ext, self.mode, location))
+        return sha, ext
+
+    def _put_local(self, path, sha: str, ext: str) -> str:
+        folder = hosted_dir(self.study)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{sha}.{ext}"
+        if not target.is_file():
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            os.close(fd)
+            try:
+                shutil.copyfile(path, tmp)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return str(target)
+
+    def _key(self, sha: str, ext: str) -> str:
+        return f"{self.prefix}{sha}.{ext}"
+
+    def _put_s3(self, path, sha: str, ext: str) -> str:
+        from botocore.exceptions import ClientError
+
+        key = self._key(sha, ext)
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            with open(path, "rb") as fh:
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=fh,
+                                   ContentType=CONTENT_TYPES[ext], CacheControl=CACHE_CONTROL)
+        return f"s3://{self.bucket}/{key}"
+
+    def url(self, sha: str, ext: str) -> str:
+        if self.mode == "s3":
+            key = self._key(sha, ext)
+            if self.presign <= 0:
+                base = (self.s3.meta.endpoint_url or "").rstrip("/")
+                return f"{base}/{self.bucket}/{key}"
+            return self.s3.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=min(self.presign, 604800))
+        return f"{self.base_url}/img/{sha}.{ext}"
+
+    def url_for(self, path: str | Path) -> str:
+        return self.url(*self.host(path))

@@ -1,0 +1,157 @@
+"""HIT pages: the rating page rendered from hit_templates, as HTMLQuestion or ExternalQuestion
+XML, and the Flask blueprint that serves external task pages and hosted images."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import sqlite3
+from urllib.parse import urlparse
+
+from study import store
+from study.config import get
+from study.crowd import design
+from study.crowd.hosting import CACHE_CONTROL, CONTENT_TYPES, Hosting, hosted_dir
+from study.errors import StudyError
+
+HTML_QUESTION_MAX_BYTES = 65535
+FRAME_HEIGHT = 0  # 0 lets the worker site size the frame to the window
+LEVELS = [
+    {"value": 0, "label": "0 \u2013 almost identical",
+     "example": "you have to search to find any difference at all"},
+    {"value": 1, "label": "1 \u2013 mostly similar",
+     "example": "small differences in the blur or at the edges of the subject"},
+    {"value": 2, "label": "2 \u2013 similar",
+     "example": "the same kind of background blur, but clearly different in places"},
+    {"value": 3, "label": "3 \u2013 somewhat similar",
+     "example": "the blur is much weaker or stronger, or the subject is blurred in parts"},
+    {"value": 4, "label": "4 \u2013 mostly different",
+     "example": "e.g. the background is sharp where the original is blurred, or colours changed"},
+]
+
+
+def _env():
+    from hit_templates import environment
+    return environment()
+
+
+def study_id(conn: sqlite3.Connection) -> str:
+    sid = store.get_meta(conn, "study_id")
+    if not sid:
+        raise StudyError("study.db has no study id", hint="create the study with `study init`")
+    return sid
+
+
+def hit_key(sid: str, hit_index: int) -> str:
+    """The opaque name of a HIT in task URLs (does not reveal the HIT's position)."""
+    return hmac.new(sid.encode(), f"hit:{hit_index}".encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def page_items(conn: sqlite3.Connection, hosting: Hosting, hit_index: int) -> list[dict]:
+    rows = design.hit_items(conn, hit_index)
+    if not rows:
+        raise StudyError(f"HIT {hit_index} has no items", where=str(hit_index))
+    return [{"position": r["position"], "reference_url": hosting.url_for(r["reference_path"]),
+             "result_url": hosting.url_for(r["result_path"])} for r in rows]
+
+
+def render_page(items: list[dict], title: str, action: str = "",
+                assignment_id: str = "") -> str:
+    return _env().get_template("task.html.j2").render(
+        items=items, title=title, levels=LEVELS, action=action, assignment_id=assignment_id)
+
+
+def html_question(content: str) -> str:
+    size = len(content.encode("utf-8"))
+    if size > HTML_QUESTION_MAX_BYTES:
+        raise StudyError(
+            f"the HIT page is {size} bytes, over the HTMLQuestion limit of "
+            f"{HTML_QUESTION_MAX_BYTES}", where="study.toml design.items_per_hit",
+            hint="use fewer items per HIT, or hit.question = \"external\"")
+    if "]]>" in content:
+        raise StudyError("the HIT page contains ']]>', which cannot go into CDATA")
+    return _env().get_template("html_question.xml.j2").render(
+        content=content, frame_height=FRAME_HEIGHT)
+
+
+def external_question(url: str) -> str:
+    return _env().get_template("external_question.xml.j2").render(
+        url=url, frame_height=FRAME_HEIGHT)
+
+
+def question_xml(study, conn: sqlite3.Connection, hosting: Hosting, hit_index: int) -> str:
+    """The Question parameter of CreateHIT for one HIT, per hit.question."""
+    cfg = study.config
+    if get(cfg, "hit.question", "html") == "external":
+        base = str(get(cfg, "hosting.base_url", "")).rstrip("/")
+        if not base:
+            raise StudyError("hit.question = \"external\" needs hosting.base_url",
+                             where="study.toml [hosting]")
+        # Images are hosted now so the page can be served later without the renders.
+        page_items(conn, hosting, hit_index)
+        return external_question(f"{base}/tasks/{hit_key(study_id(conn), hit_index)}")
+    content = render_page(page_items(conn, hosting, hit_index), get(cfg, "hit.title", ""))
+    return html_question(content)
+
+
+def _hit_index_for_key(conn: sqlite3.Connection, key: str) -> int | None:
+    sid = study_id(conn)
+    for (h,) in conn.execute("SELECT DISTINCT hit_index FROM hit_items"):
+        if hmac.compare_digest(hit_key(sid, h), key):
+            return h
+    return None
+
+
+def render_task_page(study, key: str, args) -> str:
+    """The ExternalQuestion page of the HIT named `key`; `args` is the request's query
+    (assignmentId, hitId, turkSubmitTo, workerId)."""
+    conn = study.connect()
+    try:
+        h = _hit_index_for_key(conn, key)
+        if h is None:
+            raise StudyError(f"no HIT is named {key!r}", where=f"/tasks/{key}")
+        hosting = Hosting(study, conn)
+        items = page_items(conn, hosting, h)
+    finally:
+        conn.close()
+    submit_to = str(args.get("turkSubmitTo", "") or "")
+    action = ""
+    if urlparse(submit_to).scheme in ("http", "https"):
+        action = submit_to.rstrip("/") + "/mturk/externalSubmit"
+    return render_page(items, get(study.config, "hit.title", ""), action=action,
+                       assignment_id=str(args.get("assignmentId", "") or ""))
+
+
+_IMAGE_NAME = re.compile(r"^([0-9a-f]{64})\.(png|jpg)$")
+
+
+def tasks_blueprint(study):
+    """`/tasks/<hit_key>` (ExternalQuestion pages) and `/img/<sha256>.<ext>` (hosted images)."""
+    from flask import Blueprint, Response, abort, request, send_file
+
+    bp = Blueprint("crowd_tasks", __name__)
+
+    @bp.get("/tasks/<key>")
+    def task(key: str):
+        try:
+            html = render_task_page(study, key, request.args)
+        except StudyError:
+            abort(404)
+        resp = Response(html, mimetype="text/html")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @bp.get("/img/<name>")
+    def image(name: str):
+        m = _IMAGE_NAME.match(name)
+        path = hosted_dir(study) / name
+        if not m or not path.is_file():
+            abort(404)
+        resp = send_file(path, mimetype=CONTENT_TYPES[m.group(2)], conditional=True,
+                         etag=m.group(1), max_age=31536000)
+        resp.headers["Cache-Control"] = CACHE_CONTROL
+        resp.headers["Access-Control-Allow-Origin"] = "*"
+        return resp
+
+    return bp

@@ -1,0 +1,321 @@
+"""`study publish`: the plan and its cost, then the study's qualification, its HIT type and each
+HIT exactly once.
+
+Every HIT has a UniqueRequestToken made of the study id, the realm and the HIT's index, and is
+journaled before and after CreateHIT. A HIT left "creating" by a crash is first looked up on the
+marketplace (by its RequesterAnnotation, which is the token) and only then sent again, so a
+re-run never makes a HIT twice, even after the marketplace forgot the token.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Callable
+
+from study import store
+from study.config import get
+from study.crowd import design, journal, money
+from study.crowd.client import Requester, error_message, requester
+from study.crowd.hosting import Hosting
+from study.crowd.lock import crowd_lock
+from study.crowd.pages import question_xml, study_id
+from study.errors import StudyError
+
+# System qualification types of MTurk (the same ids in the bundled marketplace).
+APPROVAL_RATE = "000000000000000000L0"
+APPROVED_HITS = "00000000000000000040"
+LOCALE = "00000000000000000071"
+HIT_ID_IN_TEXT = re.compile(r"\b([A-Z0-9]{20,40})\b")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hit_token(sid: str, realm: str, hit_index: int) -> str:
+    return f"{sid}-{realm}-hit-{hit_index}"
+
+
+@dataclass
+class Plan:
+    realm: str
+    designed: int
+    published: int
+    to_create: list[int]
+    assignments_per_hit: int
+    items_per_hit: int
+    gold_per_hit: int
+    reward: Decimal
+    cost_new: Decimal
+    fees_new: Decimal
+    committed: Decimal
+    budget: Decimal
+    expected_seconds: int
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def hourly(self) -> Decimal:
+        return (self.reward * 3600 / max(1, self.expected_seconds)).quantize(money.CENT)
+
+
+def committed_cost(conn: sqlite3.Connection, realm: str) -> Decimal:
+    """Money the marketplace may charge for what exists in `realm`: every created assignment
+    (including top-ups) with its fee, and every bonus sent or about to be."""
+    total = Decimal("0")
+    for r in conn.execute(
+            "SELECT h.max_assignments + COALESCE((SELECT SUM(count) FROM topups t WHERE "
+            "t.realm = h.realm AND t.hit_index = h.hit_index AND t.state != 'failed'), 0) AS n, "
+            "h.reward FROM hits h WHERE h.realm = ? AND h.state != 'planned'", (realm,)):
+        reward = money.usd(r["reward"])
+        total += r["n"] * money.assignment_cost(reward, r["n"])
+    for r in conn.execute(
+            "SELECT p.amount_usd FROM payments p JOIN assignments a USING (assignment_id) "
+            "WHERE p.kind = 'bonus' AND a.realm = ? AND p.state IN ('intent', 'done')",
+            (realm,)):
+        amount = money.usd(r["amount_usd"])
+        total += amount + money.fee(amount)
+    return total
+
+
+def make_plan(study, conn: sqlite3.Connection, realm: str, dry_run: bool = False) -> Plan:
+    cfg = study.config
+    d = design.ensure_design(study, conn, save=not dry_run)
+    n = len(d.hits)
+    _k, r, _g, _c, _s = design.design_settings(cfg)
+    created = {row["hit_index"] for row in conn.execute(
+        "SELECT hit_index FROM hits WHERE realm = ? AND state = 'created'", (realm,))}
+    to_create = [h for h in range(n) if h not in created]
+    reward = money.usd(get(cfg, "hit.reward", "0.50"))
+    if reward <= 0:
+        raise StudyError("hit.reward must be more than 0", where="study.toml hit.reward")
+    per = money.assignment_cost(reward, r)
+    gold = sum(1 for key in d.hits[0] if key[2] != "test")
+    plan = Plan(realm=realm, designed=n, published=len(created), to_create=to_create,
+                assignments_per_hit=r, items_per_hit=max(len(h) for h in d.hits) - gold,
+                gold_per_hit=gold, reward=reward,
+                cost_new=per * r * len(to_create),
+                fees_new=money.fee(reward, r) * r * len(to_create),
+                committed=committed_cost(conn, realm),
+                budget=money.usd(get(cfg, "budget.max_usd", 0)),
+                expected_seconds=int(get(cfg, "hit.expected_seconds_per_hit", 180)))
+    n_assign = r * len(to_create)
+    plan.lines = [
+        f"Plan for the {realm} realm:",
+        f"  HITs         {n} designed, {plan.published} published, {len(to_create)} to create",
+        f"  per HIT      {plan.items_per_hit} items + {gold} gold, {r} assignments "
+        f"(no worker rates an item twice)",
+        f"  assignments  {n_assign} new",
+        f"  cost         rewards {money.fmt(reward * n_assign)} + fees "
+        f"{money.fmt(plan.fees_new)} = {money.fmt(plan.cost_new)}",
+        f"  budget       {money.fmt(plan.committed)} committed so far, "
+        f"{money.fmt(plan.committed + plan.cost_new)} after this of {money.fmt(plan.budget)}",
+        f"  pay          {money.fmt(reward)} per HIT of ~{plan.expected_seconds} s = "
+        f"{money.fmt(plan.hourly)}/hour",
+    ]
+    presign = int(get(cfg, "hosting.s3_presign_seconds", 0) or 0)
+    lifetime = int(get(cfg, "hit.lifetime_s", 0) or 0)
+    if get(cfg, "hosting.mode") == "s3" and get(cfg, "hit.question") == "html" \
+            and 0 < min(presign, 604800) < lifetime:
+        plan.lines.append(f"  warning      image links expire after {min(presign, 604800)} s, "
+                          f"before the HITs do ({lifetime} s): shorten hit.lifetime_s or use "
+                          "hit.question = \"external\"")
+    return plan
+
+
+def check_budget(plan: Plan) -> None:
+    total = plan.committed + plan.cost_new
+    if total > plan.budget:
+        raise StudyError(
+            f"the plan costs {money.fmt(plan.cost_new)}, which with "
+            f"{money.fmt(plan.committed)} already committed exceeds the budget of "
+            f"{money.fmt(plan.budget)}", where="study.toml budget.max_usd",
+            hint="raise budget.max_usd, lower hit.reward, or rate fewer items "
+                 "(design.ratings_per_item, methods, images)")
+
+
+def requirements(cfg: dict, realm: str, qualification_id: str) -> list[dict]:
+    """The study's exclusion qualification always; worker-history requirements only in the
+    live realm, because sandbox workers have no history and would all be kept out."""
+    reqs = [{"QualificationTypeId": qualification_id, "Comparator": "DoesNotExist",
+             "ActionsGuarded": "DiscoverPreviewAndAccept"}]
+    if realm != "live":
+        return reqs
+    rate = int(get(cfg, "hit.requirements.min_approval_rate", 0) or 0)
+    if rate > 0:
+        reqs.append({"QualificationTypeId": APPROVAL_RATE, "Comparator": "GreaterThanOrEqualTo",
+                     "IntegerValues": [rate], "ActionsGuarded": "Accept"})
+    approved = int(get(cfg, "hit.requirements.min_approved_hits", 0) or 0)
+    if approved > 0:
+        reqs.append({"QualificationTypeId": APPROVED_HITS, "Comparator": "GreaterThanOrEqualTo",
+                     "IntegerValues": [approved], "ActionsGuarded": "Accept"})
+    locales = list(get(cfg, "hit.requirements.locales", []) or [])
+    if locales:
+        reqs.append({"QualificationTypeId": LOCALE, "Comparator": "In",
+                     "LocaleValues": [{"Country": str(c)} for c in locales],
+                     "ActionsGuarded": "Accept"})
+    return reqs
+
+
+def qualification_name(sid: str) -> str:
+    return f"study {sid} excluded workers"
+
+
+def ensure_qualification(study, conn: sqlite3.Connection, api: Requester) -> str:
+    """The study's qualification: granted to blocked workers and to workers at the HIT cap;
+    HITs require that a worker does not have it."""
+    key = f"crowd.{api.realm}.qualification_type_id"
+    known = store.get_meta(conn, key)
+    if known:
+        return known
+    sid = study_id(conn)
+    name = qualification_name(sid)
+
+    def find() -> str | None:
+        for q in api.pages("list_qualification_types", "QualificationTypes", Query=name,
+                           MustBeRequestable=False, MustBeOwnedByCaller=True):
+            if q.get("Name") == name:
+                return q["QualificationTypeId"]
+        return None
+
+    from botocore.exceptions import ClientError
+
+    qid = find()
+    if qid is None:
+        journal.record(conn, "publish:qualification:sent", name=name)
+        try:
+            qid = api.call("create_qualification_type", Name=name,
+                           Keywords="study,excluded",
+                           Description="Workers who have done their share of this study or "
+                                       "were excluded from it.",
+                           QualificationTypeStatus="Active")["QualificationType"][
+                "QualificationTypeId"]
+        except ClientError:
+            qid = find()  # made by an earlier, interrupted run
+            if qid is None:
+                raise
+        journal.record(conn, "publish:qualification:done", id=qid)
+    store.set_meta(conn, key, qid)
+    return qid
+
+
+def ensure_hit_type(study, conn: sqlite3.Connection, api: Requester, qid: str) -> str:
+    cfg = study.config
+    params = dict(
+        AutoApprovalDelayInSeconds=int(get(cfg, "hit.auto_approval_delay_s", 259200)),
+        AssignmentDurationInSeconds=int(get(cfg, "hit.assignment_duration_s", 1800)),
+        Reward=str(money.usd(get(cfg, "hit.reward", "0.50"))),
+        Title=str(get(cfg, "hit.title", "")),
+        Keywords=str(get(cfg, "hit.keywords", "")),
+        Description=str(get(cfg, "hit.description", "")),
+        QualificationRequirements=requirements(cfg, api.realm, qid))
+    # CreateHITType returns the same id for the same parameters, so it is safe to repeat.
+    journal.record(conn, "publish:hit_type:sent")
+    type_id = api.call("create_hit_type", **params)["HITTypeId"]
+    journal.record(conn, "publish:hit_type:done", id=type_id)
+    store.set_meta(conn, f"crowd.{api.realm}.hit_type_id", type_id)
+    return type_id
+
+
+def find_hit_by_token(api: Requester, token: str, hint_text: str = "") -> str | None:
+    """The HIT made with `token`: from an id named in an error message, else by listing."""
+    for candidate in HIT_ID_IN_TEXT.findall(hint_text):
+        try:
+            hit = api.call("get_hit", HITId=candidate)["HIT"]
+        except Exception:  # noqa: BLE001 - not a HIT id after all
+            continue
+        if hit.get("RequesterAnnotation") == token:
+            return hit["HITId"]
+    for hit in api.pages("list_hits", "HITs"):
+        if hit.get("RequesterAnnotation") == token:
+            return hit["HITId"]
+    return None
+
+
+def create_hit(study, conn: sqlite3.Connection, api: Requester, hosting: Hosting,
+               hit_index: int, hit_type_id: str, max_assignments: int) -> str:
+    """Create one HIT exactly once (see the module docstring)."""
+    from botocore.exceptions import ClientError
+
+    realm = api.realm
+    token = hit_token(study_id(conn), realm, hit_index)
+    row = conn.execute("SELECT * FROM hits WHERE realm = ? AND hit_index = ?",
+                       (realm, hit_index)).fetchone()
+    if row is not None and row["state"] == "created":
+        return row["hit_id"]
+    if row is None:
+        conn.execute("INSERT INTO hits (realm, hit_index, unique_token, max_assignments, "
+                     "reward, state) VALUES (?,?,?,?,?, 'planned')",
+                     (realm, hit_index, token, max_assignments,
+                      str(money.usd(get(study.config, "hit.reward", "0.50")))))
+        journal.record(conn, "publish:create_hit:intent", hit_index=hit_index, token=token)
+        row = conn.execute("SELECT * FROM hits WHERE realm = ? AND hit_index = ?",
+                           (realm, hit_index)).fetchone()
+    hit_id = None
+    if row["state"] == "creating":
+        hit_id = find_hit_by_token(api, token)
+    if hit_id is None:
+        question = question_xml(study, conn, hosting, hit_index)
+        conn.execute("UPDATE hits SET state = 'creating', hit_type_id = ? "
+                     "WHERE realm = ? AND hit_index = ?", (hit_type_id, realm, hit_index))
+        journal.record(conn, "publish:create_hit:sent", hit_index=hit_index, token=token)
+        try:
+            hit_id = api.call(
+                "create_hit_with_hit_type", HITTypeId=hit_type_id,
+                MaxAssignments=int(row["max_assignments"]),
+                LifetimeInSeconds=int(get(study.config, "hit.lifetime_s", 604800)),
+                Question=question, RequesterAnnotation=token,
+                UniqueRequestToken=token)["HIT"]["HITId"]
+        except ClientError as exc:
+            hit_id = find_hit_by_token(api, token, error_message(exc))
+            if hit_id is None:
+                raise
+    journal.record(conn, "publish:create_hit:done", hit_index=hit_index, hit_id=hit_id)
+    conn.execute("UPDATE hits SET hit_id = ?, hit_type_id = ?, state = 'created', "
+                 "created_at = ? WHERE realm = ? AND hit_index = ?",
+                 (hit_id, hit_type_id, now(), realm, hit_index))
+    return hit_id
+
+
+def publish(study, realm: str = "sandbox", *, dry_run: bool = False, yes: bool = False,
+            echo: Callable[[str], None] = print) -> Plan:
+    with crowd_lock(study, echo):
+        conn = study.connect()
+        try:
+            plan = make_plan(study, conn, realm, dry_run)
+            for line in plan.lines:
+                echo(line)
+            check_budget(plan)
+            if dry_run:
+                echo("dry run: nothing was published")
+                return plan
+            if realm == "live" and not yes:
+                raise StudyError("publishing in the live realm spends real money and needs "
+                                 "--yes", hint="check the plan above, then run "
+                                               "`study publish --live --yes`")
+            if not plan.to_create:
+                echo(f"all {plan.designed} HITs are already published in the {realm} realm")
+                return plan
+            _publish_hits(study, conn, realm, plan)
+            echo(f"published {len(plan.to_create)} HIT(s); {plan.designed} in the {realm} "
+                 f"realm now")
+            return plan
+        finally:
+            conn.close()
+
+
+def _publish_hits(study, conn: sqlite3.Connection, realm: str, plan: Plan) -> None:
+    from tqdm import tqdm
+
+    hosting = Hosting(study, conn)
+    with requester(study, realm) as api:
+        store.set_meta(conn, f"crowd.{realm}.endpoint", api.endpoint)
+        qid = ensure_qualification(study, conn, api)
+        type_id = ensure_hit_type(study, conn, api, qid)
+        for h in tqdm(plan.to_create, desc="publishing HITs", unit="HIT", file=sys.stderr,
+                      disable=None):
+            create_hit(study, conn, api, hosting, h, type_id, plan.assignments_per_hit)

@@ -1,0 +1,128 @@
+"""Quality control of one assignment: gold answers, time on task, straight-lining and agreement
+with the consensus so far; and the policy that turns those checks into a decision.
+
+Decisions: "approve" (paid, ratings used), "exclude" (paid, ratings not used: doubt is not proof)
+and "reject" (not paid; only for clear failures, always with a written reason).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+
+from study.config import get
+
+
+@dataclass(frozen=True)
+class Policy:
+    gold_min_accuracy: float = 0.75
+    reject_below_gold_accuracy: float = 0.25
+    min_seconds_per_item: float = 2.0
+    straightline_var: float = 0.1
+    consensus_min_corr: float = 0.0
+    block_after_failures: int = 2
+
+
+def policy_from_config(cfg: dict) -> Policy:
+    base = Policy()
+    return Policy(**{k: type(getattr(base, k))(get(cfg, f"quality.{k}", getattr(base, k)))
+                     for k in asdict(base)})
+
+
+@dataclass
+class Rated:
+    """One answered position of an assignment, as quality control sees it."""
+    item_id: int | None
+    score: int | None
+    seconds: float | None
+    valid: bool
+    expected: tuple[int, int] | None = None  # gold items: the accepted range
+
+
+@dataclass
+class Checks:
+    total: int
+    valid: int
+    gold_total: int = 0
+    gold_correct: int = 0
+    gold_misses: list[str] = field(default_factory=list)
+    median_seconds: float | None = None
+    variance: float | None = None
+    consensus_corr: float | None = None
+    consensus_items: int = 0
+
+    @property
+    def gold_accuracy(self) -> float | None:
+        return self.gold_correct / self.gold_total if self.gold_total else None
+
+
+def pearson(xs: list[float], ys: list[float]) -> float | None:
+    if len(xs) < 3:
+        return None
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    syy = sum((y - my) ** 2 for y in ys)
+    if sxx <= 0 or syy <= 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / math.sqrt(sxx * syy)
+
+
+def assess(rated: list[Rated], consensus: dict[int, float]) -> Checks:
+    valid = [r for r in rated if r.valid and r.score is not None]
+    checks = Checks(total=len(rated), valid=len(valid))
+    for r in rated:
+        if r.expected is None:
+            continue
+        checks.gold_total += 1
+        lo, hi = r.expected
+        if r.valid and r.score is not None and lo <= r.score <= hi:
+            checks.gold_correct += 1
+        else:
+            got = "no valid rating" if r.score is None else f"rated {r.score}"
+            checks.gold_misses.append(f"a check pair expecting {lo}-{hi} was {got}")
+    seconds = [r.seconds for r in rated if r.seconds is not None]
+    if seconds:
+        checks.median_seconds = statistics.median(seconds)
+    # Over test items only: gold answers are known and would hide a uniform pattern.
+    tests = [float(r.score) for r in valid if r.expected is None]
+    if len(tests) >= 3:
+        checks.variance = statistics.pvariance(tests)
+    pairs = [(float(r.score), consensus[r.item_id]) for r in valid
+             if r.expected is None and r.item_id in consensus]
+    checks.consensus_items = len(pairs)
+    if pairs:
+        checks.consensus_corr = pearson([p[0] for p in pairs], [p[1] for p in pairs])
+    return checks
+
+
+def decide(checks: Checks, policy: Policy, problems: list[str] | None = None) -> tuple[str, str]:
+    """(decision, reason). A reject's reason is what the worker is told."""
+    if checks.valid == 0:
+        why = "; ".join(problems or []) or "every rating was missing or invalid"
+        return "reject", f"No usable ratings were submitted ({why})."
+    acc = checks.gold_accuracy
+    if acc is not None and acc < policy.reject_below_gold_accuracy:
+        return "reject", ("The check pairs, whose answers are known, were answered wrongly: "
+                          + "; ".join(checks.gold_misses) + ".")
+    doubts = []
+    if acc is not None and acc < policy.gold_min_accuracy:
+        doubts.append(f"gold accuracy {acc:.2f} below {policy.gold_min_accuracy}")
+    if checks.valid < checks.total / 2:
+        doubts.append(f"only {checks.valid} of {checks.total} ratings valid")
+    if checks.median_seconds is not None and checks.median_seconds < policy.min_seconds_per_item:
+        doubts.append(f"median {checks.median_seconds:.1f} s per item below "
+                      f"{policy.min_seconds_per_item} s")
+    if checks.variance is not None and checks.variance < policy.straightline_var:
+        doubts.append(f"straight-lining (rating variance {checks.variance:.3f} below "
+                      f"{policy.straightline_var})")
+    if checks.consensus_corr is not None and checks.consensus_corr < policy.consensus_min_corr:
+        doubts.append(f"correlation with consensus {checks.consensus_corr:.2f} below "
+                      f"{policy.consensus_min_corr}")
+    if doubts:
+        return "exclude", "; ".join(doubts)
+    return "approve", ""
+
+
+def should_block(failures: int, policy: Policy) -> bool:
+    return policy.block_after_failures > 0 and failures >= policy.block_after_failures

@@ -1,0 +1,65 @@
+"""The crowd part of `study status`: HITs published and completed, valid/required ratings per
+item, money spent and committed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from study.config import get
+from study.crowd import money
+from study.crowd.ratings import current_realm
+
+
+def crowd_status(study) -> dict:
+    conn = study.connect()
+    try:
+        realm = current_realm(conn)
+        designed = int(conn.execute("SELECT COUNT(DISTINCT hit_index) FROM hit_items WHERE "
+                                    "realm IN ('', ?)", (realm,)).fetchone()[0])
+        published = int(conn.execute("SELECT COUNT(*) FROM hits WHERE realm = ? AND "
+                                     "state = 'created'", (realm,)).fetchone()[0])
+        required = int(get(study.config, "design.ratings_per_item", 5))
+        per_item = [dict(r) for r in conn.execute(
+            "SELECT i.image_id AS image, i.method AS method, "
+            "(SELECT COUNT(*) FROM ratings r JOIN assignments a USING (assignment_id) "
+            " WHERE r.item_id = i.item_id AND r.valid = 1 AND a.realm = ? "
+            " AND a.decision = 'approve') AS valid "
+            "FROM items i WHERE i.kind = 'test' AND i.item_id IN (SELECT item_id FROM "
+            "hit_items) ORDER BY i.image_id, i.method", (realm,))]
+        for item in per_item:
+            item["required"] = required
+        assignments = dict(conn.execute(
+            "SELECT COALESCE(decision, 'undecided'), COUNT(*) FROM assignments WHERE realm = ? "
+            "GROUP BY 1", (realm,)).fetchall())
+        completed = int(conn.execute(
+            "SELECT COUNT(*) FROM hits h WHERE h.realm = ? AND h.state = 'created' AND "
+            "(SELECT COUNT(*) FROM assignments a WHERE a.hit_id = h.hit_id) >= h.max_assignments",
+            (realm,)).fetchone()[0])
+        spent = Decimal("0")
+        for r in conn.execute(
+                "SELECT p.kind, p.amount_usd, h.reward, h.max_assignments FROM payments p "
+                "JOIN assignments a USING (assignment_id) JOIN hits h ON h.hit_id = a.hit_id "
+                "WHERE a.realm = ? AND p.state = 'done' AND p.kind IN ('approve', 'bonus')",
+                (realm,)):
+            amount = money.usd(r["amount_usd"] if r["kind"] == "bonus" else r["reward"])
+            spent += amount + money.fee(amount, 1 if r["kind"] == "bonus"
+                                        else r["max_assignments"])
+        from study.crowd.publish import committed_cost
+        committed = committed_cost(conn, realm)
+    finally:
+        conn.close()
+    complete_items = sum(1 for i in per_item if i["valid"] >= required)
+    collect_complete = bool(per_item) and complete_items == len(per_item)
+    return {
+        "publish": {"realm": realm, "hits_designed": designed, "hits_published": published,
+                    "hits_completed": completed,
+                    "complete": designed > 0 and published >= designed,
+                    "summary": f"{published}/{designed} HITs published ({realm}), "
+                               f"{completed} completed"},
+        "collect": {"realm": realm, "items": per_item, "items_complete": complete_items,
+                    "assignments": assignments, "spent_usd": str(spent),
+                    "committed_usd": str(committed), "complete": collect_complete,
+                    "summary": f"{complete_items}/{len(per_item)} items with {required} valid "
+                               f"ratings; spent {money.fmt(spent)} of "
+                               f"{money.fmt(committed)} committed"},
+    }

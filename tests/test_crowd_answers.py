@@ -1,0 +1,114 @@
+"""Defensive answer parsing and the quality policy."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from study.crowd.answers import parse_answers
+from study.crowd.quality import Policy, Rated, assess, decide, pearson, should_block
+
+NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2005-10-01/" \
+     "QuestionFormAnswers.xsd"
+
+
+def xml(fields) -> str:
+    from xml.sax.saxutils import escape
+    body = "".join(f"<Answer><QuestionIdentifier>{escape(k)}</QuestionIdentifier>"
+                   f"<FreeText>{escape(v)}</FreeText></Answer>" for k, v in fields)
+    return f'<?xml version="1.0" encoding="UTF-8"?><QuestionFormAnswers xmlns="{NS}">' \
+           f"{body}</QuestionFormAnswers>"
+
+
+def test_well_formed_answer():
+    a = parse_answers(xml([("rating_1", "0"), ("seconds_1", "3.5"), ("rating_2", "4"),
+                           ("seconds_2", "7"), ("comments", "fine")]), [1, 2])
+    assert [(i.score, i.seconds, i.valid) for i in a.items.values()] == [(0, 3.5, True),
+                                                                         (4, 7.0, True)]
+    assert a.comments == "fine" and a.problems == []
+
+
+def test_each_kind_of_bad_field_is_invalid_with_a_reason():
+    a = parse_answers(xml([("rating_1", "5"), ("rating_2", "two"), ("rating_3", "1"),
+                           ("rating_3", "2"), ("rating_4", " 3 "), ("seconds_4", "nan"),
+                           ("rating_9", "1"), ("<script>", "x"), ("rating_6", "2.0")]),
+                      [1, 2, 3, 4, 5, 6])
+    it = a.items
+    assert not it[1].valid and "outside" in it[1].reason
+    assert not it[2].valid and "not a whole number" in it[2].reason
+    assert not it[3].valid and "2 times" in it[3].reason
+    assert it[4].valid and it[4].score == 3 and it[4].seconds is None
+    assert not it[5].valid and "missing" in it[5].reason
+    assert not it[6].valid
+    assert any("rating_9" in p for p in a.problems)
+    assert any("<script>" in p for p in a.problems)
+
+
+def test_unreadable_answers_never_raise():
+    for bad in (None, "", "   ", "<nope", "<a/>", "<?xml version='1.0'?><!DOCTYPE x [<!ENTITY "
+                "a 'aaaa'>]><QuestionFormAnswers>&a;</QuestionFormAnswers>",
+                b"\xff\xfe\x00garbage", "x" * (2 << 20)):
+        a = parse_answers(bad, [1, 2])
+        assert all(not i.valid and i.reason for i in a.items.values())
+        assert a.problems
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12)), max_size=12))
+def test_any_fields_parse_without_crashing(fields):
+    a = parse_answers(xml(fields), [1, 2, 3])
+    assert set(a.items) == {1, 2, 3}
+    for i in a.items.values():
+        assert i.valid == (i.score is not None and 0 <= i.score <= 4)
+        assert i.valid or i.reason
+
+
+def test_bytes_fuzz_never_raise():
+    import random
+    rng = random.Random(1)
+    base = xml([("rating_1", "2"), ("seconds_1", "4")]).encode()
+    for _ in range(300):
+        b = bytearray(base)
+        for _ in range(rng.randint(1, 6)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        parse_answers(bytes(b), [1])
+
+
+def _rated(scores, seconds=5.0, gold=()):
+    out = [Rated(i, s, seconds, True) for i, s in enumerate(scores)]
+    for pos, (score, lo, hi) in gold:
+        out.append(Rated(1000 + pos, score, seconds, True, (lo, hi)))
+    return out
+
+
+GOOD_GOLD = ((1, (0, 0, 1)), (2, (4, 3, 4)))
+BAD_GOLD = ((1, (4, 0, 1)), (2, (0, 3, 4)))
+
+
+def test_decisions():
+    policy = Policy()
+    consensus = {0: 0.5, 1: 1.5, 2: 2.5, 3: 3.5}
+    careful = assess(_rated([0, 1, 3, 4], gold=GOOD_GOLD), consensus)
+    assert decide(careful, policy) == ("approve", "")
+    spammer = assess(_rated([4, 0, 1, 3], seconds=0.5, gold=BAD_GOLD), consensus)
+    decision, reason = decide(spammer, policy)
+    assert decision == "reject" and "check pairs" in reason
+    straight = assess(_rated([2, 2, 2, 2], gold=((1, (1, 0, 1)), (2, (3, 3, 4)))), consensus)
+    d, why = decide(straight, policy)
+    assert d == "exclude" and "straight-lining" in why
+    fast = assess(_rated([0, 1, 3, 4], seconds=0.3, gold=GOOD_GOLD), consensus)
+    assert decide(fast, policy)[0] == "exclude"
+    contrary = assess(_rated([4, 3, 1, 0], gold=GOOD_GOLD), consensus)
+    assert contrary.consensus_corr < 0 and decide(contrary, policy)[0] == "exclude"
+    one_gold_wrong = assess(_rated([0, 1, 3, 4], gold=((1, (0, 0, 1)), (2, (0, 3, 4)))),
+                            consensus)
+    assert decide(one_gold_wrong, policy)[0] == "exclude"  # 0.5: doubt, not proof
+    empty = assess([Rated(1, None, None, False)], consensus)
+    d, why = decide(empty, policy, ["answer is not well-formed XML"])
+    assert d == "reject" and "well-formed" in why
+
+
+def test_helpers():
+    assert pearson([1, 2, 3], [2, 4, 6]) == 1.0
+    assert pearson([1, 1, 1], [1, 2, 3]) is None
+    assert not should_block(1, Policy()) and should_block(2, Policy())
+    assert not should_block(9, Policy(block_after_failures=0))

@@ -1,0 +1,48 @@
+"""The whole loop with the simulated crowd: publish, work, collect (and top up) until every item
+has R valid ratings, with the spammers and straight-liners excluded."""
+
+from __future__ import annotations
+
+from study.crowd.collect import collect
+from study.crowd.publish import publish
+from study.crowd.ratings import ratings_frame
+from study.crowd.status import crowd_status
+from study.marketplace import worker_id_for
+from study.simulate.crowd import simulate_crowd
+from study.studydir import Study
+from test_crowd_support import photo_dataset_study, set_config, study_service
+
+R = 3
+
+
+def test_simulated_crowd_until_every_item_has_r_valid_ratings(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDY_RETRY_BASE_S", "0.01")
+    root = photo_dataset_study(tmp_path, ratings_per_item=R)
+    set_config(root, "[quality]\nblock_after_failures = 1\nbonus_usd = 0.05\n"
+                     "bonus_reason = \"Thanks\"\n")
+    mix = {"careful": 0.5, "sloppy": 0.1, "spammer": 0.2, "straightliner": 0.2}
+    quiet = lambda _m: None  # noqa: E731
+    with study_service(root) as (url, _market):
+        study = Study.open(root)
+        publish(study, "sandbox", echo=quiet)
+        low_quality: set[str] = set()
+        for round_ in range(6):
+            result = simulate_crowd(f"{url}/worker/sandbox", workers=10, seed=round_, mix=mix,
+                                    concurrency=4, progress=False, deadline_s=120)
+            low_quality |= {worker_id_for(w) for w in result.low_quality_workers}
+            collect(study, echo=quiet)
+            if crowd_status(study)["collect"]["complete"]:
+                break
+    status = crowd_status(study)
+    assert status["collect"]["complete"], status["collect"]["summary"]
+    valid = ratings_frame(study, valid_only=True)
+    tests = valid[~valid.gold]
+    counts = tests.groupby(["image", "method"]).size()
+    assert len(counts) == 15 and (counts >= R).all()
+    # Quality control kept the low-quality workers' ratings out of the analysis.
+    everything = ratings_frame(study)
+    flagged = low_quality & set(everything.worker)
+    assert flagged, "the crowd should have included spammers or straight-liners who worked"
+    assert not (set(valid.worker) & flagged)
+    # No worker rated an item twice among the valid ratings.
+    assert not tests.duplicated(["image", "method", "worker"]).any()
