@@ -1,0 +1,106 @@
+"""How many ratings per item are needed to tell two methods apart.
+
+Model for the per-image MOS difference between two methods over I images, R ratings per item:
+Var(d_i) = 2 * sigma2_interaction + 2 * sigma2_error / R, where sigma2_interaction is the
+image-by-method variance (how much methods' advantages vary across images) and sigma2_error the
+rating noise within a cell (worker bias plus inconsistency, as different workers rate each item).
+A paired two-sided t-test over I images at level alpha must reach power 1 - beta for a true MOS
+difference delta."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from analysis.mos import CellStats
+
+
+def power_paired(delta: float, n_images: int, r: float, sigma2_error: float,
+                 sigma2_interaction: float = 0.0, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test (noncentral t) at R ratings per item."""
+    var_d = 2 * sigma2_interaction + 2 * sigma2_error / r
+    if var_d <= 0:
+        return 1.0
+    df = n_images - 1
+    if df < 1:
+        return float("nan")
+    nc = abs(delta) / np.sqrt(var_d / n_images)
+    tcrit = stats.t.ppf(1 - alpha / 2, df)
+    with np.errstate(all="ignore"):
+        p = float(stats.nct.sf(tcrit, df, nc) + stats.nct.cdf(-tcrit, df, nc))
+    if not np.isfinite(p):
+        # Far out in the tail scipy's noncentral t gives NaN; the normal limit is exact enough there.
+        p = float(stats.norm.sf(tcrit - nc) + stats.norm.cdf(-tcrit - nc))
+    return min(1.0, max(0.0, p))
+
+
+def ratings_needed(delta: float, n_images: int, sigma2_error: float,
+                   sigma2_interaction: float = 0.0, alpha: float = 0.05, power: float = 0.8,
+                   max_r: int = 1000) -> dict:
+    """Smallest R (ratings per item) whose power reaches `power`; r is None when even
+    `max_r` ratings are not enough (then more images are needed: the image-by-method
+    variance does not shrink with more ratings)."""
+    limit = power_paired(delta, n_images, np.inf, sigma2_error, sigma2_interaction, alpha) \
+        if sigma2_interaction > 0 else 1.0
+    res = {"delta": delta, "alpha": alpha, "power": power, "n_images": n_images,
+           "sigma2_error": sigma2_error, "sigma2_interaction": sigma2_interaction,
+           "r": None, "achieved_power": None, "power_limit": limit, "note": None}
+    if n_images < 2:
+        res["note"] = "needs at least 2 images"
+        return res
+    lo, hi = 1, max_r
+    if power_paired(delta, n_images, hi, sigma2_error, sigma2_interaction, alpha) < power:
+        res["note"] = (f"not reachable with {max_r} ratings per item on {n_images} images "
+                       f"(power limit {limit:.2f}); use more images")
+        return res
+    while lo < hi:  # power grows with R: bisection
+        mid = (lo + hi) // 2
+        if power_paired(delta, n_images, mid, sigma2_error, sigma2_interaction, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    res["r"] = int(lo)
+    res["achieved_power"] = power_paired(delta, n_images, lo, sigma2_error, sigma2_interaction, alpha)
+    return res
+
+
+def variance_components(cs: CellStats) -> dict:
+    """Method-of-moments estimates from pilot ratings: sigma2_error is the pooled within-cell
+    variance; sigma2_interaction is the additive-model residual variance of the per-cell MOS over
+    complete images, minus the part due to rating noise (clipped at 0)."""
+    n, mean, sd = cs.n, cs.mean, cs.std
+    ok = n >= 2
+    dfw = (n[ok] - 1).sum()
+    sigma2_error = float(((n[ok] - 1) * sd[ok] ** 2).sum() / dfw) if dfw > 0 else float("nan")
+    keep = ~np.isnan(mean).any(axis=1)
+    x = mean[keep]
+    I, M = x.shape
+    sigma2_int = 0.0
+    if I >= 2 and M >= 2:
+        resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
+        ms = float((resid ** 2).sum() / ((I - 1) * (M - 1)))
+        inv_r = float(np.mean(1.0 / n[keep]))
+        sigma2_int = max(0.0, ms - sigma2_error * inv_r)
+    return {"sigma2_error": sigma2_error, "sigma2_interaction": sigma2_int,
+            "ratings_per_item": float(np.median(n[n > 0])) if (n > 0).any() else None}
+
+
+def ratings_needed_from_pilot(cs: CellStats, delta: float, alpha: float = 0.05,
+                              power: float = 0.8, n_images: int | None = None,
+                              max_r: int = 1000) -> dict:
+    vc = variance_components(cs)
+    if n_images is None:
+        n_images = int((~np.isnan(cs.mean).any(axis=1)).sum()) or cs.coded.n_images
+    res = ratings_needed(delta, n_images, vc["sigma2_error"], vc["sigma2_interaction"],
+                         alpha=alpha, power=power, max_r=max_r)
+    res["pilot_ratings_per_item"] = vc["ratings_per_item"]
+    return res
+
+
+def suggest_ratings_per_item(df, delta: float, alpha: float = 0.05, power: float = 0.8,
+                             n_images: int | None = None, max_r: int = 1000) -> dict:
+    """From pilot ratings (tidy table; valid, non-gold rows used): the ratings per item needed
+    to separate two methods whose MOS differ by `delta` (see `ratings_needed`)."""
+    from analysis.mos import analysed, cell_stats, encode
+    return ratings_needed_from_pilot(cell_stats(encode(analysed(df))), delta, alpha=alpha,
+                                     power=power, n_images=n_images, max_r=max_r)

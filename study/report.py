@@ -1,0 +1,166 @@
+"""`study report`: the MOS ranking report from a study's ratings or from any ratings CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from study.errors import StudyError
+
+FORMATS = ("md", "html", "csv", "tex", "json")
+
+
+def _formats(text: str | None, default) -> list[str]:
+    if not text:
+        return list(default)
+    out = []
+    for f in (s.strip().lower() for s in text.split(",")):
+        if not f:
+            continue
+        f = {"markdown": "md", "latex": "tex"}.get(f, f)
+        if f not in FORMATS:
+            raise StudyError(f"unknown report format {f!r}", where="--format",
+                             hint="choose from " + ",".join(FORMATS))
+        if f not in out:
+            out.append(f)
+    if not out:
+        raise StudyError("no report format given", where="--format", hint="e.g. --format md,html")
+    return out
+
+
+def _scale(text: str | None, direction: bool | None, default_text: str):
+    from analysis.scale import Scale
+    try:
+        return Scale.parse(text or default_text, higher_is_better=direction)
+    except ValueError as exc:
+        raise StudyError(str(exc), where="--scale", hint="write it as LOW..HIGH, e.g. --scale 1..5")
+
+
+def _as_study_error(exc) -> StudyError:
+    return StudyError(exc.message, where=exc.where, hint=exc.hint)
+
+
+def _study_inputs(study):
+    """Ratings, factsheets and fidelity of a study. Read-only."""
+    import pandas as pd
+    try:
+        from study.crowd.ratings import ratings_frame
+    except ImportError:
+        try:
+            from study.crowd.collect import ratings_frame
+        except ImportError:
+            raise StudyError("this installation cannot read collected ratings",
+                             hint="use --ratings FILE.csv")
+    frame = ratings_frame(study)
+    if frame is None or len(frame) == 0:
+        raise StudyError("no ratings collected yet", where=str(study.root),
+                         hint="run `study publish` and `study collect` first, or give --ratings FILE.csv")
+    frame = frame.copy()
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce").astype(float)
+    for c in ("image", "method", "worker"):
+        frame[c] = frame[c].astype(str)
+    frame["valid"] = frame["valid"].astype(bool) & frame["score"].notna()
+    frame = frame[frame["score"].notna()]
+    if "gold" in frame and frame["gold"].any() and not any(
+            c in frame for c in ("gold_correct", "expected", "expected_min", "expected_max")):
+        # Without the accepted answers gold accuracy would be a guess: leave it unknown.
+        frame["gold_correct"] = None
+    factsheets, fidelity = {}, {}
+    conn = study.connect()
+    try:
+        for r in conn.execute("SELECT name, team, author, framework, hardware, runtime_reported "
+                              "FROM methods"):
+            factsheets[r[0]] = {"team": r[1], "author": r[2], "framework": r[3],
+                                "hardware": r[4], "runtime_s": r[5]}
+        for r in conn.execute("SELECT method, AVG(psnr), AVG(ssim), AVG(runtime_s) FROM renders "
+                              "WHERE status = 'done' GROUP BY method"):
+            fidelity[r[0]] = {"psnr": r[1], "ssim": r[2]}
+            fs = factsheets.setdefault(r[0], {})
+            if fs.get("runtime_s") is None and r[3] is not None:
+                fs["runtime_s"] = r[3]  # measured when nothing was self-reported
+    finally:
+        conn.close()
+    return frame, factsheets or None, fidelity or None
+
+
+@click.command("report")
+@click.option("--format", "formats", default=None,
+              help="Comma-separated formats: md,html,csv,tex,json (default: [report] formats, or all).")
+@click.option("--ratings", "ratings_path", type=click.Path(dir_okay=False), default=None,
+              help="Analyse this ratings CSV instead of the study's ratings (no study folder needed).")
+@click.option("--scale", "scale_text", default=None,
+              help="Rating scale LOW..HIGH (default 0..4; e.g. 1..5 for ACR data).")
+@click.option("--higher-is-better/--lower-is-better", "higher_is_better", default=None,
+              help="Direction of the scale (default: lower is better for 0..4, higher otherwise).")
+@click.option("--columns", default=None,
+              help="Map CSV columns: image=COL,method=COL,worker=COL,score=COL (also valid, gold).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: the study's reports/ folder, or ./report).")
+@click.option("--seed", type=int, default=None, help="Seed of the bootstrap (default: the study's seed or 0).")
+@click.option("--bootstrap", type=click.IntRange(0, 100000), default=None,
+              help="Bootstrap replicates for the CIs (default 2000).")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Significance level (default 0.05).")
+@click.option("--correction", type=click.Choice(["holm", "bh"]), default=None,
+              help="Multiple-comparison correction (default holm).")
+@click.pass_context
+def report_command(ctx: click.Context, formats, ratings_path, scale_text, higher_is_better, columns,
+                   out_dir, seed, bootstrap, alpha, correction) -> None:
+    """Write the MOS ranking report (Table 1 with CIs and significance groups)."""
+    from analysis.pipeline import analyse
+    from analysis.report import write
+    from analysis.table import RatingsError, parse_column_map, read_ratings
+
+    study = None
+    settings: dict = {}
+    root_obj = ctx.find_root().obj
+    study_dir = root_obj.get("study_dir") if isinstance(root_obj, dict) else None
+    if ratings_path is None or study_dir:
+        from study.studydir import open_study
+        if ratings_path is None:
+            study = open_study(study_dir)
+        else:
+            try:
+                study = open_study(study_dir)
+            except StudyError:
+                study = None
+    if study is not None:
+        settings = dict(study.config.get("report") or {})
+    fmt = _formats(formats, settings.get("formats") or FORMATS)
+    scale = _scale(scale_text, higher_is_better, "0..4")
+    try:
+        colmap = parse_column_map(columns)
+        if ratings_path is not None:
+            df = read_ratings(ratings_path, colmap, scale)
+            factsheets = fidelity = None
+            default_out = Path("report")
+        else:
+            df, factsheets, fidelity = _study_inputs(study)
+            default_out = study.reports_dir
+        if seed is None:
+            seed = int((study.config.get("study") or {}).get("seed", 0)) if study is not None else 0
+        report = analyse(df, scale, factsheets=factsheets, fidelity=fidelity, seed=seed,
+                         bootstrap=bootstrap if bootstrap is not None else int(settings.get("bootstrap", 2000)),
+                         alpha=alpha if alpha is not None else float(settings.get("alpha", 0.05)),
+                         correction=correction or str(settings.get("correction", "holm")))
+    except RatingsError as exc:
+        raise _as_study_error(exc) from None
+    out = Path(out_dir) if out_dir else default_out
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"{out} exists and is not a folder", where="--out", hint="give a folder")
+    paths = write(report, out, fmt)
+    m = report.methods
+    click.echo(f"Ranked {len(m)} methods on {report.counts['images']} images from "
+               f"{report.counts['analysed']} ratings by {report.counts['workers']} workers "
+               f"(scale {scale.label}).")
+    for r in m.head(10).itertuples():
+        lo, hi = r.ci95_low, r.ci95_high
+        ci = f"  [{lo:.2f}, {hi:.2f}]" if lo == lo and hi == hi else ""
+        click.echo(f"  {int(r.rank):>3}. {r.method:<24} MOS {r.mos:.3f}{ci}  {r.group}")
+    if len(m) > 10:
+        click.echo(f"  ... {len(m) - 10} more")
+    for n in report.notes:
+        click.echo(f"note: {n}", err=True)
+    for p in paths:
+        click.echo(f"wrote {p}")
