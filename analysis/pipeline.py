@@ -297,8 +297,11 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
     # Mixed model as confirmation.
     t = time.perf_counter()
     try:
-        mm = _sig.mixed_model(kept, scale, max_ratings=mixed_model_max_ratings, seed=seed,
-                              reference=order[0])
+        if mixed_model_max_ratings == 0:
+            mm = {"converged": None, "note": "not fitted (mixed_model_max_ratings = 0)"}
+        else:
+            mm = _sig.mixed_model(kept, scale, max_ratings=mixed_model_max_ratings, seed=seed,
+                                  reference=order[0])
     except Exception as exc:
         mm = {"converged": False, "note": f"fit failed: {type(exc).__name__}: {exc}"}
     timings["mixed_model"] = time.perf_counter() - t

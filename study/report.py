@@ -41,7 +41,7 @@ def _as_study_error(exc) -> StudyError:
     return StudyError(exc.message, where=exc.where, hint=exc.hint)
 
 
-def _study_inputs(study):
+def study_inputs(study):
     """Ratings, factsheets and fidelity of a study. Read-only."""
     import pandas as pd
     try:
@@ -136,7 +136,7 @@ def report_command(ctx: click.Context, formats, ratings_path, scale_text, higher
             factsheets = fidelity = None
             default_out = Path("report")
         else:
-            df, factsheets, fidelity = _study_inputs(study)
+            df, factsheets, fidelity = study_inputs(study)
             default_out = study.reports_dir
         if seed is None:
             seed = int((study.config.get("study") or {}).get("seed", 0)) if study is not None else 0

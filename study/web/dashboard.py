@@ -11,6 +11,7 @@ from typing import Any
 from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
                    send_file, session, url_for)
 
+from study.errors import StudyError
 from study.studydir import Study
 
 SESSION_KEY = "dashboard_ok"
@@ -30,23 +31,28 @@ def dashboard_data(study: Study) -> dict[str, Any]:
 
     status = gather(study)
     data: dict[str, Any] = {"status": status, "budget_usd": study.config["budget"]["max_usd"],
-                            "methods": [], "workers": [], "reports": status["report"]["files"]}
+                            "methods": [], "workers": [], "reports": status["report"]["files"],
+                            "worker_flags": {}, "spend": _money_and_counts(status)}
+    from study.report import study_inputs
     try:
-        from study.crowd.collect import ratings_frame
-        frame = ratings_frame(study)
-    except Exception as exc:  # no crowd data yet is normal, a broken table is shown as text
-        data["ratings_error"] = str(exc)
-        return data
-    valid = frame[frame["valid"].astype(bool) & ~frame["gold"].astype(bool)] \
-        if len(frame) else frame
-    data["ratings"] = {"total": int(len(frame)), "valid": int(len(valid))}
-    if len(valid) >= 2:
+        frame, _, _ = study_inputs(study)
+    except StudyError:
+        frame = None  # nothing collected yet
+    if frame is not None:
+        data["ratings"] = {"total": int(len(frame)),
+                           "valid": int((frame["valid"] & ~frame["gold"]).sum())}
         from analysis.pipeline import analyse
         from analysis.scale import Scale
-        report = analyse(valid[["image", "method", "worker", "score"]], Scale.similarity(),
-                         bootstrap=200, seed=0, mixed_model=False)
-        data["methods"] = report.methods_table()
-        data["workers"] = report.workers_table()
+        from analysis.table import RatingsError
+        try:
+            # A quick live view: fewer bootstrap replicates and no mixed model.
+            report = analyse(frame, Scale.similarity(), bootstrap=200, seed=0,
+                             mixed_model_max_ratings=0).to_dict()
+        except RatingsError as exc:
+            data["ratings_error"] = exc.message
+        else:
+            data["methods"] = report["methods"]
+            data["workers"] = report["workers"]
     data["worker_flags"] = _worker_flags(study)
     return data
 
@@ -54,11 +60,40 @@ def dashboard_data(study: Study) -> dict[str, Any]:
 def _worker_flags(study: Study) -> dict[str, dict[str, Any]]:
     conn = study.connect()
     try:
-        rows = conn.execute("SELECT worker_id, blocked, flags, reason FROM workers").fetchall()
+        rows = conn.execute("SELECT worker_id, failures, excluded, blocked, reason "
+                            "FROM workers").fetchall()
     finally:
         conn.close()
-    return {r["worker_id"]: {"blocked": bool(r["blocked"]), "flags": r["flags"],
-                             "reason": r["reason"]} for r in rows}
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        flags = []
+        if r["failures"]:
+            flags.append(f"{r['failures']} failed")
+        if r["excluded"]:
+            flags.append("excluded")
+        entry = out.setdefault(r["worker_id"], {"blocked": False, "flags": "", "reason": ""})
+        entry["blocked"] = entry["blocked"] or bool(r["blocked"])
+        entry["flags"] = ", ".join(filter(None, [entry["flags"], *flags]))
+        entry["reason"] = entry["reason"] or r["reason"]
+    return out
+
+
+def _money_and_counts(status: dict[str, Any]) -> dict[str, Any]:
+    """The spend card's figures, as numbers."""
+    pub, col = status["publish"], status["collect"]
+    decided = col.get("assignments", {}) or {}
+    items = col.get("items", []) or []
+    return {
+        "hits_published": pub.get("hits_published", 0),
+        "hits_designed": pub.get("hits_designed", 0),
+        "assignments": sum(decided.values()),
+        "approved": decided.get("approve", 0) + decided.get("exclude", 0),
+        "rejected": decided.get("reject", 0),
+        "valid_ratings": sum(min(i["valid"], i["required"]) for i in items),
+        "required_ratings": sum(i["required"] for i in items),
+        "spent_usd": float(col.get("spent_usd") or 0),
+        "committed_usd": float(col.get("committed_usd") or 0),
+    }
 
 
 def dashboard_blueprint(study: Study) -> Blueprint:
