@@ -377,14 +377,15 @@ def scores(rgb: np.ndarray, reference: np.ndarray, border: int,
     """PSNR and SSIM of a uint8 output against the uint8 reference; None when not computable."""
     import torch
 
-    from study.render.metrics import psnr, ssim, to_float
+    from study.render.metrics import psnr_ssim
 
     def t(a: np.ndarray):
         return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).to(device).float().div_(255)
 
     try:
         x, y = t(rgb), t(reference)
-        return to_float(psnr(x, y, border)[0]), to_float(ssim(x, y, border)[0])
+        p, q = psnr_ssim(x, y, border)
+        return float(p[0]), float(q[0])
     except ValueError:
         return None, None
 

@@ -1,0 +1,1 @@
+"""Rendering: built-in methods, fidelity metrics and the demo dataset."""
