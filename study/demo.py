@@ -21,11 +21,13 @@ from study.errors import StudyError
 # Demo-sized design: 5 images x 5 methods = 25 items; enough ratings per item for a clear
 # ranking, and enough workers that spammers and straight-liners turn up among them.
 DEMO_SETTINGS = {
-    ("design", "ratings_per_item"): 8,
+    ("design", "ratings_per_item"): 10,
     ("design", "items_per_hit"): 9,
     ("hit", "max_hits_per_worker"): 3,
     ("hit", "reward"): '"0.40"',
     ("hit", "expected_seconds_per_hit"): 150,
+    # Short, so that slots held by workers who walked away free up within the demo.
+    ("hit", "assignment_duration_s"): 40,
     ("budget", "max_usd"): 200.0,
 }
 
@@ -64,7 +66,7 @@ def _cli(*args: str) -> None:
 
 
 def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 512,
-             port: int = 8765, rounds: int = 4) -> dict[str, Any]:
+             port: int = 8765, rounds: int = 8) -> dict[str, Any]:
     from study.dataset import create_study
     from study.marketplace.server import serve_in_thread
     from study.render.demodata import build_demo_dataset
@@ -95,6 +97,9 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     text = toml_path.read_text()
     for (section, key), value in DEMO_SETTINGS.items():
         text = _set(text, section, key, value)
+    # A stronger global blur than the default keeps the baseline clearly apart from the
+    # unprocessed input on these few demo images.
+    text = text.replace('builtin = "gaussian"\n', 'builtin = "gaussian"\nparams = { sigma = 8 }\n')
     text = _set(text, "hosting", "base_url", json.dumps(base_url))
     text = _set(text, "serve", "port", port)
     toml_path.write_text(text)
@@ -112,18 +117,25 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
         t = _stage("4/7 publish to the sandbox realm")
         _cli("--study", study_root, "publish", "--sandbox", "--yes")
 
+        from study.status import gather
         crowd_results = []
         for round_no in range(1, rounds + 1):
             t = _stage(f"5/7 simulated crowd, round {round_no}")
             result = simulate_crowd(f"{url}/worker/sandbox", workers=workers,
-                                    seed=seed + 1000 * round_no)
+                                    seed=seed + 1000 * round_no, progress=False)
             crowd_results.append(result)
-            click.echo(f"crowd done in {time.perf_counter() - t:.1f} s")
+            submitted = sum(w.submitted for w in result.workers)
+            click.echo(f"{submitted} assignment(s) submitted in {time.perf_counter() - t:.1f} s")
             t = _stage(f"6/7 collect with quality control, round {round_no}")
             _cli("--study", study_root, "collect")
-            from study.status import gather
             if gather(study)["collect"].get("complete"):
                 break
+            if submitted == 0:
+                # The open slots are held by workers who accepted and walked away: wait for
+                # their assignments to expire (hit.assignment_duration_s) before the next round.
+                wait = int(study.config["hit"]["assignment_duration_s"]) + 2
+                click.echo(f"waiting {wait} s for abandoned assignments to expire")
+                time.sleep(wait)
 
         t = _stage("7/7 report")
         _cli("--study", study_root, "report")
@@ -134,7 +146,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     # Check the result against what the simulation planted.
     conn = study.connect()
     try:
-        pairs = [(r["image_id"], r["method"], r["reference_path"], r["path"]) for r in
+        pairs = [(r["image_id"], r["method"], r["reference_path"], study.resolve(r["path"]))
+                 for r in
                  conn.execute("SELECT r.image_id, r.method, r.path, i.reference_path "
                               "FROM renders r JOIN images i USING (image_id) "
                               "WHERE r.status = 'done'")]
@@ -145,7 +158,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     ranked = [m["method"] for m in sorted(report["methods"], key=lambda m: m["mos"])]
     bad_workers = set()
     for res in crowd_results:
-        bad_workers |= set(res.spammers) | set(res.straight_liners)
+        worked = {w.worker_id for w in res.workers if w.submitted}
+        bad_workers |= (set(res.spammers) | set(res.straight_liners)) & worked
     flagged = {w["worker"] for w in report["workers"] if w.get("screening") not in (None, "kept")}
     summary = {
         "study": str(study_root),

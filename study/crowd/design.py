@@ -110,6 +110,8 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
                 golds[GOLD_CONTROL].append(Item(
                     img["image_id"], control, GOLD_CONTROL, img["reference_path"],
                     str(study.resolve(path)), *GOLD_CONTROL_RANGE))
+    if len(golds[GOLD_CONTROL]) > 1:
+        golds[GOLD_CONTROL] = _clearly_different(conn, control, golds[GOLD_CONTROL])
     if control and not golds[GOLD_CONTROL]:
         raise StudyError(f"the gold control method {control!r} has no finished render",
                          where="study.toml design.gold_control_method",
@@ -135,6 +137,21 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
     used = {key for hit in hits for key in hit}
     items = [i for i in tests + golds[GOLD_REFERENCE] + golds[GOLD_CONTROL] if i.key in used]
     return Design(items=items, hits=hits)
+
+
+def _clearly_different(conn: sqlite3.Connection, control: str, pool: list[Item]) -> list[Item]:
+    """The control images most different from their reference (SSIM at or below the median).
+
+    A gold control must be an easy "3 or 4": on an image where the reference itself is barely
+    blurred, the control looks close to it and careful workers would "fail" the check."""
+    ssim = {r["image_id"]: r["ssim"] for r in conn.execute(
+        "SELECT image_id, ssim FROM renders WHERE method = ? AND status = 'done'", (control,))}
+    known = [i for i in pool if ssim.get(i.image_id) is not None]
+    if len(known) < 2:
+        return pool
+    values = sorted(ssim[i.image_id] for i in known)
+    median = values[(len(values) - 1) // 2]
+    return [i for i in known if ssim[i.image_id] <= median]
 
 
 def _insert_items(conn: sqlite3.Connection, items: list[Item]) -> dict[tuple, int]:
