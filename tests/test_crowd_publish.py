@@ -67,7 +67,7 @@ def test_status_and_ratings_of_a_fresh_study(tmp_path):
     frame = ratings_frame(study)
     assert frame.empty and list(frame.columns) == ["image", "method", "worker", "score",
                                                    "valid", "gold", "assignment", "seconds",
-                                                   "reason"]
+                                                   "reason", "expected_min", "expected_max"]
 
 
 def test_live_without_funds_is_a_clear_error_and_rerun_is_safe(tmp_path, run_cli):
