@@ -3,7 +3,6 @@ or any MTurk-compatible endpoint named in study.toml, with retries for throttlin
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -113,16 +112,6 @@ def configured_endpoint(cfg: dict, realm: str) -> str | None:
     return endpoint.replace("{realm}", realm)
 
 
-def _running_service(study) -> str | None:
-    path = study.root / ".serve.json"
-    try:
-        info = json.loads(path.read_text())
-        os.kill(int(info["pid"]), 0)
-        return str(info["url"]).rstrip("/")
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def _keys(study) -> tuple[str, str]:
     secrets = study.secrets()
     try:
@@ -149,7 +138,8 @@ def requester(study, realm: str) -> Iterator[Requester]:
         yield Requester(client, realm, endpoint)
         return
     key_id, secret = _keys(study)
-    url = _running_service(study)
+    from study.web.commands import running_service_url
+    url = running_service_url(study)
     if url is not None:
         endpoint = f"{url}/requester/{realm}"
         yield Requester(_boto_client(endpoint, region, None, key_id, secret), realm, endpoint)

@@ -34,8 +34,14 @@ def worker_site_url(base_url: str, realm: str = "sandbox") -> str:
 
 
 def _study_base_url(study) -> str:
-    """Where `study serve` listens for this study (the marketplace is mounted there)."""
+    """Where `study serve` listens for this study (the marketplace is mounted there): the
+    running service's own address, else the configured one."""
     from study.config import get
+    from study.web.commands import running_service_url
+
+    running = running_service_url(study)
+    if running:
+        return running
 
     host = str(get(study.config, "serve.host", "127.0.0.1") or "127.0.0.1")
     if host in ("0.0.0.0", "::", ""):

@@ -28,7 +28,7 @@ def running_service_url(study: Study) -> str | None:
         os.kill(int(info["pid"]), 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return str(info["url"])
+    return str(info["url"]).rstrip("/")
 
 
 def announce(url: str, token: str, echo=click.echo) -> None:
