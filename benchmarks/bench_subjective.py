@@ -28,8 +28,6 @@ from analysis._subjective_sureal import (max_abs_diff, run_sureal, sureal_frames
                                          to_sureal_dataset)
 
 DATA = ROOT.parent / "shared" / "data" / "subjective"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data/subjective")
 
 MODELS = {
     "P910": (sj.p910_annex_e, "P910AnnexEModel", ("quality", "bias", "inconsistency")),

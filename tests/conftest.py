@@ -15,6 +15,8 @@ from study.cli import cli
 
 # Where tests leave artefacts worth looking at (screenshots, reports).
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
+# Real rating data from two public studies, in the shared folder beside the repository.
+SUBJECTIVE_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "subjective"
 
 
 def photo(h: int, w: int, seed: int = 0) -> np.ndarray:

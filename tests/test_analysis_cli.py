@@ -12,11 +12,7 @@ import pytest
 from analysis.scale import Scale
 from analysis.table import RatingsError, parse_column_map, read_ratings, tidy
 
-DATA = Path("/work/shared/data/subjective")
-if not DATA.is_dir():
-    DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "subjective"
-
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="real subjective data not available")
+from conftest import SUBJECTIVE_DATA as DATA
 
 
 def expected_mos(csv: Path, kept_workers: set[str]) -> pd.Series:

@@ -114,9 +114,8 @@ def test_scale_direction_flips_the_ranking():
 
 
 def test_mixed_model_engines_agree_on_real_data():
-    path = Path("/work/shared/data/subjective/vqeg_hd3_raw.csv")
-    if not path.is_file():
-        pytest.skip("real data not available")
+    from conftest import SUBJECTIVE_DATA
+    path = SUBJECTIVE_DATA / "vqeg_hd3_raw.csv"
     df = pd.read_csv(path, dtype={"worker": str}).astype({"score": float})
     a = mixed_model(df, Scale.acr(), engine="statsmodels")
     b = mixed_model(df, Scale.acr(), engine="reml")

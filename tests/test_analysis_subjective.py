@@ -12,9 +12,7 @@ import pytest
 from analysis import subjective as sj
 from analysis._subjective_sureal import max_abs_diff, run_sureal, sureal_frames, to_sureal_dataset
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "subjective"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data/subjective")
+from conftest import SUBJECTIVE_DATA as DATA
 DATASETS = ["vqeg_hd3_raw.csv", "nflx_public_raw.csv"]
 TOL = 1e-6
 
