@@ -253,10 +253,7 @@ def send_bonus(conn: sqlite3.Connection, api: Requester, p: sqlite3.Row) -> str:
 
     aid = p["assignment_id"]
     # A bonus already paid (an earlier run whose token the marketplace may have forgotten).
-    try:
-        paid = list(api.pages("list_bonus_payments", "BonusPayments", AssignmentId=aid))
-    except ClientError:
-        paid = []
+    paid = list(api.pages("list_bonus_payments", "BonusPayments", AssignmentId=aid))
     if paid:
         _finish(conn, "bonus", aid, "done", "already paid")
         return "done"
@@ -267,8 +264,10 @@ def send_bonus(conn: sqlite3.Connection, api: Requester, p: sqlite3.Row) -> str:
                  UniqueRequestToken=p["unique_token"])
         note = ""
     except ClientError as exc:
-        message = error_message(exc)
-        if "already" not in message.lower() and "token" not in message.lower():
+        # Only the marketplace's own duplicate answer means "paid"; an expired or refused
+        # credential also mentions a "token" and must not mark the bonus done.
+        if exc.response.get("TurkErrorCode") != "AWS.MechanicalTurk.DuplicateRequest" and \
+                "already" not in error_message(exc).lower():
             raise
         note = "already paid (token seen)"
     _finish(conn, "bonus", aid, "done", note)
@@ -385,10 +384,7 @@ def topup(study, conn: sqlite3.Connection, api: Requester, summary: Summary) -> 
     for h in conn.execute("SELECT hit_index, hit_id FROM hits WHERE realm = ? AND "
                           "state = 'created'", (realm,)).fetchall():
         hit = api.call("get_hit", HITId=h["hit_id"])["HIT"]
-        expiration = hit.get("Expiration")
-        alive = hit.get("HITStatus") == "Assignable" or (
-            isinstance(expiration, datetime) and expiration > datetime.now(timezone.utc)
-            and hit.get("HITStatus") not in ("Disposed",))
+        alive = _is_alive(hit)
         open_hits[h["hit_index"]] = alive
         outstanding[h["hit_index"]] = int(hit.get("NumberOfAssignmentsPending", 0)) + (
             int(hit.get("NumberOfAssignmentsAvailable", 0)) if alive else 0)
@@ -489,15 +485,23 @@ def _extend_hit(conn: sqlite3.Connection, api: Requester, sid: str, h: int, n: i
     return _apply_extension(conn, api, row, alive, cfg)
 
 
+def _is_alive(hit: dict) -> bool:
+    """Whether a HIT (GetHIT's answer) can still take new assignments without renewal."""
+    expiration = hit.get("Expiration")
+    return hit.get("HITStatus") == "Assignable" or (
+        isinstance(expiration, datetime) and expiration > datetime.now(timezone.utc)
+        and hit.get("HITStatus") not in ("Disposed",))
+
+
 def resume_extensions(conn: sqlite3.Connection, api: Requester, cfg: dict) -> None:
     """Finish top-ups an interrupted collect left as intents."""
     for row in conn.execute("SELECT * FROM topups WHERE realm = ? AND state = 'intent' "
                             "ORDER BY hit_index, seq", (api.realm,)).fetchall():
-        _apply_extension(conn, api, row, True, cfg)
+        _apply_extension(conn, api, row, None, cfg)
 
 
-def _apply_extension(conn: sqlite3.Connection, api: Requester, row: sqlite3.Row, alive: bool,
-                     cfg: dict) -> bool:
+def _apply_extension(conn: sqlite3.Connection, api: Requester, row: sqlite3.Row,
+                     alive: bool | None, cfg: dict) -> bool:
     """Send one top-up unless the marketplace shows it applied (checked through MaxAssignments,
     which outlives the token's memory)."""
     from botocore.exceptions import ClientError
@@ -506,7 +510,10 @@ def _apply_extension(conn: sqlite3.Connection, api: Requester, row: sqlite3.Row,
     hit = conn.execute("SELECT * FROM hits WHERE realm = ? AND hit_index = ?",
                        (realm, h)).fetchone()
     before = _hit_capacity(conn, realm, h)
-    current = int(api.call("get_hit", HITId=hit["hit_id"])["HIT"]["MaxAssignments"])
+    state = api.call("get_hit", HITId=hit["hit_id"])["HIT"]
+    current = int(state["MaxAssignments"])
+    if alive is None:  # resuming: ask the marketplace rather than assume
+        alive = _is_alive(state)
     if current < before + row["count"]:
         if not alive:
             lifetime = int(get(cfg, "hit.lifetime_s", 604800))

@@ -64,7 +64,11 @@ def serve_command(ctx: click.Context, host: str, port: int, db: str | None, thre
                               f"set {KEYS_ENV}=KEY_ID:SECRET")
     db_path = _db_path(ctx, db)
     app = create_app(db_path, keys=keys)
-    server = waitress.create_server(app, host=host, port=port, threads=threads)
+    try:
+        server = waitress.create_server(app, host=host, port=port, threads=threads)
+    except OSError as exc:
+        raise StudyError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                         hint="another program uses that port: pass --port N") from None
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{server.effective_port}"
     click.echo(f"marketplace database: {db_path}")
