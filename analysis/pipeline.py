@@ -231,6 +231,11 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
             kept, rejected = base, {}
     screening_info["rejected"] = rejected
     screening_info["n_rejected"] = len(rejected)
+    for col, label in (("method", "method"), ("image", "image")):
+        dropped = sorted(set(base[col]) - set(kept[col]), key=str)
+        if dropped:
+            notes.append(f"{label}(s) {', '.join(map(str, dropped))} had ratings only from "
+                         "screened-out workers and are not in the ranking")
 
     # Subject model (P.910 Annex E): quality per item, bias and inconsistency per worker.
     sm_info: dict[str, Any] = {"model": None}

@@ -48,6 +48,9 @@ def ratings_needed(delta: float, n_images: int, sigma2_error: float,
     if n_images < 2:
         res["note"] = "needs at least 2 images"
         return res
+    if not np.isfinite(sigma2_error):
+        res["note"] = "rating noise unknown: needs items rated at least twice"
+        return res
     lo, hi = 1, max_r
     if power_paired(delta, n_images, hi, sigma2_error, sigma2_interaction, alpha) < power:
         res["note"] = (f"not reachable with {max_r} ratings per item on {n_images} images "

@@ -11,21 +11,21 @@ from study.errors import StudyError
 FORMATS = ("md", "html", "csv", "tex", "json")
 
 
-def _formats(text: str | None, default) -> list[str]:
+def _formats(text: str | None, default, where: str = "--format") -> list[str]:
     if not text:
-        return list(default)
+        return _formats(",".join(map(str, default)), FORMATS, "study.toml [report] formats")
     out = []
     for f in (s.strip().lower() for s in text.split(",")):
         if not f:
             continue
         f = {"markdown": "md", "latex": "tex"}.get(f, f)
         if f not in FORMATS:
-            raise StudyError(f"unknown report format {f!r}", where="--format",
+            raise StudyError(f"unknown report format {f!r}", where=where,
                              hint="choose from " + ",".join(FORMATS))
         if f not in out:
             out.append(f)
     if not out:
-        raise StudyError("no report format given", where="--format", hint="e.g. --format md,html")
+        raise StudyError("no report format given", where=where, hint="e.g. --format md,html")
     return out
 
 
@@ -62,8 +62,9 @@ def study_inputs(study):
         frame[c] = frame[c].astype(str)
     frame["valid"] = frame["valid"].astype(bool) & frame["score"].notna()
     frame = frame[frame["score"].notna()]
-    if "gold" in frame and frame["gold"].any() and not any(
-            c in frame for c in ("gold_correct", "expected", "expected_min", "expected_max")):
+    ranges = [c for c in ("expected_min", "expected_max") if c in frame]
+    if "gold" in frame and frame["gold"].any() and "gold_correct" not in frame and (
+            not ranges or frame.loc[frame["gold"], ranges].isna().any(axis=None)):
         # Without the accepted answers gold accuracy would be a guess: leave it unknown.
         frame["gold_correct"] = None
     factsheets, fidelity = {}, {}

@@ -198,3 +198,23 @@ def test_report_inside_a_study(study_dir, run_cli):
     assert rep["scale"] == {"low": 0, "high": 4, "higher_is_better": False}
     assert "MOS↓" in (study_dir / "reports" / "report.md").read_text()
     assert "wrote" in res.output
+
+
+def test_interval_label_follows_alpha(tmp_path, run_cli):
+    out = tmp_path / "r"
+    run_cli("report", "--ratings", DATA / "vqeg_hd3_raw.csv", "--scale", "1..5",
+            "--higher-is-better", "--alpha", "0.1", "--out", out, cwd=tmp_path)
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text()
+        assert "90% CI" in text and "95% CI" not in text
+    assert "90\\% CI" in (out / "report.tex").read_text()
+
+
+def test_unknown_format_in_study_toml_is_a_clear_error(tmp_path, run_cli, study_dir):
+    toml = study_dir / "study.toml"
+    toml.write_text(toml.read_text().replace(
+        'formats = ["md", "html", "csv", "tex", "json"]', 'formats = ["pdf"]'))
+    res = run_cli("report", "--out", tmp_path / "o", expect=2, cwd=study_dir)
+    assert "unknown report format 'pdf'" in res.output
+    assert "study.toml [report] formats" in res.output
+    assert not (tmp_path / "o").exists()

@@ -54,11 +54,17 @@ def has(report, col: str) -> bool:
     return col in report.methods and report.methods[col].notna().any()
 
 
+def ci_label(report) -> str:
+    """"95% CI" at the default alpha; the intervals are computed at level 1 - alpha."""
+    return f"{100 * (1 - float(report.settings['alpha'])):g}% CI"
+
+
 def ranking_rows(report) -> tuple[list[str], list[list[str]]]:
     """Header and rows: Method, Team, Author, Framework, Hardware, Runtime s, PSNR↑ (rank),
     SSIM↑, MOS (rank) with the arrow of the scale, 95% CI, Group. Columns with no data are
     left out."""
     m = report.methods
+    level = ci_label(report)
     arrow = report.scale.arrow
     cols: list[tuple[str, callable]] = [("Method", lambda r: text(r["method"]))]
     for col, title in (("team", "Team"), ("author", "Author"), ("framework", "Framework"),
@@ -72,7 +78,7 @@ def ranking_rows(report) -> tuple[list[str], list[list[str]]]:
     if has(report, "ssim"):
         cols.append(("SSIM↑", lambda r: num(r["ssim"])))
     cols.append((f"MOS{arrow}", lambda r: f"{num(r['mos'])}({rank(r['rank'])})"))
-    cols.append(("95% CI", lambda r: f"[{num(r['ci95_low'])}, {num(r['ci95_high'])}]"
+    cols.append((level, lambda r: f"[{num(r['ci95_low'])}, {num(r['ci95_high'])}]"
                  if num(r.get("ci95_low")) else ""))
     cols.append(("Group", lambda r: text(r["group"])))
     header = [c[0] for c in cols]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from analysis.report import svg
-from analysis.report.common import (fidelity_lines, num, power_line, pvalue_matrix,
+from analysis.report.common import (ci_label, fidelity_lines, num, power_line, pvalue_matrix,
                                     ranking_rows, reliability_lines, summary_lines, text,
                                     worker_summary)
 
@@ -50,10 +50,10 @@ def render_html(report) -> str:
          "<h2>Ranking</h2>"]
     h, rows = ranking_rows(report)
     P.append(_table(h, rows, numeric_from=len(h) - 5 if len(h) > 5 else 1))
-    P.append(f'<p class="note">MOS: mean per image, then over images. 95% CI: bootstrap over '
+    P.append(f'<p class="note">MOS: mean per image, then over images. {ci_label(report)}: bootstrap over '
              f'images and workers ({report.settings["bootstrap"]} replicates). Methods sharing a '
              f'group letter are not significantly different (α = {alpha}).</p>')
-    P.append('<div class="fig">' + svg.mos_ci_plot(report.methods, s) + "</div>")
+    P.append('<div class="fig">' + svg.mos_ci_plot(report.methods, s, ci_label(report)) + "</div>")
     P.append("<h2>Significance</h2><ul>" + "".join(f"<li>{escape(l)}</li>" for l in summary_lines(report)) + "</ul>")
     P.append(f"<h3>Pairwise p-values (Wilcoxon signed-rank on per-image MOS, "
              f"{'Holm' if report.settings['correction'] == 'holm' else 'Benjamini–Hochberg'}-adjusted; "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.report.common import (fidelity_lines, num, power_line, pvalue_matrix,
+from analysis.report.common import (ci_label, fidelity_lines, num, power_line, pvalue_matrix,
                                     ranking_rows, reliability_lines, summary_lines, text,
                                     worker_summary)
 
@@ -28,7 +28,7 @@ def render_markdown(report) -> str:
     L += ["", "## Ranking", ""]
     h, rows = ranking_rows(report)
     L += _table(h, rows)
-    L += ["", f"MOS: mean per image, then over images. 95% CI: bootstrap over images and workers "
+    L += ["", f"MOS: mean per image, then over images. {ci_label(report)}: bootstrap over images and workers "
           f"({report.settings['bootstrap']} replicates). Methods sharing a group letter are not "
           f"significantly different (pairwise Wilcoxon signed-rank on per-image MOS, "
           f"{report.settings['correction'].upper() if report.settings['correction'] == 'bh' else 'Holm'}"

@@ -31,8 +31,9 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
-def mos_ci_plot(methods, scale) -> str:
-    """One row per method (best first): MOS dot with its 95% CI bar."""
+def mos_ci_plot(methods, scale, level: str = "95% CI") -> str:
+    """One row per method (best first): MOS dot with its confidence-interval bar."""
+    aria = level.replace("CI", "confidence intervals")
     rows = methods.to_dict("records")
     label_w, w, row_h, top = 150, 640, 22, 24
     h = top + row_h * len(rows) + 34
@@ -42,7 +43,7 @@ def mos_ci_plot(methods, scale) -> str:
     def X(v):
         return x0 + (float(v) - lo) / (hi - lo) * (x1 - x0)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
-           f'role="img" aria-label="MOS with 95% confidence intervals" {FONT}>']
+           f'role="img" aria-label="MOS with {aria}" {FONT}>']
     for t in _ticks(lo, hi, int(hi - lo) if hi - lo <= 10 else 5):
         out.append(f'<line x1="{X(t):.1f}" x2="{X(t):.1f}" y1="{top - 6}" y2="{h - 30}" stroke="#ddd"/>')
         out.append(f'<text x="{X(t):.1f}" y="{h - 16}" text-anchor="middle">{_fmt(t)}</text>')

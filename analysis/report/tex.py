@@ -3,7 +3,7 @@ Needs \\usepackage{booktabs} in the preamble."""
 
 from __future__ import annotations
 
-from analysis.report.common import ranking_rows
+from analysis.report.common import ci_label, ranking_rows
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
@@ -28,9 +28,10 @@ def render_tex(report) -> str:
              " & ".join(_head(h) for h in header) + r" \\", r"\midrule"]
     for r in rows:
         lines.append(" & ".join(escape(c).replace("−", "-") for c in r) + r" \\")
+    level = ci_label(report).replace("%", "\\%")
     lines += [r"\bottomrule", r"\end{tabular}",
               rf"\caption{{Results sorted by MOS (scale {s.low}--{s.high}, "
-              rf"{'higher' if s.higher_is_better else 'lower'} is better). 95\% CI by bootstrap "
+              rf"{'higher' if s.higher_is_better else 'lower'} is better). {level} by bootstrap "
               rf"over images and workers; methods sharing a letter are not significantly "
               rf"different (pairwise Wilcoxon, {'Holm' if report.settings['correction'] == 'holm' else 'BH'}"
               rf"-adjusted, $\alpha={report.settings['alpha']}$).}}",

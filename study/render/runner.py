@@ -243,6 +243,9 @@ class TensorRunner:
                     raise
                 if self.device.startswith("cuda"):
                     torch.cuda.empty_cache()
+                if self.method.kind != "python":
+                    # Built-ins look at the whole depth map (focus); tiles would change them.
+                    raise MethodFailure(f"out of memory: {_short(exc)}") from None
                 smallest = max(MIN_TILE, 2 * self.overlap + 16)
                 new = self.tile // 2 if self.tile else FALLBACK_TILE
                 while new >= max(x.shape[-2:]) and new // 2 >= smallest:
@@ -547,8 +550,13 @@ def _render_method(study: Study, name: str, spec: dict[str, Any], pending: list,
         echo(f"method {name}: failed to load: {exc}")
         fail_all(pending, f"failed to load: {exc}")
         return
-    except StudyError:
-        raise
+    except StudyError as exc:
+        # A settings mistake found only at load time (a module that cannot be imported, weights
+        # without an entry) stops this method, not the methods after it.
+        detail = " ".join(str(exc).split())
+        echo(f"method {name}: failed to load: {detail}")
+        fail_all(pending, f"failed to load: {detail}")
+        return
     except Exception as exc:  # noqa: BLE001 - any crash while loading is the method's fault
         echo(f"method {name}: failed to load: {_short(exc)}")
         fail_all(pending, f"failed to load: {_short(exc)}")
