@@ -47,7 +47,7 @@ def main(quick: bool = False) -> list[dict]:
     from study.crowd.pages import question_xml
     from study.crowd.publish import publish
     from study.studydir import Study
-    from test_crowd_flow import answers_for
+    from test_crowd_support import answers_for
     from test_crowd_support import study_service, work_one_hit
 
     n_images = 6 if quick else 20

@@ -8,9 +8,7 @@ import random
 import shutil
 
 import pytest
-import requests
 
-from study.crowd import faults
 from study.crowd.client import requester
 from study.crowd.collect import collect
 from study.crowd.faults import InjectedFault
@@ -18,24 +16,13 @@ from study.crowd.journal import COLLECT_STEPS
 from study.crowd.publish import publish
 from study.marketplace import worker_id_for
 from study.studydir import Study
-from test_crowd_flow import answers_for
-from test_crowd_support import check_published_once, copy_study, photo_dataset_study, study_service, work_one_hit
+from test_crowd_support import (check_published_once, copy_study, fresh_faults,  # noqa: F401
+                                ready_study, study_service, work_every_hit)
 
 QUIET = lambda _m: None  # noqa: E731
 
 
-@pytest.fixture(autouse=True)
-def _fresh_faults(monkeypatch):
-    monkeypatch.setenv("STUDY_RETRY_BASE_S", "0.01")
-    faults.reset()
-    yield
-    faults.reset()
-
-
-@pytest.fixture(scope="module")
-def ready_study(tmp_path_factory):
-    """A study with renders, R = 2, and a bonus; nothing published."""
-    return photo_dataset_study(tmp_path_factory.mktemp("ready"))
+pytestmark = pytest.mark.usefixtures("fresh_faults")
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +32,7 @@ def worked_study(ready_study, tmp_path_factory):
     shutil.copytree(ready_study, root)
     with study_service(root) as (url, _market):
         publish(Study.open(root), "sandbox", echo=QUIET)
-        site = f"{url}/worker/sandbox"
-        spam = requests.Session()
-        while work_one_hit(spam, site, "SPAM1", answers_for(root, "spammer")):
-            pass
-        for w in range(2):
-            s = requests.Session()
-            while work_one_hit(s, site, f"GOOD{w}", answers_for(root, "careful")):
-                pass
+        work_every_hit(root, f"{url}/worker/sandbox")
     return root
 
 
@@ -118,14 +98,7 @@ def test_throttling_and_random_faults_still_complete(ready_study, tmp_path):
         study = Study.open(root)
         publish(study, "sandbox", echo=QUIET)
         publish(study, "sandbox", echo=QUIET)
-        site = f"{url}/worker/sandbox"
-        spam = requests.Session()
-        while work_one_hit(spam, site, "SPAM1", answers_for(root, "spammer")):
-            pass
-        for w in range(2):
-            s = requests.Session()
-            while work_one_hit(s, site, f"GOOD{w}", answers_for(root, "careful")):
-                pass
+        work_every_hit(root, f"{url}/worker/sandbox")
         collect(study, echo=QUIET)
         collect(study, echo=QUIET)
     check_published_once(study)

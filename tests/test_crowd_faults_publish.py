@@ -9,27 +9,16 @@ import sys
 
 import pytest
 
-from study.crowd import faults
 from study.crowd.faults import InjectedFault
 from study.crowd.journal import PUBLISH_STEPS
 from study.crowd.publish import publish
-from test_crowd_support import check_published_once, copy_study, photo_dataset_study
+from test_crowd_support import (check_published_once, copy_study, fresh_faults,  # noqa: F401
+                                ready_study)
 
 QUIET = lambda _m: None  # noqa: E731
 
 
-@pytest.fixture(autouse=True)
-def _fresh_faults(monkeypatch):
-    monkeypatch.setenv("STUDY_RETRY_BASE_S", "0.01")
-    faults.reset()
-    yield
-    faults.reset()
-
-
-@pytest.fixture(scope="module")
-def ready_study(tmp_path_factory):
-    """A study with renders, R = 2, and a bonus; nothing published."""
-    return photo_dataset_study(tmp_path_factory.mktemp("ready"))
+pytestmark = pytest.mark.usefixtures("fresh_faults")
 
 
 @pytest.mark.parametrize("step", PUBLISH_STEPS)

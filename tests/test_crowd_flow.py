@@ -13,39 +13,10 @@ from study.crowd.status import crowd_status
 from study.marketplace import worker_id_for
 from study.studydir import Study
 from study.crowd.collect import REPEAT_REASON
-from test_crowd_support import (add_renders, photo_dataset_study, set_config, study_service,
-                                work_one_hit)
+from test_crowd_support import (add_renders, answers_for, photo_dataset_study, set_config,
+                                study_service, work_every_hit, work_one_hit)
 
 R = 3
-
-
-def answers_for(study_root, style: str):
-    """An answer function: 'careful' rates gold right and tests by method; 'spammer' gets the
-    gold pairs wrong at once."""
-    def answer(positions, query):
-        conn = Study.open(study_root).connect()
-        try:
-            rows = conn.execute(
-                "SELECT hi.position, i.kind, i.method FROM hits h JOIN hit_items hi ON "
-                "hi.hit_index = h.hit_index JOIN items i USING (item_id) WHERE h.hit_id = ?",
-                (query["hitId"],)).fetchall()
-        finally:
-            conn.close()
-        by_pos = {r["position"]: r for r in rows}
-        order = ["reference", "depth-blend", "scatter", "gaussian", "input"]
-        out = {}
-        for p in positions:
-            r = by_pos[p]
-            if style == "careful":
-                score = {"gold_reference": 0, "gold_control": 4}.get(
-                    r["kind"], order.index(r["method"]) if r["method"] in order else 2)
-                out[f"seconds_{p}"] = "6.5"
-            else:
-                score = {"gold_reference": 4, "gold_control": 0}.get(r["kind"], 4)
-                out[f"seconds_{p}"] = "0.4"
-            out[f"rating_{p}"] = str(score)
-        return out
-    return answer
 
 
 def test_publish_work_collect(study_dir, run_cli):
@@ -119,13 +90,7 @@ def test_topup_beyond_the_ten_assignment_rule_makes_new_hits(tmp_path, run_cli):
     with study_service(root) as (url, _market):
         run_cli("publish", cwd=root)
         site = f"{url}/worker/sandbox"
-        spam = requests.Session()
-        while work_one_hit(spam, site, "SPAM1", answers_for(root, "spammer")):
-            pass
-        for w in range(8):
-            s = requests.Session()
-            while work_one_hit(s, site, f"GOOD{w}", answers_for(root, "careful")):
-                pass
+        work_every_hit(root, site, careful_workers=8)
         out = run_cli("collect", "--no-approve", cwd=root).output
         assert "2 new HITs" in out and "0 approvals" in out
         study = Study.open(root)

@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import numpy as np
+import pytest
+import requests
 from PIL import Image
 
 from study import store
@@ -201,3 +203,59 @@ def check_published_once(study):
     assert sorted(h["HITId"] for h in hits) == sorted(r["hit_id"] for r in rows)
     assert len({h["RequesterAnnotation"] for h in hits}) == len(hits)
     assert all(r["state"] == "created" for r in rows)
+
+
+def answers_for(study_root, style: str):
+    """An answer function: 'careful' rates gold right and tests by method; 'spammer' gets the
+    gold pairs wrong at once."""
+    def answer(positions, query):
+        conn = Study.open(study_root).connect()
+        try:
+            rows = conn.execute(
+                "SELECT hi.position, i.kind, i.method FROM hits h JOIN hit_items hi ON "
+                "hi.hit_index = h.hit_index JOIN items i USING (item_id) WHERE h.hit_id = ?",
+                (query["hitId"],)).fetchall()
+        finally:
+            conn.close()
+        by_pos = {r["position"]: r for r in rows}
+        order = ["reference", "depth-blend", "scatter", "gaussian", "input"]
+        out = {}
+        for p in positions:
+            r = by_pos[p]
+            if style == "careful":
+                score = {"gold_reference": 0, "gold_control": 4}.get(
+                    r["kind"], order.index(r["method"]) if r["method"] in order else 2)
+                out[f"seconds_{p}"] = "6.5"
+            else:
+                score = {"gold_reference": 4, "gold_control": 0}.get(r["kind"], 4)
+                out[f"seconds_{p}"] = "0.4"
+            out[f"rating_{p}"] = str(score)
+        return out
+    return answer
+
+
+def work_every_hit(root: Path, site: str, careful_workers: int = 2) -> None:
+    """One spammer takes every HIT it can, then careful workers take the rest."""
+    spam = requests.Session()
+    while work_one_hit(spam, site, "SPAM1", answers_for(root, "spammer")):
+        pass
+    for w in range(careful_workers):
+        s = requests.Session()
+        while work_one_hit(s, site, f"GOOD{w}", answers_for(root, "careful")):
+            pass
+
+
+@pytest.fixture
+def fresh_faults(monkeypatch):
+    """Fast retries, and no fault left armed from another test."""
+    from study.crowd import faults
+    monkeypatch.setenv("STUDY_RETRY_BASE_S", "0.01")
+    faults.reset()
+    yield
+    faults.reset()
+
+
+@pytest.fixture(scope="module")
+def ready_study(tmp_path_factory):
+    """A study with renders, R = 2, and a bonus; nothing published."""
+    return photo_dataset_study(tmp_path_factory.mktemp("ready"))
