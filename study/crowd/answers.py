@@ -33,11 +33,6 @@ class ParsedAnswer:
     items: dict[int, ItemAnswer]
     comments: str = ""
     problems: list[str] = field(default_factory=list)  # about the assignment as a whole
-    readable: bool = True
-
-    @property
-    def valid_scores(self) -> list[int]:
-        return [a.score for a in self.items.values() if a.valid and a.score is not None]
 
 
 def shown(value: str, limit: int = 40) -> str:
@@ -139,5 +134,4 @@ def parse_answers(xml: str | bytes | None, positions: list[int]) -> ParsedAnswer
             score, why = parse_score(ratings[0])
             items[p] = ItemAnswer(p, score, seconds, score is not None, why)
     text = "\n".join(comments)
-    return ParsedAnswer(items=items, comments=text[:2000], problems=problems,
-                        readable=readable)
+    return ParsedAnswer(items=items, comments=text[:2000], problems=problems)

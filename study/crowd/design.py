@@ -14,7 +14,6 @@ import math
 import random
 import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
 
 from study import store
 from study.config import get
@@ -210,8 +209,3 @@ def hit_items(conn: sqlite3.Connection, hit_index: int) -> list[sqlite3.Row]:
     return conn.execute(
         "SELECT hi.position, i.* FROM hit_items hi JOIN items i USING (item_id) "
         "WHERE hi.hit_index = ? ORDER BY hi.position", (hit_index,)).fetchall()
-
-
-def path_ext(path: str | Path) -> str:
-    ext = Path(path).suffix.lower().lstrip(".")
-    return "jpg" if ext in ("jpg", "jpeg") else ext
