@@ -27,7 +27,7 @@ from analysis import subjective as sj  # noqa: E402
 from analysis._subjective_sureal import (max_abs_diff, run_sureal, sureal_frames,  # noqa: E402
                                          to_sureal_dataset)
 
-DATA = ROOT.parent / "shared" / "data" / "subjective"
+DATA = ROOT / "tests" / "data" / "subjective"
 
 MODELS = {
     "P910": (sj.p910_annex_e, "P910AnnexEModel", ("quality", "bias", "inconsistency")),

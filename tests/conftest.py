@@ -15,8 +15,8 @@ from study.cli import cli
 
 # Where tests leave artefacts worth looking at (screenshots, reports).
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
-# Real rating data from two public studies, in the shared folder beside the repository.
-SUBJECTIVE_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "subjective"
+# Real rating data from two public studies, shipped with the tests (see its README).
+SUBJECTIVE_DATA = Path(__file__).resolve().parent / "data" / "subjective"
 
 
 def photo(h: int, w: int, seed: int = 0) -> np.ndarray:

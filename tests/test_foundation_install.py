@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -22,10 +23,16 @@ def test_wheel_in_fresh_venv_creates_a_study(tmp_path):
                     "-q", "-w", str(dist), str(REPO)], check=True, cwd=tmp_path)
     wheel = next(dist.glob("study-*.whl"))
     venv = tmp_path / "venv"
-    # Dependencies (torch, boto3, ...) come from the system site; the package itself only
-    # from the wheel.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # Dependencies (torch, boto3, ...) come from the interpreter running the tests (itself a
+    # venv, whose base has none of them): a .pth line adds its site-packages as plain paths, so its
+    # editable install of this repository is not activated. The package itself comes only from
+    # the wheel.
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
+    inner = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    outer = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    Path(inner, "outer-deps.pth").write_text("\n".join(outer) + "\n")
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
