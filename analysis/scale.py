@@ -13,10 +13,15 @@ class Scale:
     low: float
     high: float
     higher_is_better: bool
+    # The words of each level, from low to high (empty when only the range is known).
+    labels: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.high > self.low:
             raise ValueError(f"scale high ({self.high}) must be greater than low ({self.low})")
+        if self.labels and len(self.labels) != self.high - self.low + 1:
+            raise ValueError(f"a {self.low}..{self.high} scale needs {self.high - self.low + 1} "
+                             f"labels, got {len(self.labels)}")
 
     @classmethod
     def similarity(cls) -> "Scale":
@@ -68,6 +73,26 @@ class Scale:
     def spec(self) -> str:
         return f"{self.low}..{self.high}"
 
+    @property
+    def levels(self) -> list[int]:
+        """Every level's value, low to high (integer scales)."""
+        return list(range(int(self.low), int(self.high) + 1))
+
+    def best_levels(self, n: int = 2) -> tuple[int, int]:
+        """The range of the n levels at the better end, as (min, max)."""
+        return (int(self.high) - n + 1, int(self.high)) if self.higher_is_better \
+            else (int(self.low), int(self.low) + n - 1)
+
+    def worst_levels(self, n: int = 2) -> tuple[int, int]:
+        """The range of the n levels at the worse end, as (min, max)."""
+        return (int(self.low), int(self.low) + n - 1) if self.higher_is_better \
+            else (int(self.high) - n + 1, int(self.high))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Scale":
+        return cls(d["low"], d["high"], bool(d["higher_is_better"]),
+                   tuple(d.get("labels") or ()))
+
     def contains(self, values) -> np.ndarray:
         v = np.asarray(values, dtype=float)
         return (v >= self.low) & (v <= self.high)
@@ -77,4 +102,5 @@ class Scale:
         return self.sign * np.asarray(values, dtype=float)
 
     def to_dict(self) -> dict:
-        return {"low": self.low, "high": self.high, "higher_is_better": self.higher_is_better}
+        return {"low": self.low, "high": self.high, "higher_is_better": self.higher_is_better,
+                "labels": list(self.labels)}

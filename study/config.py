@@ -1,17 +1,30 @@
-"""`study.toml`: the commented template every study starts from, and its loading.
+"""`study.toml`: the commented template every study starts from, and the typed settings it is
+read into, once.
 
-The template is the single source of defaults: `defaults()` parses it, so a setting documented in
-the template is exactly the setting the code falls back to.
+The template is the single source of defaults: a setting documented there is exactly the setting the
+code falls back to. Each section is read into a frozen dataclass whose fields are the template's
+keys (a test keeps the two in step); unknown keys, wrong types and values out of range or outside
+their choices are all reported at once, each naming the setting. Stages receive the sections they
+use; no module but this one reads study.toml.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+import difflib
+import ipaddress
 import json
+import math
 import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+from analysis.scale import Scale
 from study.errors import StudyError
 
 # Placeholders in {{ }} are filled by `render_template`; everything else is literal TOML.
@@ -112,9 +125,18 @@ gold_control_method = "input"
 # Seed of the HIT design; leave it out to use study.seed.
 # seed = 0
 
+[scale]
+# The rating scale: its lowest value, the words of each level (one per level, in order), and which
+# end is better. The default is the AIM 2019 similarity scale (0 almost identical .. 4 mostly
+# different, lower is better). For ACR use low = 1, higher_is_better = true and
+# labels = ["bad", "poor", "fair", "good", "excellent"].
+low = 0
+labels = ["almost identical", "mostly similar", "similar", "somewhat similar", "mostly different"]
+higher_is_better = false
+
 [hit]
 title = "Rate how similar two photos look"
-description = "Compare each photo with the original and rate how similar they look (0-4)."
+description = "Compare each photo with the original and rate how similar they look."
 keywords = "image, photo, rating, comparison, bokeh"
 # Reward per assignment in USD, as MTurk writes it.
 reward = "0.50"
@@ -146,10 +168,12 @@ aws_profile = ""
 [hosting]
 # "service": images served by `study serve` at base_url; "s3": uploaded to an S3 bucket.
 mode = "service"
-base_url = "http://127.0.0.1:8765"
+base_url = "http://127.0.0.1:{{port}}"
 s3_bucket = ""
 s3_prefix = "study-images/"
 s3_endpoint_url = ""
+# Lifetime of the presigned image links in seconds (at most 604800, 7 days); 0 hands out plain
+# URLs, for a public bucket.
 s3_presign_seconds = 604800
 
 [budget]
@@ -182,14 +206,18 @@ correction = "holm"
 
 [serve]
 host = "127.0.0.1"
-port = 8765
+# Each study gets its own free port at `study init`; hosting.base_url must match it.
+port = {{port}}
 # Token for the requester dashboard; "" makes a random one at every start (printed once).
 dashboard_token = ""
 """
 
 
+DEFAULT_PORT = 8765
+
+
 def render_template(name: str, seed: int, dataset_path: str, layout: str, split: str,
-                    images: list[str]) -> str:
+                    images: list[str], port: int = DEFAULT_PORT) -> str:
     values = {
         "name": json.dumps(name),
         "seed": str(int(seed)),
@@ -197,6 +225,7 @@ def render_template(name: str, seed: int, dataset_path: str, layout: str, split:
         "layout": json.dumps(layout),
         "split": json.dumps(split),
         "images": json.dumps([str(i) for i in images]),
+        "port": str(int(port)),
     }
     text = TEMPLATE
     for key, value in values.items():
@@ -208,92 +237,393 @@ def defaults() -> dict[str, Any]:
     return tomllib.loads(render_template("study", 0, "", "auto", "", []))
 
 
-def _merge(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "methods":
-            out[key] = _merge(out[key], value)
+# ---------------------------------------------------------------- typed settings
+
+def _opt(*, choices: tuple = (), lo: float | None = None, hi: float | None = None,
+         lo_open: bool = False, nonempty: bool = False, default: Any = dataclasses.MISSING):
+    """A field with its allowed values: `choices`, a range [lo, hi] (lo excluded when
+    `lo_open`), or non-empty text."""
+    meta = {"choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open, "nonempty": nonempty}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class StudySection:
+    name: str = _opt(nonempty=True)
+    seed: int = _opt(lo=0)
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    path: str
+    layout: str = _opt(choices=("auto", "ebb", "aim2020", "manifest"))
+    split: str
+    images: tuple[str, ...]
+    max_pixels: int = _opt(lo=1)
+
+
+@dataclass(frozen=True)
+class RenderSection:
+    device: str = _opt(choices=("auto", "cpu", "cuda"))
+    fp16: bool
+    tile: int = _opt(lo=0)
+    tile_overlap: int = _opt(lo=0)
+    timeout_s: float = _opt(lo=0, lo_open=True)
+    border_crop: int = _opt(lo=0)
+
+
+@dataclass(frozen=True)
+class DesignSection:
+    items_per_hit: int = _opt(lo=1, hi=500)
+    ratings_per_item: int = _opt(lo=1, hi=1000)
+    gold_reference: bool
+    gold_control_method: str
+    # Left out of the template on purpose: study.seed is used then.
+    seed: int | None = _opt(lo=0, default=None)
+
+
+@dataclass(frozen=True)
+class ScaleSection:
+    low: int
+    labels: tuple[str, ...]
+    higher_is_better: bool
+
+    def scale(self) -> Scale:
+        return Scale(self.low, self.low + len(self.labels) - 1, self.higher_is_better,
+                     labels=self.labels)
+
+
+@dataclass(frozen=True)
+class Requirements:
+    min_approval_rate: int = _opt(lo=0, hi=100)
+    min_approved_hits: int = _opt(lo=0)
+    locales: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HitSection:
+    title: str = _opt(nonempty=True)
+    description: str = _opt(nonempty=True)
+    keywords: str
+    # MTurk's limits on these durations.
+    reward: Decimal = _opt(lo=0, lo_open=True, hi=1000)
+    assignment_duration_s: int = _opt(lo=30, hi=31536000)
+    lifetime_s: int = _opt(lo=30, hi=31536000)
+    auto_approval_delay_s: int = _opt(lo=0, hi=2592000)
+    expected_seconds_per_hit: int = _opt(lo=1)
+    question: str = _opt(choices=("html", "external"))
+    max_hits_per_worker: int = _opt(lo=0)
+    requirements: Requirements
+
+
+@dataclass(frozen=True)
+class MarketplaceSection:
+    endpoint: str = _opt(nonempty=True)
+    region: str = _opt(nonempty=True)
+    aws_profile: str
+
+
+@dataclass(frozen=True)
+class HostingSection:
+    mode: str = _opt(choices=("service", "s3"))
+    base_url: str
+    s3_bucket: str
+    s3_prefix: str
+    s3_endpoint_url: str
+    s3_presign_seconds: int = _opt(lo=0, hi=604800)
+
+
+@dataclass(frozen=True)
+class BudgetSection:
+    max_usd: Decimal = _opt(lo=0)
+
+
+@dataclass(frozen=True)
+class QualitySection:
+    gold_min_accuracy: float = _opt(lo=0, hi=1)
+    reject_below_gold_accuracy: float = _opt(lo=0, hi=1)
+    min_seconds_per_item: float = _opt(lo=0)
+    straightline_var: float = _opt(lo=0)
+    consensus_min_corr: float = _opt(lo=-1, hi=1)
+    block_after_failures: int = _opt(lo=0)
+    bonus_usd: Decimal = _opt(lo=0, hi=1000)
+    bonus_reason: str
+
+
+REPORT_FORMATS = ("md", "html", "csv", "tex", "json")
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    formats: tuple[str, ...] = _opt(choices=REPORT_FORMATS)
+    bootstrap: int = _opt(lo=0, hi=1_000_000)
+    alpha: float = _opt(lo=0, lo_open=True, hi=0.5)
+    correction: str = _opt(choices=("holm", "bh"))
+
+
+@dataclass(frozen=True)
+class ServeSection:
+    host: str = _opt(nonempty=True)
+    port: int = _opt(lo=1, hi=65535)
+    dashboard_token: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a study, typed and checked; read once from study.toml."""
+    study: StudySection
+    dataset: DatasetSection
+    render: RenderSection
+    design: DesignSection
+    scale: ScaleSection
+    hit: HitSection
+    marketplace: MarketplaceSection
+    hosting: HostingSection
+    budget: BudgetSection
+    quality: QualitySection
+    report: ReportSection
+    serve: ServeSection
+    # One table per method; each kind's keys are checked by the renderer's plug-in loader.
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def design_seed(self) -> int:
+        return self.study.seed if self.design.seed is None else self.design.seed
+
+
+METHOD_KINDS = ("builtin", "python", "command", "folder")
+
+
+def _describe(tp: Any) -> str:
+    if tp is Decimal:
+        return 'an amount like "0.50"'
+    if typing.get_origin(tp) is tuple:
+        return "a list of strings"
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return _describe(next(a for a in typing.get_args(tp) if a is not type(None)))
+    return {bool: "true or false", int: "a whole number", float: "a number",
+            str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    """`value` as type `tp`, or raise ValueError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = next(a for a in typing.get_args(tp) if a is not type(None))
+        return None if value is None else _convert(inner, value)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError
+        return tuple(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ValueError
+        return float(value)
+    if tp is Decimal:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError
+        try:
+            amount = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError from None
+        if not amount.is_finite():
+            raise ValueError
+        return amount
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    raise TypeError(tp)
+
+
+def _check_value(name: str, value: Any, meta: dict, where: str) -> StudyError | None:
+    choices = meta.get("choices") or ()
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if choices and v not in choices:
+            close = difflib.get_close_matches(str(v), [str(c) for c in choices], n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            return StudyError(f"setting {name} = {json.dumps(v)} is not one of "
+                              + ", ".join(json.dumps(c) for c in choices), where=where,
+                              hint=hint + "use one of the values listed")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if value is not None and (lo is not None or hi is not None) and not isinstance(value, tuple):
+        low_bad = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
+        high_bad = hi is not None and value > hi
+        if low_bad or high_bad:
+            if lo is not None and hi is not None:
+                rng = f"{'more than' if meta.get('lo_open') else 'from'} {lo} " \
+                      f"{'and at most' if meta.get('lo_open') else 'to'} {hi}"
+            elif lo is not None:
+                rng = f"{'more than' if meta.get('lo_open') else 'at least'} {lo}"
+            else:
+                rng = f"at most {hi}"
+            return StudyError(f"setting {name} = {value} is out of range: it must be {rng}",
+                              where=where, hint=f"edit {name} in study.toml")
+    if meta.get("nonempty") and isinstance(value, str) and not value.strip():
+        return StudyError(f"setting {name} must not be empty", where=where,
+                          hint=f"edit {name} in study.toml")
+    return None
+
+
+def _read_section(cls: type, prefix: str, raw: Any, base: dict, where: str,
+                  problems: list[StudyError]) -> Any:
+    """One section (a dataclass) from the user's table `raw` over the template's `base`."""
+    if not isinstance(raw, dict):
+        problems.append(StudyError(f"[{prefix}] must be a table of settings", where=where))
+        raw = {}
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            problems.append(StudyError(
+                f"unknown setting {prefix}.{key}", where=where,
+                hint=(f"did you mean {prefix}.{close[0]}?" if close
+                      else f"[{prefix}] knows: " + ", ".join(fields))))
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        tp, dotted = hints[name], f"{prefix}.{name}"
+        if dataclasses.is_dataclass(tp):
+            values[name] = _read_section(tp, dotted, raw.get(name, {}), base.get(name, {}),
+                                         where, problems)
+            continue
+        if name in raw:
+            value = raw[name]
+        elif name in base:
+            value = base[name]
+        elif f.default is not dataclasses.MISSING:
+            values[name] = f.default
+            continue
         else:
-            out[key] = copy.deepcopy(value)
-    return out
+            raise AssertionError(f"{dotted} has no default in the template")
+        try:
+            converted = _convert(tp, value)
+        except ValueError:
+            example = base.get(name)
+            problems.append(StudyError(
+                f"setting {dotted} should be {_describe(tp)}, got {json.dumps(value)}",
+                where=where, hint=(f"for example: {name} = {json.dumps(example)}"
+                                   if example is not None else f"edit {dotted}")))
+            converted = f.default if f.default is not dataclasses.MISSING else None
+        else:
+            problem = _check_value(dotted, converted, f.metadata, where)
+            if problem is not None:
+                problems.append(problem)
+        values[name] = converted
+    try:
+        return cls(**values)
+    except TypeError:  # a required value failed to convert; the problem is already listed
+        return None
 
 
-def load_config(path: Path) -> dict[str, Any]:
-    """Parse study.toml, fill in defaults, and report every problem at once."""
+def _cross_checks(s: Settings, where: str) -> list[StudyError]:
+    problems = []
+    if s.scale is not None:
+        if len(s.scale.labels) < 2:
+            problems.append(StudyError("setting scale.labels needs at least two levels",
+                                       where=where, hint="one word or phrase per level"))
+        elif len(set(s.scale.labels)) != len(s.scale.labels):
+            problems.append(StudyError("setting scale.labels repeats a level", where=where))
+    if s.quality is not None and \
+            s.quality.reject_below_gold_accuracy > s.quality.gold_min_accuracy:
+        problems.append(StudyError(
+            "setting quality.reject_below_gold_accuracy is above quality.gold_min_accuracy",
+            where=where, hint="rejection is for clear failures: keep it at or below the "
+                              "exclusion threshold"))
+    if s.hosting is not None:
+        url = urlparse(s.hosting.base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            problems.append(StudyError(
+                f"setting hosting.base_url = {json.dumps(s.hosting.base_url)} is not an "
+                "http(s) URL", where=where, hint="e.g. base_url = \"http://127.0.0.1:8765\""))
+        elif s.serve is not None and s.hosting.mode == "service":
+            problem = base_url_mismatch(s.hosting.base_url, s.serve.port)
+            if problem:
+                problems.append(StudyError(problem, where=where,
+                                           hint="make hosting.base_url use serve.port, or put "
+                                                "a public URL there that forwards to it"))
+    if s.hit is not None and s.hit.reward is not None and s.hit.reward != s.hit.reward.quantize(
+            Decimal("0.01")):
+        problems.append(StudyError(f"setting hit.reward = \"{s.hit.reward}\" has fractions of "
+                                   "a cent", where=where, hint="write it like \"0.50\""))
+    return problems
+
+
+def base_url_mismatch(base_url: str, port: int) -> str | None:
+    """Why a loopback base URL cannot reach the service on `port`, or None. A public base URL
+    (a reverse proxy in front of the service) may use any port."""
+    url = urlparse(base_url)
+    try:
+        url_port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return f"hosting.base_url {base_url!r} has a bad port"
+    host = url.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback and url_port != port:
+        return (f"hosting.base_url points to port {url_port} but the service listens on port "
+                f"{port}: workers' browsers would fetch images from another program")
+    return None
+
+
+def parse_settings(raw: dict[str, Any], where: str) -> Settings:
+    """Typed settings from a parsed study.toml; every problem is reported at once."""
+    base = defaults()
+    problems: list[StudyError] = []
+    hints = typing.get_type_hints(Settings)
+    sections = {f.name for f in dataclasses.fields(Settings)}
+    for key in raw:
+        if key not in sections:
+            close = difflib.get_close_matches(key, sorted(sections), n=1)
+            problems.append(StudyError(f"unknown section [{key}]", where=where,
+                                       hint=f"did you mean [{close[0]}]?" if close
+                                       else "remove it or check its spelling"))
+    values: dict[str, Any] = {}
+    for name in sections - {"methods"}:
+        values[name] = _read_section(hints[name], name, raw.get(name, {}), base[name], where,
+                                     problems)
+    methods = raw.get("methods", base["methods"])
+    if not isinstance(methods, dict):
+        problems.append(StudyError("[methods] must hold one table per method", where=where))
+        methods = {}
+    for name, spec in methods.items():
+        if not isinstance(spec, dict) or spec.get("kind") not in METHOD_KINDS:
+            problems.append(StudyError(
+                f"method {name!r} needs kind = " + ", ".join(f'"{k}"' for k in METHOD_KINDS[:-1])
+                + f' or "{METHOD_KINDS[-1]}"', where=f"{where} [methods.{name}]"))
+    settings = Settings(**values, methods={k: dict(v) for k, v in methods.items()
+                                           if isinstance(v, dict)})
+    problems += _cross_checks(settings, where)
+    if problems:
+        raise StudyError.many(problems, f"study.toml has {len(problems)} problem(s)")
+    return settings
+
+
+def load_settings(path: Path) -> Settings:
+    """Read study.toml once into typed settings."""
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise StudyError("study.toml is missing", where=str(path),
                          hint="run `study init DIR --dataset PATH` to create a study") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise StudyError(f"study.toml is not valid TOML: {exc}", where=str(path),
                          hint="fix the syntax at the line shown") from None
-    cfg = _merge(defaults(), raw)
-    if "methods" not in raw:
-        cfg["methods"] = defaults()["methods"]
-    problems = validate(cfg, str(path))
-    if problems:
-        raise StudyError.many(problems, f"study.toml has {len(problems)} problem(s)")
-    return cfg
+    return parse_settings(raw, str(path))
 
 
-def validate(cfg: dict[str, Any], where: str) -> list[StudyError]:
-    problems: list[StudyError] = []
-    base = defaults()
-
-    def check_type(section: str, key: str, value: Any, expected: Any) -> None:
-        if isinstance(expected, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(expected, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        elif isinstance(expected, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, type(expected))
-        if not ok:
-            problems.append(StudyError(
-                f"setting {section}.{key} should be {type(expected).__name__}, "
-                f"got {value!r}", where=where,
-                hint=f"for example: {key} = {json.dumps(expected)}"))
-
-    for section, values in base.items():
-        if section == "methods" or not isinstance(values, dict):
-            continue
-        for key, expected in values.items():
-            if isinstance(expected, dict):
-                for sub, exp in expected.items():
-                    check_type(f"{section}.{key}", sub, cfg[section][key].get(sub, exp), exp)
-            else:
-                check_type(section, key, cfg[section].get(key, expected), expected)
-    for section in cfg:
-        if section not in base:
-            problems.append(StudyError(f"unknown section [{section}]", where=where,
-                                       hint="remove it or check its spelling"))
-    methods = cfg.get("methods", {})
-    if not isinstance(methods, dict):
-        problems.append(StudyError("[methods] must hold one table per method", where=where))
-    else:
-        for name, spec in methods.items():
-            if not isinstance(spec, dict) or spec.get("kind") not in (
-                    "builtin", "python", "command", "folder"):
-                problems.append(StudyError(
-                    f"method {name!r} needs kind = \"builtin\", \"python\", \"command\" "
-                    "or \"folder\"", where=f"{where} [methods.{name}]"))
-    if cfg["hit"]["question"] not in ("html", "external"):
-        problems.append(StudyError("hit.question must be \"html\" or \"external\"", where=where))
-    if cfg["hosting"]["mode"] not in ("service", "s3"):
-        problems.append(StudyError("hosting.mode must be \"service\" or \"s3\"", where=where))
-    if cfg["render"]["device"] not in ("auto", "cpu", "cuda"):
-        problems.append(StudyError("render.device must be \"auto\", \"cpu\" or \"cuda\"",
-                                   where=where))
-    return problems
-
-
-def get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    """`get(cfg, "hit.reward")` -> the setting, or `default` when absent."""
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
+def default_settings() -> Settings:
+    """The settings of a study.toml that sets nothing."""
+    return parse_settings({}, "the template's defaults")

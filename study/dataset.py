@@ -423,10 +423,11 @@ def select_ids(ds: Dataset, n_images: int | None, image_ids: list[str] | None,
 def create_study(directory: Path, dataset_path: Path, *, n_images: int | None = None,
                  image_ids: list[str] | None = None, seed: int = 0, split: str | None = None,
                  name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 echo: Callable[[str], None] = lambda _msg: None):
+                 port: int | None = None, echo: Callable[[str], None] = lambda _msg: None):
     """Validate the dataset, then write the study folder in one step (nothing on error)."""
     from study import store
     from study.config import render_template
+    from study.service import free_port
     from study.studydir import CONFIG_NAME, DB_NAME, Study, write_secrets
 
     directory = Path(directory).expanduser().absolute()
@@ -458,7 +459,8 @@ def create_study(directory: Path, dataset_path: Path, *, n_images: int | None = 
         study_name = name or directory.name
         (staging / CONFIG_NAME).write_text(
             render_template(study_name, seed, str(ds.root.resolve()), ds.layout, ds.split,
-                            [r.image_id for r in rows]), encoding="utf-8")
+                            [r.image_id for r in rows], port=port or free_port()),
+            encoding="utf-8")
         conn = store.connect(staging / DB_NAME)
         try:
             with store.transaction(conn):

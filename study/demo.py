@@ -7,9 +7,7 @@ loopback, and a simulated crowd does the rating over HTTP."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -30,17 +28,6 @@ DEMO_SETTINGS = {
     ("hit", "assignment_duration_s"): 40,
     ("budget", "max_usd"): 200.0,
 }
-
-
-def _free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise StudyError("no free port on 127.0.0.1")
 
 
 def _set(toml_text: str, section: str, key: str, value: Any) -> str:
@@ -74,7 +61,7 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     from study.simulate.scoring import planted_ranking, planted_scores
     from study.studydir import Study
     from study.web import create_app
-    from study.web.commands import serve_file
+    from study.service import announce_service, free_port, serve_file
 
     started = time.perf_counter()
     directory = Path(directory).absolute()
@@ -89,9 +76,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     click.echo(f"built {data_dir} ({time.perf_counter() - t:.1f} s)")
 
     t = _stage("2/7 study folder")
-    port = _free_port(port)
-    base_url = f"http://127.0.0.1:{port}"
-    create_study(study_root, data_dir, seed=seed, name="aim2019-bokeh-demo",
+    port = free_port(port or None)
+    create_study(study_root, data_dir, seed=seed, name="aim2019-bokeh-demo", port=port,
                  echo=lambda m: click.echo(m))
     toml_path = study_root / "study.toml"
     text = toml_path.read_text()
@@ -100,8 +86,6 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     # A stronger global blur than the default keeps the baseline clearly apart from the
     # unprocessed input on these few demo images.
     text = text.replace('builtin = "gaussian"\n', 'builtin = "gaussian"\nparams = { sigma = 8 }\n')
-    text = _set(text, "hosting", "base_url", json.dumps(base_url))
-    text = _set(text, "serve", "port", port)
     toml_path.write_text(text)
     click.echo(f"created {study_root}")
 
@@ -112,7 +96,7 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     study = Study.open(study_root)
     app = create_app(study)
     url, stop = serve_in_thread(app, host="127.0.0.1", port=port)
-    serve_file(study).write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    announce_service(study, url)
     try:
         t = _stage("4/7 publish to the sandbox realm")
         _cli("--study", study_root, "publish", "--sandbox", "--yes")
@@ -133,7 +117,7 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
             if submitted == 0:
                 # The open slots are held by workers who accepted and walked away: wait for
                 # their assignments to expire (hit.assignment_duration_s) before the next round.
-                wait = int(study.config["hit"]["assignment_duration_s"]) + 2
+                wait = study.settings.hit.assignment_duration_s + 2
                 click.echo(f"waiting {wait} s for abandoned assignments to expire")
                 time.sleep(wait)
 

@@ -37,6 +37,16 @@ def _scale(text: str | None, direction: bool | None, default_text: str):
         raise StudyError(str(exc), where="--scale", hint="write it as LOW..HIGH, e.g. --scale 1..5")
 
 
+def _study_scale(study):
+    """The scale the study's HITs asked for."""
+    from study.crowd.design import study_scale
+    conn = study.connect()
+    try:
+        return study_scale(study, conn)
+    finally:
+        conn.close()
+
+
 def _as_study_error(exc) -> StudyError:
     return StudyError(exc.message, where=exc.where, hint=exc.hint)
 
@@ -114,7 +124,7 @@ def report_command(ctx: click.Context, formats, ratings_path, scale_text, higher
     from analysis.table import RatingsError, parse_column_map, read_ratings
 
     study = None
-    settings: dict = {}
+    settings = None
     root_obj = ctx.find_root().obj
     study_dir = root_obj.get("study_dir") if isinstance(root_obj, dict) else None
     if ratings_path is None or study_dir:
@@ -127,9 +137,12 @@ def report_command(ctx: click.Context, formats, ratings_path, scale_text, higher
             except StudyError:
                 study = None
     if study is not None:
-        settings = dict(study.config.get("report") or {})
-    fmt = _formats(formats, settings.get("formats") or FORMATS)
-    scale = _scale(scale_text, higher_is_better, "0..4")
+        settings = study.settings.report
+    fmt = _formats(formats, settings.formats if settings else FORMATS)
+    if study is not None and ratings_path is None and not scale_text:
+        scale = _study_scale(study)
+    else:
+        scale = _scale(scale_text, higher_is_better, "0..4")
     try:
         colmap = parse_column_map(columns)
         if ratings_path is not None:
@@ -140,11 +153,12 @@ def report_command(ctx: click.Context, formats, ratings_path, scale_text, higher
             df, factsheets, fidelity = study_inputs(study)
             default_out = study.reports_dir
         if seed is None:
-            seed = int((study.config.get("study") or {}).get("seed", 0)) if study is not None else 0
+            seed = study.settings.study.seed if study is not None else 0
         report = analyse(df, scale, factsheets=factsheets, fidelity=fidelity, seed=seed,
-                         bootstrap=bootstrap if bootstrap is not None else int(settings.get("bootstrap", 2000)),
-                         alpha=alpha if alpha is not None else float(settings.get("alpha", 0.05)),
-                         correction=correction or str(settings.get("correction", "holm")))
+                         bootstrap=bootstrap if bootstrap is not None
+                         else (settings.bootstrap if settings else 2000),
+                         alpha=alpha if alpha is not None else (settings.alpha if settings else 0.05),
+                         correction=correction or (settings.correction if settings else "holm"))
     except RatingsError as exc:
         raise _as_study_error(exc) from None
     out = Path(out_dir) if out_dir else default_out

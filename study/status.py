@@ -22,7 +22,7 @@ def _optional(module: str, attr: str):
 
 
 def render_summary(study: Study) -> dict[str, Any]:
-    methods = list(study.config.get("methods", {}))
+    methods = list(study.settings.methods)
     conn = study.connect()
     try:
         n_images = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
@@ -51,7 +51,7 @@ def gather(study: Study) -> dict[str, Any]:
     status: dict[str, Any] = {
         "study": study.name,
         "root": str(study.root),
-        "dataset": {"path": study.config["dataset"]["path"], "images": images,
+        "dataset": {"path": study.settings.dataset.path, "images": images,
                     "count": len(images), "complete": bool(images)},
         "render": render_summary(study),
     }

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import click
 
 from study import store
-from study.config import load_config
+from study.config import Settings, load_settings
 from study.errors import StudyError
 
 CONFIG_NAME = "study.toml"
@@ -33,7 +33,7 @@ def find_study_root(start: Path) -> Path | None:
 @dataclass
 class Study:
     root: Path
-    config: dict[str, Any] = field(repr=False)
+    settings: Settings = field(repr=False)
 
     @classmethod
     def open(cls, root: Path) -> "Study":
@@ -44,7 +44,7 @@ class Study:
         if not (root / DB_NAME).is_file():
             raise StudyError(f"{root} has {CONFIG_NAME} but no {DB_NAME}", where=str(root),
                              hint="the study was not created by `study init`; create it again")
-        return cls(root=root, config=load_config(root / CONFIG_NAME))
+        return cls(root=root, settings=load_settings(root / CONFIG_NAME))
 
     @property
     def db_path(self) -> Path:
@@ -64,7 +64,19 @@ class Study:
 
     @property
     def name(self) -> str:
-        return str(self.config["study"]["name"])
+        return self.settings.study.name
+
+    @functools.cached_property
+    def study_id(self) -> str:
+        conn = self.connect()
+        try:
+            sid = store.get_meta(conn, "study_id")
+        finally:
+            conn.close()
+        if not sid:
+            raise StudyError("study.db has no study id", where=str(self.db_path),
+                             hint="create the study with `study init`")
+        return sid
 
     def connect(self) -> sqlite3.Connection:
         return store.connect(self.db_path)

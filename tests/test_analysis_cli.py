@@ -195,7 +195,9 @@ def test_report_inside_a_study(study_dir, run_cli):
     assert good["team"] == "Team good" and good["runtime_s"] == 0.5
     assert good["psnr"] == pytest.approx(25.0) and good["psnr_rank"] == 1
     assert rep["counts"]["gold"] == 8 * len(images)
-    assert rep["scale"] == {"low": 0, "high": 4, "higher_is_better": False}
+    assert rep["scale"] == {"low": 0, "high": 4, "higher_is_better": False,
+                            "labels": ["almost identical", "mostly similar", "similar",
+                                       "somewhat similar", "mostly different"]}
     assert "MOS↓" in (study_dir / "reports" / "report.md").read_text()
     assert "wrote" in res.output
 
@@ -215,6 +217,6 @@ def test_unknown_format_in_study_toml_is_a_clear_error(tmp_path, run_cli, study_
     toml.write_text(toml.read_text().replace(
         'formats = ["md", "html", "csv", "tex", "json"]', 'formats = ["pdf"]'))
     res = run_cli("report", "--out", tmp_path / "o", expect=2, cwd=study_dir)
-    assert "unknown report format 'pdf'" in res.output
-    assert "study.toml [report] formats" in res.output
+    assert 'report.formats = "pdf" is not one of' in res.output
+    assert "study.toml" in res.output
     assert not (tmp_path / "o").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
+from study.config import default_settings
 from study.crowd.answers import parse_answers
 from study.crowd.quality import Policy, Rated, assess, decide, pearson, should_block
 
@@ -18,10 +19,12 @@ def xml(fields) -> str:
     return f'<?xml version="1.0" encoding="UTF-8"?><QuestionFormAnswers xmlns="{NS}">' \
            f"{body}</QuestionFormAnswers>"
 
+SCALE = default_settings().scale.scale()
+
 
 def test_well_formed_answer():
     a = parse_answers(xml([("rating_1", "0"), ("seconds_1", "3.5"), ("rating_2", "4"),
-                           ("seconds_2", "7"), ("comments", "fine")]), [1, 2])
+                           ("seconds_2", "7"), ("comments", "fine")]), [1, 2], SCALE)
     assert [(i.score, i.seconds, i.valid) for i in a.items.values()] == [(0, 3.5, True),
                                                                          (4, 7.0, True)]
     assert a.comments == "fine" and a.problems == []
@@ -31,7 +34,7 @@ def test_each_kind_of_bad_field_is_invalid_with_a_reason():
     a = parse_answers(xml([("rating_1", "5"), ("rating_2", "two"), ("rating_3", "1"),
                            ("rating_3", "2"), ("rating_4", " 3 "), ("seconds_4", "nan"),
                            ("rating_9", "1"), ("<script>", "x"), ("rating_6", "2.0")]),
-                      [1, 2, 3, 4, 5, 6])
+                      [1, 2, 3, 4, 5, 6], SCALE)
     it = a.items
     assert not it[1].valid and "outside" in it[1].reason
     assert not it[2].valid and "not a whole number" in it[2].reason
@@ -47,7 +50,7 @@ def test_unreadable_answers_never_raise():
     for bad in (None, "", "   ", "<nope", "<a/>", "<?xml version='1.0'?><!DOCTYPE x [<!ENTITY "
                 "a 'aaaa'>]><QuestionFormAnswers>&a;</QuestionFormAnswers>",
                 b"\xff\xfe\x00garbage", "x" * (2 << 20)):
-        a = parse_answers(bad, [1, 2])
+        a = parse_answers(bad, [1, 2], SCALE)
         assert all(not i.valid and i.reason for i in a.items.values())
         assert a.problems
 
@@ -55,7 +58,7 @@ def test_unreadable_answers_never_raise():
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12)), max_size=12))
 def test_any_fields_parse_without_crashing(fields):
-    a = parse_answers(xml(fields), [1, 2, 3])
+    a = parse_answers(xml(fields), [1, 2, 3], SCALE)
     assert set(a.items) == {1, 2, 3}
     for i in a.items.values():
         assert i.valid == (i.score is not None and 0 <= i.score <= 4)
@@ -70,7 +73,7 @@ def test_bytes_fuzz_never_raise():
         b = bytearray(base)
         for _ in range(rng.randint(1, 6)):
             b[rng.randrange(len(b))] = rng.randrange(256)
-        parse_answers(bytes(b), [1])
+        parse_answers(bytes(b), [1], SCALE)
 
 
 def _rated(scores, seconds=5.0, gold=()):

@@ -7,14 +7,17 @@ from collections import Counter
 
 import pytest
 
+from study.config import default_settings
 from study.crowd import design
 from study.crowd.hosting import Hosting
-from study.crowd.pages import (HTML_QUESTION_MAX_BYTES, LEVELS, external_question,
-                               hit_key, html_question, page_items, question_xml, render_page,
+from study.crowd.pages import (HTML_QUESTION_MAX_BYTES, external_question,
+                               hit_key, html_question, levels, page_items, question_xml, render_page,
                                render_task_page, study_id)
 from study.errors import StudyError
 from study.studydir import Study
 from test_crowd_support import METHODS, add_renders, set_config, tags
+
+SCALE = default_settings().scale.scale()
 
 
 @pytest.fixture
@@ -68,7 +71,7 @@ def test_page_follows_the_contract(study):
     design.ensure_design(study, conn)
     hosting = Hosting(study, conn)
     items = page_items(conn, hosting, 0)
-    html = render_page(items, "Rate")
+    html = render_page(items, "Rate", SCALE)
     t = tags(html)
     form = [a for tag, a in t if tag == "form"]
     assert form[0]["id"] == "rating-form" and form[0]["method"] == "post"
@@ -89,7 +92,7 @@ def test_page_follows_the_contract(study):
     srcs = [a["src"] for tag, a in t if tag == "img"]
     assert len(srcs) == 2 * len(items)
     for src in srcs:
-        assert re.fullmatch(r"http://127\.0\.0\.1:8765/img/[0-9a-f]{64}\.(png|jpg)", src)
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/img/[0-9a-f]{64}\.(png|jpg)", src)
     for method in METHODS:
         assert f"/{method}" not in html
     classes = [a["class"] for tag, a in t if tag == "img"]
@@ -100,7 +103,7 @@ def test_page_follows_the_contract(study):
 def test_gold_items_look_like_test_items(study):
     conn = study.connect()
     design.ensure_design(study, conn)
-    html = render_page(page_items(conn, Hosting(study, conn), 0), "Rate")
+    html = render_page(page_items(conn, Hosting(study, conn), 0), "Rate", SCALE)
     sections = re.findall(r"<section.*?</section>", html, flags=re.S)
     shapes = {re.sub(r'"[^"]*"', '""', re.sub(r"Pair \d+", "", s)) for s in sections}
     shapes = {re.sub(r"_\d+", "_", s) for s in shapes}
@@ -110,12 +113,12 @@ def test_gold_items_look_like_test_items(study):
 def test_html_question_size_limit_with_long_urls(study):
     items = [{"position": p, "reference_url": "https://bucket.s3.amazonaws.com/" + "r" * 600,
               "result_url": "https://bucket.s3.amazonaws.com/" + "x" * 600} for p in range(1, 13)]
-    xml = html_question(render_page(items, "Rate how similar two photos look"))
+    xml = html_question(render_page(items, "Rate how similar two photos look", SCALE))
     assert xml.startswith("<?xml") and "<HTMLContent><![CDATA[" in xml
     assert len(xml.encode()) < HTML_QUESTION_MAX_BYTES
     many = items * 8
     with pytest.raises(StudyError, match="65535"):
-        html_question(render_page(many, "Rate"))
+        html_question(render_page(many, "Rate", SCALE))
 
 
 def test_external_question_and_task_page(study):
@@ -125,7 +128,7 @@ def test_external_question_and_task_page(study):
     design.ensure_design(study, conn)
     xml = question_xml(study, conn, Hosting(study, conn), 1)
     key = hit_key(study_id(conn), 1)
-    assert f"<ExternalURL>http://127.0.0.1:8765/tasks/{key}</ExternalURL>" in xml
+    assert f"<ExternalURL>{study.settings.hosting.base_url}/tasks/{key}</ExternalURL>" in xml
     html = render_task_page(study, key, {"assignmentId": "A1",
                                          "turkSubmitTo": "http://m.example/worker/sandbox"})
     assert 'action="http://m.example/worker/sandbox/mturk/externalSubmit"' in html
@@ -145,7 +148,7 @@ def test_tasks_blueprint_serves_pages_and_immutable_images(study):
 
     conn = study.connect()
     design.ensure_design(study, conn)
-    html = render_page(page_items(conn, Hosting(study, conn), 0), "Rate")
+    html = render_page(page_items(conn, Hosting(study, conn), 0), "Rate", SCALE)
     app = Flask("t")
     app.register_blueprint(tasks_blueprint(study))
     client = app.test_client()
@@ -160,7 +163,7 @@ def test_tasks_blueprint_serves_pages_and_immutable_images(study):
     assert client.get("/tasks/unknown").status_code == 404
 
 
-def test_levels_are_worded_as_the_study_defines_them():
-    assert [lv["label"] for lv in LEVELS] == [
+def test_levels_are_worded_as_the_study_defines_them(study):
+    assert [lv["label"] for lv in levels(study.settings.scale.scale())] == [
         "0 \u2013 almost identical", "1 \u2013 mostly similar", "2 \u2013 similar",
         "3 \u2013 somewhat similar", "4 \u2013 mostly different"]

@@ -46,3 +46,32 @@ def test_simulated_crowd_until_every_item_has_r_valid_ratings(tmp_path, monkeypa
     assert not (set(valid.worker) & flagged)
     # No worker rated an item twice among the valid ratings.
     assert not tests.duplicated(["image", "method", "worker"]).any()
+
+
+def test_an_acr_study_runs_end_to_end_by_settings_alone(tmp_path, run_cli):
+    """1..5, higher is better: the page, the gold ranges, the simulated crowd, collect and the
+    report all follow the scale from study.toml."""
+    root = photo_dataset_study(tmp_path, ratings_per_item=2)
+    set_config(root, '[scale]\nlow = 1\nlabels = ["bad", "poor", "fair", "good", "excellent"]\n'
+                     'higher_is_better = true\n')
+    quiet = lambda _m: None  # noqa: E731
+    with study_service(root) as (url, _market):
+        study = Study.open(root)
+        publish(study, "sandbox", echo=quiet)
+        for round_ in range(4):
+            simulate_crowd(f"{url}/worker/sandbox", workers=8, seed=round_,
+                           mix={"careful": 1.0}, concurrency=4, progress=False, deadline_s=120)
+            collect(study, echo=quiet)
+            if crowd_status(study)["collect"]["complete"]:
+                break
+    frame = ratings_frame(study, valid_only=True)
+    assert set(frame.score) <= {1, 2, 3, 4, 5} and frame.score.max() == 5
+    gold = frame[frame.gold]
+    # The reference against itself is rated at the good end.
+    assert (gold[gold.method == "reference"].score >= 4).all()
+    run_cli("--study", root, "report", "--format", "json")
+    import json
+    report = json.loads((root / "reports" / "report.json").read_text())
+    assert report["scale"]["higher_is_better"] is True and report["scale"]["low"] == 1
+    ranked = [m["method"] for m in sorted(report["methods"], key=lambda m: m["rank"])]
+    assert ranked[0] == "reference" and ranked[-1] == "input", ranked

@@ -19,9 +19,16 @@ from PIL import Image
 
 from study import store
 from study.crowd.client import requester
+from study.service import announce_service, service_id
 from study.studydir import Study
 
 METHODS = ("input", "gaussian", "depth-blend", "scatter", "reference")
+
+
+def use_service_url(root: Path, url: str) -> None:
+    """Point the study's settings at a service listening at `url` (port and base URL)."""
+    set_config(root, f'[hosting]\nmode = "service"\nbase_url = "{url}"\n'
+                     f'[serve]\nport = {url.rsplit(":", 1)[1]}\n')
 
 
 def set_config(root: Path, text: str) -> None:
@@ -101,10 +108,12 @@ def study_service(root: Path, throttle=None, faults=None):
                       {keys["aws_access_key_id"]: keys["aws_secret_access_key"]},
                       throttle=throttle, faults=faults)
     app.register_blueprint(tasks_blueprint(_LazyStudy(root)))
+    app.add_url_rule("/healthz", "healthz",
+                     lambda: {"ok": True, "service_id": service_id(study.study_id)})
     url, stop = serve_in_thread(app, "127.0.0.1", 0)
     try:
-        set_config(root, f'[hosting]\nmode = "service"\nbase_url = "{url}"\n')
-        (root / ".serve.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        use_service_url(root, url)
+        announce_service(study, url)
         yield url, market
     finally:
         (root / ".serve.json").unlink(missing_ok=True)

@@ -24,10 +24,12 @@ sync_api = pytest.importorskip(
 import requests  # noqa: E402
 
 from conftest import CLI, OUTPUT_DIR  # noqa: E402
+from study.service import announce_service  # noqa: E402
 from study.studydir import Study  # noqa: E402
 from study.web import create_app  # noqa: E402
 from study.marketplace.server import serve_in_thread  # noqa: E402
-from test_crowd_support import photo_dataset_study, set_config, work_one_hit  # noqa: E402
+from test_crowd_support import (photo_dataset_study, set_config, use_service_url,  # noqa: E402
+                                work_one_hit)
 
 pytestmark = pytest.mark.browser
 
@@ -77,10 +79,10 @@ def service(tmp_path_factory):
     url, stop = serve_in_thread(late, "127.0.0.1", 0)
     app = None
     try:
-        set_config(root, f'[hosting]\nmode = "service"\nbase_url = "{url}"\n')
+        use_service_url(root, url)
         app = create_app(Study.open(root))
         late.app = app
-        (root / ".serve.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        announce_service(Study.open(root), url)
         cli = CLI()
         cli("--study", root, "publish", "--sandbox", "--yes")
         yield Service(root, url, app.config["DASHBOARD_TOKEN"], cli)

@@ -24,8 +24,9 @@ from e2e_support import (free_port, pages, processes, stop_process, study_market
                          wait_until_up)
 from study.crowd.pages import study_id
 from study.marketplace.testing import WorkerClient
+from study.service import announce_service
 from study.studydir import Study
-from test_crowd_support import photo_dataset_study, set_config, tags
+from test_crowd_support import photo_dataset_study, set_config, tags, use_service_url
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +144,7 @@ def service():
     def start(root: Path, port: int = 0) -> str:
         app = create_app(Study.open(root))
         url, stop = serve_in_thread(app, "127.0.0.1", port)
-        (root / ".serve.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        announce_service(Study.open(root), url)
         running.append((root, app, stop))
         return url
 
@@ -165,7 +166,7 @@ def _hosted_study(base: Path, items_per_hit: int, ratings: int = 2) -> Path:
 
 
 def _point_hosting_at(root: Path, url: str) -> None:
-    set_config(root, f'[hosting]\nmode = "service"\nbase_url = "{url}"\n')
+    use_service_url(root, url)
 
 
 # ------------------------------------------------------------------ two collects at once
@@ -349,6 +350,7 @@ def test_study_serve_restarts_on_its_port_after_a_crash(tmp_path):
     root = _hosted_study(tmp_path / "s", items_per_hit=5)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    _point_hosting_at(root, url)
     with processes(tmp_path / "logs") as procs:
         serve = procs.start(root, "serve", "--host", "127.0.0.1", "--port", str(port),
                             log="serve1")

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from skimage import data, filters, transform
 
+from study.config import default_settings
 from study.errors import StudyError
 from study.simulate import (build_crowd, hit_key, item_true_scores, planted_ranking,
                             planted_scores, true_score)
@@ -262,6 +263,9 @@ def _set_serve_port(study: Path, port: int) -> None:
     text = path.read_text()
     text, n = re.subn(r"(?m)^port\s*=\s*\d+", f"port = {port}", text)
     assert n == 1
+    text, n = re.subn(r'(?m)^base_url\s*=\s*"http://127\.0\.0\.1:\d+"',
+                      f'base_url = "http://127.0.0.1:{port}"', text)
+    assert n == 1
     path.write_text(text)
 
 
@@ -282,7 +286,7 @@ def test_command_refuses_the_live_realm_and_a_bad_mix(run_cli, tmp_path):
 def test_command_in_a_study_with_no_service_running_says_how_to_start_it(run_cli, study_dir):
     _set_serve_port(study_dir, _free_port())
     res = run_cli("simulate", "--workers", "2", cwd=study_dir, expect=2)
-    assert "no worker site answers" in res.output and "study serve" in res.output
+    assert "no service answers at" in res.output and "study serve" in res.output
 
 
 # --- a crowd on the real marketplace -------------------------------------------------------
@@ -366,7 +370,8 @@ def _publish(client, hits: list[list[tuple[str, str]]], assignments: int) -> dic
     out = {}
     for i, items in enumerate(hits):
         page = render_page([{"position": p, "reference_url": a, "result_url": b}
-                            for p, (a, b) in enumerate(items, 1)], "Rate how similar two photos look")
+                            for p, (a, b) in enumerate(items, 1)], "Rate how similar two photos look",
+                           default_settings().scale.scale())
         hit = client.create_hit(
             MaxAssignments=assignments, LifetimeInSeconds=3600, AssignmentDurationInSeconds=600,
             Reward="0.10", Title="Rate how similar two photos look",
@@ -465,14 +470,14 @@ def test_a_crowd_rates_real_hits_on_the_marketplace(tmp_path, image_host, run_cl
         for p, pair in s.items.items():
             assert truth.setdefault(pair, s.true_scores[p]) == s.true_scores[p]
 
-    # The same seed on a fresh marketplace with the same HITs, through `study simulate` in a
-    # study whose service is that marketplace: each worker gives the same answers to the same
-    # HIT (which HITs a worker gets may differ: that depends on who is faster).
+    # The same seed on a fresh marketplace with the same HITs, through `study simulate --url`:
+    # each worker gives the same answers to the same HIT (which HITs a worker gets may differ:
+    # that depends on who is faster).
     with running_marketplace(tmp_path / "b") as mk:
         client = mk.client()
         index_b = _publish(client, hits, assignments=5)
-        _set_serve_port(study_dir, int(mk.base_url.rsplit(":", 1)[1]))
-        res = run_cli("simulate", "--workers", "16", "--seed", "7", "--json", "--mix",
+        res = run_cli("simulate", "--url", mk.base_url, "--workers", "16", "--seed", "7",
+                      "--json", "--mix",
                       ",".join(f"{k}={v}" for k, v in MIX.items()), cwd=study_dir)
         listed_b = _listed_answers(client, index_b)
     import json
@@ -597,7 +602,8 @@ def test_external_question_hits_and_a_broken_task_page(tmp_path, image_host):
     base, tasks = image_host["__tasks__"]
     items = _hit_items(image_host, n_hits=1, k=3)[0]
     tasks["ok"] = render_page([{"position": p, "reference_url": a, "result_url": b}
-                               for p, (a, b) in enumerate(items, 1)], "Rate")
+                               for p, (a, b) in enumerate(items, 1)], "Rate",
+                              default_settings().scale.scale())
     with running_marketplace(tmp_path) as mk:
         client = mk.client()
         ids = {}

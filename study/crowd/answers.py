@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 MAX_XML_BYTES = 1 << 20
 MAX_SECONDS = 24 * 3600.0
-MIN_SCORE, MAX_SCORE = 0, 4
 _FIELD = re.compile(r"^(rating|seconds)_(\d{1,4})$")
 KNOWN_FIELDS = {"comments", "assignmentId", "hitId", "workerId", "turkSubmitTo"}
 
@@ -83,13 +82,13 @@ def read_fields(xml: str | bytes | None) -> tuple[list[tuple[str, str]], list[st
     return pairs, problems
 
 
-def parse_score(value: str) -> tuple[int | None, str]:
+def parse_score(value: str, scale) -> tuple[int | None, str]:
     text = value.strip()
     if not re.fullmatch(r"[+-]?\d{1,6}", text):
         return None, f"rating {shown(value)} is not a whole number"
     score = int(text)
-    if not MIN_SCORE <= score <= MAX_SCORE:
-        return None, f"rating {score} is outside {MIN_SCORE}..{MAX_SCORE}"
+    if not scale.low <= score <= scale.high:
+        return None, f"rating {score} is outside {scale.spec}"
     return score, ""
 
 
@@ -103,8 +102,9 @@ def parse_seconds(value: str) -> float | None:
     return seconds
 
 
-def parse_answers(xml: str | bytes | None, positions: list[int]) -> ParsedAnswer:
-    """The ratings for the HIT positions `positions` found in one assignment's answer."""
+def parse_answers(xml: str | bytes | None, positions: list[int], scale) -> ParsedAnswer:
+    """The ratings on `scale` for the HIT positions `positions` found in one assignment's
+    answer."""
     pairs, problems = read_fields(xml)
     readable = not problems or bool(pairs)
     values: dict[tuple[str, int], list[str]] = {}
@@ -131,7 +131,7 @@ def parse_answers(xml: str | bytes | None, positions: list[int]) -> ParsedAnswer
             items[p] = ItemAnswer(p, None, seconds, False,
                                   f"rating_{p} given {len(ratings)} times")
         else:
-            score, why = parse_score(ratings[0])
+            score, why = parse_score(ratings[0], scale)
             items[p] = ItemAnswer(p, score, seconds, score is not None, why)
     text = "\n".join(comments)
     return ParsedAnswer(items=items, comments=text[:2000], problems=problems)

@@ -9,7 +9,6 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from study.config import get
 from study.errors import StudyError
 
 REALMS = ("sandbox", "live")
@@ -97,10 +96,10 @@ def _boto_client(endpoint: str, region: str, profile: str | None, key_id: str | 
                       connect_timeout=10, read_timeout=60), **kwargs)
 
 
-def configured_endpoint(cfg: dict, realm: str) -> str | None:
+def configured_endpoint(marketplace, realm: str) -> str | None:
     """The Requester endpoint named in study.toml, or None for the embedded marketplace.
     "aws" picks the AWS endpoints by realm; "{realm}" in a URL is replaced by the realm."""
-    endpoint = str(get(cfg, "marketplace.endpoint", "embedded") or "embedded").strip()
+    endpoint = marketplace.endpoint.strip()
     if endpoint == "embedded":
         return None
     if endpoint == "aws":
@@ -130,17 +129,18 @@ def requester(study, realm: str) -> Iterator[Requester]:
     marketplace runs in this process, on loopback, until the block ends."""
     if realm not in REALMS:
         raise StudyError(f"unknown realm {realm!r}", hint="use --sandbox or --live")
-    cfg = study.config
-    region = get(cfg, "marketplace.region", "us-east-1")
-    endpoint = configured_endpoint(cfg, realm)
+    market = study.settings.marketplace
+    region = market.region
+    endpoint = configured_endpoint(market, realm)
     if endpoint is not None:
-        client = _boto_client(endpoint, region, get(cfg, "marketplace.aws_profile"), None, None)
+        client = _boto_client(endpoint, region, market.aws_profile, None, None)
         yield Requester(client, realm, endpoint)
         return
     key_id, secret = _keys(study)
-    from study.web.commands import running_service_url
+    from study.service import check_service, running_service_url
     url = running_service_url(study)
     if url is not None:
+        check_service(study, url)
         endpoint = f"{url}/requester/{realm}"
         yield Requester(_boto_client(endpoint, region, None, key_id, secret), realm, endpoint)
         return

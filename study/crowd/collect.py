@@ -19,7 +19,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from study import store
-from study.config import get
 from study.crowd import design, journal, money
 from study.crowd.answers import parse_answers
 from study.crowd.client import Requester, error_message, requester
@@ -95,7 +94,7 @@ def store_assignment(conn: sqlite3.Connection, realm: str, hit_index: int, a: di
             (aid, realm, a["HITId"], hit_index, worker, a.get("AssignmentStatus", "Submitted"),
              answer, _ts(a.get("AcceptTime")), _ts(a.get("SubmitTime"))))
         items = {r["position"]: r["item_id"] for r in design.hit_items(conn, hit_index)}
-        parsed = parse_answers(answer, sorted(items))
+        parsed = parse_answers(answer, sorted(items), design.stored_scale(conn))
         seen = {r[0] for r in conn.execute(
             "SELECT r.item_id FROM ratings r JOIN assignments a USING (assignment_id) "
             "WHERE r.worker_id = ? AND a.realm = ? AND r.item_id IS NOT NULL",
@@ -191,11 +190,11 @@ def bonus_token(sid: str, aid: str) -> str:
     return f"{sid}-bonus-{aid}"[:64]
 
 
-def make_intents(conn: sqlite3.Connection, realm: str, cfg: dict) -> None:
+def make_intents(conn: sqlite3.Connection, realm: str, quality) -> None:
     """Payment intents for every decided assignment (idempotent: primary keys)."""
     sid = study_id(conn)
-    bonus = money.usd(get(cfg, "quality.bonus_usd", 0) or 0)
-    reason = str(get(cfg, "quality.bonus_reason", "") or "Thank you.")
+    bonus = money.usd(quality.bonus_usd)
+    reason = quality.bonus_reason or "Thank you."
     with store.transaction(conn):
         for a in conn.execute("SELECT * FROM assignments WHERE realm = ? AND decision IS NOT "
                               "NULL", (realm,)).fetchall():
@@ -366,12 +365,12 @@ def _hit_capacity(conn: sqlite3.Connection, realm: str, hit_index: int) -> int:
 
 
 def topup(study, conn: sqlite3.Connection, api: Requester, summary: Summary) -> None:
-    from study.crowd.publish import committed_cost, create_hit
+    from study.crowd.publish import committed_cost, create_hit, published_params
 
-    cfg = study.config
-    k, r_wanted, *_ = design.design_settings(cfg)
     realm = api.realm
-    resume_extensions(conn, api, cfg)
+    published = published_params(conn, realm)
+    k, r_wanted = published["items_per_hit"], published["ratings_per_item"]
+    resume_extensions(conn, api)
     counts = valid_counts(conn, realm)
     summary.items_total = len(counts)
     summary.items_complete = sum(1 for n in counts.values() if n >= r_wanted)
@@ -401,8 +400,8 @@ def topup(study, conn: sqlite3.Connection, api: Requester, summary: Summary) -> 
             need[item_id] = left
     if not need:
         return
-    reward = money.usd(get(cfg, "hit.reward", "0.50"))
-    budget = money.usd(get(cfg, "budget.max_usd", 0))
+    reward = published["reward"]
+    budget = study.settings.budget.max_usd
     committed = committed_cost(conn, realm)
 
     # First choice: more assignments for the item's own HIT (MTurk keeps a worker from
@@ -423,7 +422,7 @@ def topup(study, conn: sqlite3.Connection, api: Requester, summary: Summary) -> 
         if committed + cost > budget:
             summary.notes.append(f"top-up of HIT {h} (+{n}) skipped: it would exceed the budget")
             continue
-        if _extend_hit(conn, api, sid, h, n, open_hits.get(h, True), cfg):
+        if _extend_hit(conn, api, sid, h, n, open_hits.get(h, True)):
             committed += cost
             summary.topup_assignments += n
     if not rehome:
@@ -472,7 +471,7 @@ def _plan_topup_hit(conn: sqlite3.Connection, realm: str, item_ids: list[int],
 
 
 def _extend_hit(conn: sqlite3.Connection, api: Requester, sid: str, h: int, n: int,
-                alive: bool, cfg: dict) -> bool:
+                alive: bool) -> bool:
     realm = api.realm
     with store.transaction(conn):
         seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM topups WHERE realm = ? "
@@ -482,7 +481,7 @@ def _extend_hit(conn: sqlite3.Connection, api: Requester, sid: str, h: int, n: i
                      "VALUES (?,?,?,?,?)", (realm, h, seq, n, token))
     journal.record(conn, "collect:topup:intent", hit_index=h, count=n)
     row = conn.execute("SELECT * FROM topups WHERE unique_token = ?", (token,)).fetchone()
-    return _apply_extension(conn, api, row, alive, cfg)
+    return _apply_extension(conn, api, row, alive)
 
 
 def _is_alive(hit: dict) -> bool:
@@ -493,15 +492,15 @@ def _is_alive(hit: dict) -> bool:
         and hit.get("HITStatus") not in ("Disposed",))
 
 
-def resume_extensions(conn: sqlite3.Connection, api: Requester, cfg: dict) -> None:
+def resume_extensions(conn: sqlite3.Connection, api: Requester) -> None:
     """Finish top-ups an interrupted collect left as intents."""
     for row in conn.execute("SELECT * FROM topups WHERE realm = ? AND state = 'intent' "
                             "ORDER BY hit_index, seq", (api.realm,)).fetchall():
-        _apply_extension(conn, api, row, None, cfg)
+        _apply_extension(conn, api, row, None)
 
 
 def _apply_extension(conn: sqlite3.Connection, api: Requester, row: sqlite3.Row,
-                     alive: bool | None, cfg: dict) -> bool:
+                     alive: bool | None) -> bool:
     """Send one top-up unless the marketplace shows it applied (checked through MaxAssignments,
     which outlives the token's memory)."""
     from botocore.exceptions import ClientError
@@ -516,7 +515,8 @@ def _apply_extension(conn: sqlite3.Connection, api: Requester, row: sqlite3.Row,
         alive = _is_alive(state)
     if current < before + row["count"]:
         if not alive:
-            lifetime = int(get(cfg, "hit.lifetime_s", 604800))
+            from study.crowd.publish import published_params
+            lifetime = int(published_params(conn, realm)["lifetime_s"])
             api.call("update_expiration_for_hit", HITId=hit["hit_id"],
                      ExpireAt=datetime.now(timezone.utc) + timedelta(seconds=lifetime))
         journal.record(conn, "collect:topup:sent", hit_index=h, count=row["count"])
@@ -546,7 +546,7 @@ def realms_with_hits(conn: sqlite3.Connection) -> list[str]:
 
 def collect(study, *, approve: bool = True, realm: str | None = None,
             echo: Callable[[str], None] = print) -> list[Summary]:
-    policy = policy_from_config(study.config)
+    policy = policy_from_config(study.settings.quality)
     summaries = []
     with crowd_lock(study, echo):
         conn = study.connect()
@@ -561,11 +561,11 @@ def collect(study, *, approve: bool = True, realm: str | None = None,
                     summary.new_assignments = fetch(conn, api)
                     summary.decisions = decide_all(conn, rlm, policy)
                     if approve:
-                        make_intents(conn, rlm, study.config)
+                        make_intents(conn, rlm, study.settings.quality)
                         summary.payments = pay(conn, api)
                     summary.blocked = block_workers(conn, api, policy)
                     summary.capped = cap_workers(
-                        conn, api, int(get(study.config, "hit.max_hits_per_worker", 0) or 0))
+                        conn, api, study.settings.hit.max_hits_per_worker)
                     topup(study, conn, api, summary)
                 for line in summary.lines():
                     echo(line)

@@ -15,16 +15,15 @@ import random
 import sqlite3
 from dataclasses import dataclass
 
+from analysis.scale import Scale
 from study import store
-from study.config import get
 from study.errors import StudyError
 
 GOLD_REFERENCE = "gold_reference"
 GOLD_CONTROL = "gold_control"
-# Expected ratings: identical pair -> "almost identical" or "mostly similar";
-# the control -> "somewhat similar" or "mostly different".
-GOLD_REFERENCE_RANGE = (0, 1)
-GOLD_CONTROL_RANGE = (3, 4)
+# Expected ratings: the identical pair at one of the two best levels ("almost identical" or
+# "mostly similar" on the similarity scale), the control at one of the two worst.
+GOLD_LEVELS = 2
 
 
 @dataclass(frozen=True)
@@ -55,19 +54,6 @@ class Design:
         return json.dumps([[list(k) for k in hit] for hit in self.hits])
 
 
-def design_settings(cfg: dict) -> tuple[int, int, bool, str, int]:
-    k = int(get(cfg, "design.items_per_hit", 10))
-    r = int(get(cfg, "design.ratings_per_item", 5))
-    if k < 1:
-        raise StudyError("design.items_per_hit must be at least 1", where="study.toml [design]")
-    if r < 1:
-        raise StudyError("design.ratings_per_item must be at least 1", where="study.toml [design]")
-    gold_ref = bool(get(cfg, "design.gold_reference", True))
-    control = str(get(cfg, "design.gold_control_method", "input") or "")
-    seed = int(get(cfg, "design.seed", get(cfg, "study.seed", 0)))
-    return k, r, gold_ref, control, seed
-
-
 def _rows(conn: sqlite3.Connection):
     images = conn.execute("SELECT image_id, input_path, reference_path FROM images "
                           "ORDER BY position").fetchall()
@@ -78,13 +64,15 @@ def _rows(conn: sqlite3.Connection):
 
 def make_design(study, conn: sqlite3.Connection) -> Design:
     """The study's items and HITs, from its images, done renders and [design] settings."""
-    cfg = study.config
-    k, _r, gold_ref, control, seed = design_settings(cfg)
+    s = study.settings
+    k, gold_ref, control = s.design.items_per_hit, s.design.gold_reference, \
+        s.design.gold_control_method
+    scale = s.scale.scale()
     images, renders = _rows(conn)
     if not images:
         raise StudyError("the study has no images", where=str(study.db_path),
                          hint="create the study with `study init DIR --dataset PATH`")
-    methods = list(cfg.get("methods", {}))
+    methods = list(s.methods)
     tests: list[Item] = []
     for img in images:
         for method in methods:
@@ -100,7 +88,7 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
         if gold_ref:
             golds[GOLD_REFERENCE].append(Item(
                 img["image_id"], "reference", GOLD_REFERENCE, img["reference_path"],
-                img["reference_path"], *GOLD_REFERENCE_RANGE))
+                img["reference_path"], *scale.best_levels(GOLD_LEVELS)))
         if control:
             path = renders.get((control, img["image_id"]))
             if path is None and control == "input":
@@ -108,7 +96,7 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
             if path is not None:
                 golds[GOLD_CONTROL].append(Item(
                     img["image_id"], control, GOLD_CONTROL, img["reference_path"],
-                    str(study.resolve(path)), *GOLD_CONTROL_RANGE))
+                    str(study.resolve(path)), *scale.worst_levels(GOLD_LEVELS)))
     if len(golds[GOLD_CONTROL]) > 1:
         golds[GOLD_CONTROL] = _clearly_different(conn, control, golds[GOLD_CONTROL])
     if control and not golds[GOLD_CONTROL]:
@@ -116,7 +104,7 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
                          where="study.toml design.gold_control_method",
                          hint="render it with `study render`, or set gold_control_method = \"\"")
 
-    rng = random.Random(f"design:{seed}")
+    rng = random.Random(f"design:{s.design_seed}")
     order = list(tests)
     rng.shuffle(order)
     n_hits = math.ceil(len(order) / k)
@@ -177,6 +165,8 @@ def ensure_design(study, conn: sqlite3.Connection, save: bool = True) -> Design:
         stored = store.get_meta(conn, "crowd.design")
         published = conn.execute("SELECT COUNT(*) FROM hits").fetchone()[0]
         if stored == design.fingerprint():
+            if save and not store.get_meta(conn, "crowd.scale"):
+                _freeze_scale(study, conn)
             return design
         if stored is not None and published:
             raise StudyError(
@@ -196,8 +186,29 @@ def ensure_design(study, conn: sqlite3.Connection, save: bool = True) -> Design:
                 conn.execute("INSERT INTO hit_items (hit_index, position, item_id, realm) "
                              "VALUES (?,?,?, '')", (h, pos, ids[key]))
         store.set_meta(conn, "crowd.design", design.fingerprint())
+        _freeze_scale(study, conn)
         store.set_meta(conn, "crowd.design_hits", str(len(design.hits)))
     return design
+
+
+def _freeze_scale(study, conn: sqlite3.Connection) -> None:
+    # The scale is part of the design: collect, reports and the dashboard read it from here.
+    store.set_meta(conn, "crowd.scale", json.dumps(study.settings.scale.scale().to_dict()))
+
+
+def stored_scale(conn: sqlite3.Connection) -> Scale:
+    """The scale frozen with the design."""
+    stored = store.get_meta(conn, "crowd.scale")
+    if not stored:
+        raise StudyError("the study has no design yet", hint="run `study publish` first")
+    return Scale.from_dict(json.loads(stored))
+
+
+def study_scale(study, conn: sqlite3.Connection) -> Scale:
+    """The scale the study's HITs ask for: frozen with the design, else the settings' one."""
+    if store.get_meta(conn, "crowd.scale"):
+        return stored_scale(conn)
+    return study.settings.scale.scale()
 
 
 def design_hit_count(conn: sqlite3.Connection) -> int:

@@ -16,7 +16,6 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from study.config import get
 from study.errors import StudyError
 
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
@@ -59,14 +58,14 @@ def hosted_dir(study) -> Path:
     return study.root / "hosted"
 
 
-def s3_client(cfg: dict):
+def s3_client(settings):
     import boto3
     from botocore.config import Config
 
-    endpoint = get(cfg, "hosting.s3_endpoint_url") or None
-    session = boto3.session.Session(profile_name=get(cfg, "marketplace.aws_profile") or None)
+    endpoint = settings.hosting.s3_endpoint_url or None
+    session = boto3.session.Session(profile_name=settings.marketplace.aws_profile or None)
     return session.client("s3", endpoint_url=endpoint,
-                          region_name=get(cfg, "marketplace.region") or "us-east-1",
+                          region_name=settings.marketplace.region,
                           config=Config(signature_version="s3v4",
                                         s3={"addressing_style": "path"} if endpoint else {},
                                         retries={"mode": "standard", "max_attempts": 8}))
@@ -78,12 +77,12 @@ class Hosting:
     def __init__(self, study, conn: sqlite3.Connection):
         self.study = study
         self.conn = conn
-        cfg = study.config
-        self.mode = get(cfg, "hosting.mode", "service")
-        self.base_url = str(get(cfg, "hosting.base_url", "")).rstrip("/")
-        self.bucket = get(cfg, "hosting.s3_bucket", "")
-        self.prefix = get(cfg, "hosting.s3_prefix", "")
-        self.presign = int(get(cfg, "hosting.s3_presign_seconds", 604800))
+        hosting = study.settings.hosting
+        self.mode = hosting.mode
+        self.base_url = hosting.base_url.rstrip("/")
+        self.bucket = hosting.s3_bucket
+        self.prefix = hosting.s3_prefix
+        self.presign = hosting.s3_presign_seconds
         self._hashes: dict[str, tuple[str, str]] = {}
         self._s3 = None
         if self.mode == "s3" and not self.bucket:
@@ -94,7 +93,7 @@ class Hosting:
     @property
     def s3(self):
         if self._s3 is None:
-            self._s3 = s3_client(self.study.config)
+            self._s3 = s3_client(self.study.settings)
             self._prepare_bucket()
         return self._s3
 

@@ -10,25 +10,29 @@ import sqlite3
 from urllib.parse import urlparse
 
 from study import store
-from study.config import get
 from study.crowd import design
 from study.crowd.hosting import CACHE_CONTROL, CONTENT_TYPES, Hosting, hosted_dir
 from study.errors import StudyError
 
 HTML_QUESTION_MAX_BYTES = 65535
 FRAME_HEIGHT = 0  # 0 lets the worker site size the frame to the window
-LEVELS = [
-    {"value": 0, "label": "0 \u2013 almost identical",
-     "example": "you have to search to find any difference at all"},
-    {"value": 1, "label": "1 \u2013 mostly similar",
-     "example": "small differences in the blur or at the edges of the subject"},
-    {"value": 2, "label": "2 \u2013 similar",
-     "example": "the same kind of background blur, but clearly different in places"},
-    {"value": 3, "label": "3 \u2013 somewhat similar",
-     "example": "the blur is much weaker or stronger, or the subject is blurred in parts"},
-    {"value": 4, "label": "4 \u2013 mostly different",
-     "example": "e.g. the background is sharp where the original is blurred, or colours changed"},
-]
+# What each similarity level looks like in a bokeh study, shown under the level's words.
+EXAMPLES = {
+    "almost identical": "you have to search to find any difference at all",
+    "mostly similar": "small differences in the blur or at the edges of the subject",
+    "similar": "the same kind of background blur, but clearly different in places",
+    "somewhat similar": "the blur is much weaker or stronger, or the subject is blurred in parts",
+    "mostly different": "e.g. the background is sharp where the original is blurred, or "
+                        "colours changed",
+}
+
+
+def levels(scale) -> list[dict]:
+    """The scale's levels as the page shows them, with the better end marked."""
+    labels = scale.labels or tuple(str(v) for v in scale.levels)
+    return [{"value": v, "label": f"{v} \u2013 {word}", "example": EXAMPLES.get(word, ""),
+             "best": v == scale.best, "worst": v == scale.worst}
+            for v, word in zip(scale.levels, labels)]
 
 
 def _env():
@@ -56,10 +60,11 @@ def page_items(conn: sqlite3.Connection, hosting: Hosting, hit_index: int) -> li
              "result_url": hosting.url_for(r["result_path"])} for r in rows]
 
 
-def render_page(items: list[dict], title: str, action: str = "",
+def render_page(items: list[dict], title: str, scale, action: str = "",
                 assignment_id: str = "") -> str:
     return _env().get_template("task.html.j2").render(
-        items=items, title=title, levels=LEVELS, action=action, assignment_id=assignment_id)
+        items=items, title=title, levels=levels(scale), action=action,
+        assignment_id=assignment_id)
 
 
 def html_question(content: str) -> str:
@@ -82,16 +87,14 @@ def external_question(url: str) -> str:
 
 def question_xml(study, conn: sqlite3.Connection, hosting: Hosting, hit_index: int) -> str:
     """The Question parameter of CreateHIT for one HIT, per hit.question."""
-    cfg = study.config
-    if get(cfg, "hit.question", "html") == "external":
-        base = str(get(cfg, "hosting.base_url", "")).rstrip("/")
-        if not base:
-            raise StudyError("hit.question = \"external\" needs hosting.base_url",
-                             where="study.toml [hosting]")
+    s = study.settings
+    if s.hit.question == "external":
+        base = s.hosting.base_url.rstrip("/")
         # Images are hosted now so the page can be served later without the renders.
         page_items(conn, hosting, hit_index)
         return external_question(f"{base}/tasks/{hit_key(study_id(conn), hit_index)}")
-    content = render_page(page_items(conn, hosting, hit_index), get(cfg, "hit.title", ""))
+    content = render_page(page_items(conn, hosting, hit_index), s.hit.title,
+                          design.study_scale(study, conn))
     return html_question(content)
 
 
@@ -113,13 +116,14 @@ def render_task_page(study, key: str, args) -> str:
             raise StudyError(f"no HIT is named {key!r}", where=f"/tasks/{key}")
         hosting = Hosting(study, conn)
         items = page_items(conn, hosting, h)
+        scale = design.study_scale(study, conn)
     finally:
         conn.close()
     submit_to = str(args.get("turkSubmitTo", "") or "")
     action = ""
     if urlparse(submit_to).scheme in ("http", "https"):
         action = submit_to.rstrip("/") + "/mturk/externalSubmit"
-    return render_page(items, get(study.config, "hit.title", ""), action=action,
+    return render_page(items, study.settings.hit.title, scale, action=action,
                        assignment_id=str(args.get("assignmentId", "") or ""))
 
 

@@ -9,6 +9,7 @@ re-run never makes a HIT twice, even after the marketplace forgot the token.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import sys
@@ -18,7 +19,6 @@ from decimal import Decimal
 from typing import Callable
 
 from study import store
-from study.config import get
 from study.crowd import design, journal, money
 from study.crowd.client import Requester, error_message, requester
 from study.crowd.hosting import Hosting
@@ -83,16 +83,14 @@ def committed_cost(conn: sqlite3.Connection, realm: str) -> Decimal:
 
 
 def make_plan(study, conn: sqlite3.Connection, realm: str, dry_run: bool = False) -> Plan:
-    cfg = study.config
+    s = study.settings
     d = design.ensure_design(study, conn, save=not dry_run)
     n = len(d.hits)
-    _k, r, _g, _c, _s = design.design_settings(cfg)
+    r = s.design.ratings_per_item
     created = {row["hit_index"] for row in conn.execute(
         "SELECT hit_index FROM hits WHERE realm = ? AND state = 'created'", (realm,))}
     to_create = [h for h in range(n) if h not in created]
-    reward = money.usd(get(cfg, "hit.reward", "0.50"))
-    if reward <= 0:
-        raise StudyError("hit.reward must be more than 0", where="study.toml hit.reward")
+    reward = s.hit.reward
     per = money.assignment_cost(reward, r)
     gold = sum(1 for key in d.hits[0] if key[2] != "test")
     plan = Plan(realm=realm, designed=n, published=len(created), to_create=to_create,
@@ -101,8 +99,8 @@ def make_plan(study, conn: sqlite3.Connection, realm: str, dry_run: bool = False
                 cost_new=per * r * len(to_create),
                 fees_new=money.fee(reward, r) * r * len(to_create),
                 committed=committed_cost(conn, realm),
-                budget=money.usd(get(cfg, "budget.max_usd", 0)),
-                expected_seconds=int(get(cfg, "hit.expected_seconds_per_hit", 180)))
+                budget=s.budget.max_usd,
+                expected_seconds=s.hit.expected_seconds_per_hit)
     n_assign = r * len(to_create)
     plan.lines = [
         f"Plan for the {realm} realm:",
@@ -117,9 +115,9 @@ def make_plan(study, conn: sqlite3.Connection, realm: str, dry_run: bool = False
         f"  pay          {money.fmt(reward)} per HIT of ~{plan.expected_seconds} s = "
         f"{money.fmt(plan.hourly)}/hour",
     ]
-    presign = int(get(cfg, "hosting.s3_presign_seconds", 0) or 0)
-    lifetime = int(get(cfg, "hit.lifetime_s", 0) or 0)
-    if get(cfg, "hosting.mode") == "s3" and get(cfg, "hit.question") == "html" \
+    presign = s.hosting.s3_presign_seconds
+    lifetime = s.hit.lifetime_s
+    if s.hosting.mode == "s3" and s.hit.question == "html" \
             and 0 < min(presign, 604800) < lifetime:
         plan.lines.append(f"  warning      image links expire after {min(presign, 604800)} s, "
                           f"before the HITs do ({lifetime} s): shorten hit.lifetime_s or use "
@@ -138,22 +136,22 @@ def check_budget(plan: Plan) -> None:
                  "(design.ratings_per_item, methods, images)")
 
 
-def requirements(cfg: dict, realm: str, qualification_id: str) -> list[dict]:
+def requirements(hit, realm: str, qualification_id: str) -> list[dict]:
     """The study's exclusion qualification always; worker-history requirements only in the
     live realm, because sandbox workers have no history and would all be kept out."""
     reqs = [{"QualificationTypeId": qualification_id, "Comparator": "DoesNotExist",
              "ActionsGuarded": "DiscoverPreviewAndAccept"}]
     if realm != "live":
         return reqs
-    rate = int(get(cfg, "hit.requirements.min_approval_rate", 0) or 0)
+    rate = hit.requirements.min_approval_rate
     if rate > 0:
         reqs.append({"QualificationTypeId": APPROVAL_RATE, "Comparator": "GreaterThanOrEqualTo",
                      "IntegerValues": [rate], "ActionsGuarded": "Accept"})
-    approved = int(get(cfg, "hit.requirements.min_approved_hits", 0) or 0)
+    approved = hit.requirements.min_approved_hits
     if approved > 0:
         reqs.append({"QualificationTypeId": APPROVED_HITS, "Comparator": "GreaterThanOrEqualTo",
                      "IntegerValues": [approved], "ActionsGuarded": "Accept"})
-    locales = list(get(cfg, "hit.requirements.locales", []) or [])
+    locales = list(hit.requirements.locales)
     if locales:
         reqs.append({"QualificationTypeId": LOCALE, "Comparator": "In",
                      "LocaleValues": [{"Country": str(c)} for c in locales],
@@ -204,21 +202,39 @@ def ensure_qualification(study, conn: sqlite3.Connection, api: Requester) -> str
 
 
 def ensure_hit_type(study, conn: sqlite3.Connection, api: Requester, qid: str) -> str:
-    cfg = study.config
+    hit = study.settings.hit
     params = dict(
-        AutoApprovalDelayInSeconds=int(get(cfg, "hit.auto_approval_delay_s", 259200)),
-        AssignmentDurationInSeconds=int(get(cfg, "hit.assignment_duration_s", 1800)),
-        Reward=str(money.usd(get(cfg, "hit.reward", "0.50"))),
-        Title=str(get(cfg, "hit.title", "")),
-        Keywords=str(get(cfg, "hit.keywords", "")),
-        Description=str(get(cfg, "hit.description", "")),
-        QualificationRequirements=requirements(cfg, api.realm, qid))
+        AutoApprovalDelayInSeconds=hit.auto_approval_delay_s,
+        AssignmentDurationInSeconds=hit.assignment_duration_s,
+        Reward=str(hit.reward),
+        Title=hit.title,
+        Keywords=hit.keywords,
+        Description=hit.description,
+        QualificationRequirements=requirements(hit, api.realm, qid))
     # CreateHITType returns the same id for the same parameters, so it is safe to repeat.
     journal.record(conn, "publish:hit_type:sent")
     type_id = api.call("create_hit_type", **params)["HITTypeId"]
     journal.record(conn, "publish:hit_type:done", id=type_id)
     store.set_meta(conn, f"crowd.{api.realm}.hit_type_id", type_id)
+    # What was decided here flows forward: collect and its top-ups read these, never the
+    # settings of a later moment.
+    store.set_meta(conn, f"crowd.{api.realm}.published", json.dumps({
+        "reward": str(hit.reward), "lifetime_s": hit.lifetime_s,
+        "assignment_duration_s": hit.assignment_duration_s,
+        "items_per_hit": study.settings.design.items_per_hit,
+        "ratings_per_item": study.settings.design.ratings_per_item}))
     return type_id
+
+
+def published_params(conn: sqlite3.Connection, realm: str) -> dict:
+    """What publish decided for `realm` (reward, lifetime, design sizes)."""
+    stored = store.get_meta(conn, f"crowd.{realm}.published")
+    if not stored:
+        raise StudyError(f"nothing was published in the {realm} realm",
+                         hint=f"run `study publish --{realm}` first")
+    params = json.loads(stored)
+    params["reward"] = money.usd(params["reward"])
+    return params
 
 
 def find_hit_by_token(api: Requester, token: str, hint_text: str = "") -> str | None:
@@ -251,7 +267,7 @@ def create_hit(study, conn: sqlite3.Connection, api: Requester, hosting: Hosting
         conn.execute("INSERT INTO hits (realm, hit_index, unique_token, max_assignments, "
                      "reward, state) VALUES (?,?,?,?,?, 'planned')",
                      (realm, hit_index, token, max_assignments,
-                      str(money.usd(get(study.config, "hit.reward", "0.50")))))
+                      str(published_params(conn, realm)["reward"])))
         journal.record(conn, "publish:create_hit:intent", hit_index=hit_index, token=token)
         row = conn.execute("SELECT * FROM hits WHERE realm = ? AND hit_index = ?",
                            (realm, hit_index)).fetchone()
@@ -267,7 +283,7 @@ def create_hit(study, conn: sqlite3.Connection, api: Requester, hosting: Hosting
             hit_id = api.call(
                 "create_hit_with_hit_type", HITTypeId=hit_type_id,
                 MaxAssignments=int(row["max_assignments"]),
-                LifetimeInSeconds=int(get(study.config, "hit.lifetime_s", 604800)),
+                LifetimeInSeconds=int(published_params(conn, realm)["lifetime_s"]),
                 Question=question, RequesterAnnotation=token,
                 UniqueRequestToken=token)["HIT"]["HITId"]
         except ClientError as exc:

@@ -11,7 +11,6 @@ import math
 import statistics
 from dataclasses import asdict, dataclass, field
 
-from study.config import get
 
 
 @dataclass(frozen=True)
@@ -24,10 +23,9 @@ class Policy:
     block_after_failures: int = 2
 
 
-def policy_from_config(cfg: dict) -> Policy:
-    base = Policy()
-    return Policy(**{k: type(getattr(base, k))(get(cfg, f"quality.{k}", getattr(base, k)))
-                     for k in asdict(base)})
+def policy_from_config(quality) -> Policy:
+    """The policy part of the study's [quality] settings."""
+    return Policy(**{k: getattr(quality, k) for k in asdict(Policy())})
 
 
 @dataclass

@@ -3,9 +3,11 @@ item, money spent and committed."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
-from study.config import get
+from study import store
+
 from study.crowd import money
 from study.crowd.ratings import current_realm
 
@@ -18,7 +20,9 @@ def crowd_status(study) -> dict:
                                     "realm IN ('', ?)", (realm,)).fetchone()[0])
         published = int(conn.execute("SELECT COUNT(*) FROM hits WHERE realm = ? AND "
                                      "state = 'created'", (realm,)).fetchone()[0])
-        required = int(get(study.config, "design.ratings_per_item", 5))
+        stored = store.get_meta(conn, f"crowd.{realm}.published")
+        required = json.loads(stored)["ratings_per_item"] if stored \
+            else study.settings.design.ratings_per_item
         per_item = [dict(r) for r in conn.execute(
             "SELECT i.image_id AS image, i.method AS method, "
             "(SELECT COUNT(*) FROM ratings r JOIN assignments a USING (assignment_id) "

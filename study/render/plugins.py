@@ -80,7 +80,7 @@ class Factsheet:
 
 
 def method_specs(study) -> dict[str, dict[str, Any]]:
-    return dict(study.config.get("methods") or {})
+    return dict(study.settings.methods)
 
 
 def factsheet(study, name: str) -> Factsheet:

@@ -11,6 +11,7 @@ for the rest of the run) and the others go on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import math
@@ -484,7 +485,7 @@ def render_study(study: Study, methods: list[str] | None = None, device: str | N
         def echo(msg: str) -> None:
             # Through tqdm, so a message does not tear a progress bar in two.
             tqdm.write(msg, file=sys.stderr)
-    cfg = study.config.get("render", {})
+    cfg = dataclasses.asdict(study.settings.render)
     specs = method_specs(study)
     names = list(specs) if not methods else list(dict.fromkeys(methods))
     unknown = [m for m in names if m not in specs]
@@ -863,7 +864,7 @@ def render_command(study: Study, methods_opt: str | None,
     rows = track1_table(study)
     if methods:
         rows = [r for r in rows if r["method"] in methods]
-    border = int(study.config.get("render", {}).get("border_crop", 0) or 0)
+    border = study.settings.render.border_crop
     click.echo("")
     click.echo(f"Track 1 (fidelity against the reference, border crop {border} px):")
     click.echo(format_table(rows))

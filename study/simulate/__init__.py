@@ -33,23 +33,16 @@ def worker_site_url(base_url: str, realm: str = "sandbox") -> str:
     return f"{base}/worker/{realm}"
 
 
-def _study_base_url(study) -> str:
-    """Where `study serve` listens for this study (the marketplace is mounted there): the
-    running service's own address, else the configured one."""
-    from study.config import get
-    from study.web.commands import running_service_url
-
-    running = running_service_url(study)
-    if running:
-        return running
-
-    host = str(get(study.config, "serve.host", "127.0.0.1") or "127.0.0.1")
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    port = int(get(study.config, "serve.port", 8765))
-    return f"http://{host}:{port}"
+def _check_published(study, realm: str) -> None:
+    conn = study.connect()
+    try:
+        published = conn.execute("SELECT COUNT(*) FROM hits WHERE realm = ? AND "
+                                 "state = 'created'", (realm,)).fetchone()[0]
+    finally:
+        conn.close()
+    if not published:
+        raise StudyError(f"nothing is published in the {realm} realm, so there is nothing to "
+                         "rate", hint=f"run `study publish --{realm}` first")
 
 
 def _parse_mix(text: str) -> dict[str, float]:
@@ -96,18 +89,18 @@ def simulate_command(ctx: click.Context, n_workers: int, seed: int | None, realm
         raise StudyError("simulated workers only work in the sandbox realm", where="--realm",
                          hint="live HITs are for real people; use --realm sandbox")
     if base_url is None:
-        from study.config import get
+        from study.service import study_service_url
         from study.studydir import open_study
 
         root = ctx.find_root()
         study_dir = root.obj.get("study_dir") if isinstance(root.obj, dict) else None
         study = open_study(study_dir)
-        base_url = _study_base_url(study)
+        base_url = study_service_url(study)
+        _check_published(study, realm)
         if seed is None:
-            seed = int(get(study.config, "study.seed", 0) or 0)
+            seed = study.settings.study.seed
         if max_hits_per_worker is None:
-            configured = get(study.config, "hit.max_hits_per_worker", None)
-            max_hits_per_worker = int(configured) if configured else None
+            max_hits_per_worker = study.settings.hit.max_hits_per_worker or None
     result = simulate_crowd(worker_site_url(base_url, realm), workers=n_workers,
                             seed=0 if seed is None else seed,
                             mix=_parse_mix(mix) if mix else None, concurrency=concurrency,

@@ -27,7 +27,7 @@ import requests
 
 from study.errors import StudyError
 from study.simulate import pages, scoring
-from study.simulate.workers import (KINDS, LOW_QUALITY, SPAMMER, STRAIGHTLINER, WorkerModel,
+from study.simulate.workers import (KINDS, LEVELS, LOW_QUALITY, SPAMMER, STRAIGHTLINER, WorkerModel,
                                     build_crowd)
 
 RETRIES = 4                 # extra attempts after a connection error or a 5xx/429
@@ -428,8 +428,9 @@ class _Worker:
         answer = self.model.answer(key, true_scores)
         form = {k: v for k, v in task.hidden.items() if not k.startswith("seconds_")}
         form["assignmentId"] = assignment_id
-        for p in task.positions:
-            form[f"rating_{p}"] = str(answer.ratings[p])
+        for it in task.items:
+            p = it.position
+            form[f"rating_{p}"] = it.level(answer.ratings[p], LEVELS - 1)
             form[f"seconds_{p}"] = f"{answer.seconds[p]:.2f}"
         if answer.comments:
             form["comments"] = answer.comments

@@ -133,6 +133,18 @@ class TaskItem:
     reference_url: str
     result_url: str
     levels: list[str] = field(default_factory=list)
+    # The level that means "identical to the reference" (the page's anchor), if marked.
+    identical: str = ""
+
+    def level(self, difference: int, steps: int) -> str:
+        """The page's level for a difference of `difference` on a 0..`steps` scale (0 is
+        identical), whichever way and on however many levels the page orders its scale."""
+        ordered = list(self.levels)
+        if self.identical and ordered and ordered[-1] == self.identical:
+            ordered.reverse()
+        if not ordered:
+            return str(difference)
+        return ordered[round(difference * (len(ordered) - 1) / steps)]
 
 
 @dataclass
@@ -151,7 +163,8 @@ _RATING = re.compile(r"^rating_(\d+)$")
 
 def task_page(html: str, page_url: str) -> TaskPage:
     """The HIT page contract: form#rating-form, one section.item[data-position] per item with
-    img.reference and img.result, radio inputs rating_P (0..4), hidden seconds_P."""
+    img.reference and img.result, radio inputs rating_P (the scale's levels, the identical end marked
+    data-anchor="identical"), hidden seconds_P."""
     elements = parse(html)
     forms = find(elements, "form", id="rating-form")
     if not forms:
@@ -169,6 +182,8 @@ def task_page(html: str, page_url: str) -> TaskPage:
             m = _RATING.match(e.attrs.get("name", ""))
             if m and int(m.group(1)) == e.item:
                 it.levels.append(e.attrs.get("value", ""))
+                if e.attrs.get("data-anchor") == "identical":
+                    it.identical = e.attrs.get("value", "")
     bad = [p for p, it in items.items() if not (it.reference_url and it.result_url)]
     if bad:
         raise PageError(f"item(s) {bad} lack img.reference or img.result")

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from flask import Flask, render_template
 
+from study.service import service_id
 from study.studydir import Study
 
 
@@ -25,7 +26,7 @@ def create_app(study: Study, *, dashboard_token: str | None = None,
     app = Flask(__name__)
     app.secret_key = secrets.token_bytes(32)
     app.config["STUDY_ROOT"] = str(study.root)
-    token = dashboard_token or study.config["serve"]["dashboard_token"] or \
+    token = dashboard_token or study.settings.serve.dashboard_token or \
         secrets.token_urlsafe(18)
     app.config["DASHBOARD_TOKEN"] = token
 
@@ -40,6 +41,6 @@ def create_app(study: Study, *, dashboard_token: str | None = None,
 
     @app.get("/healthz")
     def healthz():
-        return {"ok": True}
+        return {"ok": True, "service_id": service_id(study.study_id)}
 
     return app

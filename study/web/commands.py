@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import socket
-from pathlib import Path
 
 import click
 
+from study.config import base_url_mismatch
 from study.errors import StudyError
+from study.service import announce_service, serve_file
 from study.studydir import Study, pass_study
-
-SERVE_FILE = ".serve.json"
-
-
-def serve_file(study: Study) -> Path:
-    return study.root / SERVE_FILE
-
-
-def running_service_url(study: Study) -> str | None:
-    """The URL of a `study serve` running for this study, if one is."""
-    path = serve_file(study)
-    try:
-        info = json.loads(path.read_text())
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return str(info["url"]).rstrip("/")
 
 
 def announce(url: str, token: str, echo=click.echo) -> None:
@@ -62,13 +44,19 @@ def serve_command(study: Study, host: str | None, port: int | None, threads: int
 
     from study.web import create_app
 
-    host = host or study.config["serve"]["host"]
-    port = study.config["serve"]["port"] if port is None else port
+    host = host or study.settings.serve.host
+    port = study.settings.serve.port if port is None else port
+    hosting = study.settings.hosting
+    mismatch = base_url_mismatch(hosting.base_url, port) if hosting.mode == "service" else None
+    if mismatch:
+        raise StudyError(mismatch, where="--port / study.toml hosting.base_url",
+                         hint=f"set serve.port = {port} and a base_url on that port in "
+                              "study.toml, or serve on serve.port")
     _check_port(host, port)
     app = create_app(study)
     url = f"http://{host}:{port}"
     path = serve_file(study)
-    path.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    announce_service(study, url)
     announce(url, app.config["DASHBOARD_TOKEN"])
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:

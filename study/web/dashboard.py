@@ -30,10 +30,10 @@ def dashboard_data(study: Study) -> dict[str, Any]:
     from study.status import gather
 
     status = gather(study)
-    data: dict[str, Any] = {"status": status, "budget_usd": study.config["budget"]["max_usd"],
+    data: dict[str, Any] = {"status": status, "budget_usd": float(study.settings.budget.max_usd),
                             "methods": [], "workers": [], "reports": status["report"]["files"],
                             "worker_flags": {}, "spend": _money_and_counts(status)}
-    from study.report import study_inputs
+    from study.report import _study_scale, study_inputs
     try:
         frame, _, _ = study_inputs(study)
     except StudyError:
@@ -42,11 +42,10 @@ def dashboard_data(study: Study) -> dict[str, Any]:
         data["ratings"] = {"total": int(len(frame)),
                            "valid": int((frame["valid"] & ~frame["gold"]).sum())}
         from analysis.pipeline import analyse
-        from analysis.scale import Scale
         from analysis.table import RatingsError
         try:
             # A quick live view: fewer bootstrap replicates and no mixed model.
-            report = analyse(frame, Scale.similarity(), bootstrap=200, seed=0,
+            report = analyse(frame, _study_scale(study), bootstrap=200, seed=0,
                              mixed_model_max_ratings=0).to_dict()
         except RatingsError as exc:
             data["ratings_error"] = exc.message
