@@ -97,14 +97,9 @@ def sync_methods(study, conn=None) -> None:
         with store.transaction(conn):
             for name, spec in method_specs(study).items():
                 fs = Factsheet.from_spec(spec)
-                conn.execute(
-                    "INSERT INTO methods (name, kind, spec_json, team, author, framework, hardware,"
-                    " runtime_reported) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
-                    "kind=excluded.kind, spec_json=excluded.spec_json, team=excluded.team, "
-                    "author=excluded.author, framework=excluded.framework, "
-                    "hardware=excluded.hardware, runtime_reported=excluded.runtime_reported",
-                    (name, spec.get("kind"), json.dumps(spec, sort_keys=True, default=str),
-                     fs.team, fs.author, fs.framework, fs.hardware, fs.runtime_s))
+                store.save_method(conn, name, spec.get("kind"),
+                                  json.dumps(spec, sort_keys=True, default=str),
+                                  fs.team, fs.author, fs.framework, fs.hardware, fs.runtime_s)
     finally:
         if own:
             conn.close()
