@@ -13,8 +13,9 @@ import secrets
 from pathlib import Path
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically, creating its folder if needed; returns the path."""
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
+    """Write `data` to `path` atomically, creating its folder if needed; returns the path.
+    `mode` sets the file's permissions regardless of the umask (for files others serve)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A fresh name opened exclusively: concurrent writers (threads, render shards) never share a
@@ -25,6 +26,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
