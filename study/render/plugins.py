@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -81,10 +81,6 @@ class Factsheet:
 
 def method_specs(study) -> dict[str, dict[str, Any]]:
     return dict(study.config.get("methods") or {})
-
-
-def factsheet(study, name: str) -> Factsheet:
-    return Factsheet.from_spec(method_specs(study).get(name, {}))
 
 
 def sync_methods(study, conn=None) -> None:
@@ -210,12 +206,10 @@ class Method:
     moves tensors, tiles and times them. Command and folder methods produce uint8 images."""
 
     kind = ""
-    is_tensor = False
 
     def __init__(self, name: str, spec: dict[str, Any]):
         self.name = name
         self.spec = spec
-        self.factsheet = Factsheet.from_spec(spec)
         self.needs_depth = bool(spec.get("needs_depth", False))
         self.needs_reference = False
 
@@ -224,8 +218,6 @@ class Method:
 
 
 class TensorMethod(Method):
-    is_tensor = True
-
     def __init__(self, name: str, spec: dict[str, Any], kind: str, fn: Callable,
                  device: str, fp16: bool, needs_depth: bool, needs_reference: bool,
                  keyword_inputs: bool):
@@ -605,7 +597,3 @@ def _load_state(model: Any, path: Path, spec: dict[str, Any]) -> None:
         model.load_state_dict(state, strict=True)
     except Exception as exc:  # noqa: BLE001
         raise MethodFailure(f"weights {path.name} do not fit the model: {_short(exc)}") from None
-
-
-def factsheet_dict(study, name: str) -> dict[str, Any]:
-    return asdict(factsheet(study, name))
