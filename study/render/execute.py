@@ -16,7 +16,8 @@ from typing import Any, Callable
 import numpy as np
 
 from study.errors import StudyError
-from study.render.plugins import CommandMethod, Method, MethodFailure, TensorMethod, _short
+from study.render.external import CommandMethod
+from study.render.plugins import Method, MethodFailure, TensorMethod, _short
 
 # Outputs may overshoot [0, 1] by this much (rounding, fp16) before they count as wrong; they
 # are clamped when written.

@@ -19,8 +19,9 @@ from study.errors import StudyError
 from study.render.execute import (Sample, TensorRunner, device_name, load_sample,
                                   resolve_device, run_one)
 from study.render.output import Recorder, RenderResult, fill_missing_scores
-from study.render.plugins import (CommandMethod, FolderMethod, MethodFailure, TensorMethod,
-                                  _short, check_specs, load_method, sync_methods)
+from study.render.external import CommandMethod, CommandRun, FolderMethod
+from study.render.plugins import (MethodFailure, TensorMethod, _short, check_specs, load_method,
+                                  sync_methods)
 from study.render.schedule import (choose_methods, done_pairs, left_to_do, shard_from_env,
                                    take_shard, work_list)
 from study.studydir import Study
@@ -204,7 +205,6 @@ def _run_command_batch(method: CommandMethod, pending: list, timeout: float, rec
                        label: str) -> None:
     """One invocation over every pending image; each image's runtime is the batch's mean."""
     from study.dataset import load_rgb
-    from study.render.plugins import CommandRun
 
     name = method.name
     with CommandRun(method) as run:
