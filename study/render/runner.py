@@ -30,12 +30,12 @@ from study.studydir import Study
 @dataclass(frozen=True)
 class RenderSettings:
     """The [render] settings a run uses, as plain values (see `command.render_settings`)."""
-    device: str = "auto"
-    timeout_s: float = 600.0
-    border_crop: int = 0
-    fp16: bool = False
-    tile: int = 0
-    tile_overlap: int = 32
+    device: str
+    timeout_s: float
+    border_crop: int
+    fp16: bool
+    tile: int
+    tile_overlap: int
 
 
 def render_study(study: Study, settings: RenderSettings, methods: list[str] | None = None,
