@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("study.status:status_command", "Show what each stage has done and what is next."),
     "demo-data": ("study.render.demodata:demo_data_command",
                   "Build the synthetic EBB!-style demo dataset."),
-    "render": ("study.render.runner:render_command",
+    "render": ("study.render.command:render_command",
                "Run every method on every image; PSNR, SSIM and runtimes."),
     "publish": ("study.crowd.commands:publish_command",
                 "Publish the rating HITs (sandbox by default)."),

@@ -1,4 +1,5 @@
-"""The study's SQLite store: connection settings, schema and forward migrations.
+"""The study's SQLite store: connection settings, schema, forward migrations, the one
+write-transaction helper, and the statements the stages run on it.
 
 `study.db` is the single source of truth of a study. Every connection runs in WAL mode with
 foreign keys on and a busy timeout, so several processes (a `study serve`, a `study collect`,
@@ -209,8 +210,9 @@ def _statements(script: str) -> list[str]:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-    """A write transaction: BEGIN IMMEDIATE takes the write lock up front, so two processes
-    never both decide on the same row."""
+    """A write transaction, the one every writer of a SQLite database in this project uses:
+    BEGIN IMMEDIATE takes the write lock up front, so two processes never both decide on the
+    same row (and a reader never upgrades into a deadlock); any exception rolls it back."""
     conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
     try:
         yield conn
@@ -229,3 +231,83 @@ def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
 def get_meta(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return row[0] if row else default
+
+
+# ------------------------------------------------------------------ methods and renders
+
+def save_method(conn: sqlite3.Connection, name: str, kind: str | None, spec_json: str,
+                team: str | None, author: str | None, framework: str | None,
+                hardware: str | None, runtime_reported: float | None) -> None:
+    conn.execute(
+        "INSERT INTO methods (name, kind, spec_json, team, author, framework, hardware,"
+        " runtime_reported) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+        "kind=excluded.kind, spec_json=excluded.spec_json, team=excluded.team, "
+        "author=excluded.author, framework=excluded.framework, "
+        "hardware=excluded.hardware, runtime_reported=excluded.runtime_reported",
+        (name, kind, spec_json, team, author, framework, hardware, runtime_reported))
+
+
+def record_render_done(conn: sqlite3.Connection, method: str, image_id: str, path: str,
+                       sha256: str, width: int, height: int, runtime_s: float | None,
+                       device: str, psnr: float | None, ssim: float | None,
+                       border_crop: int | None) -> None:
+    conn.execute(
+        "INSERT INTO renders (method, image_id, status, path, sha256, width, height, runtime_s, "
+        "device, error, psnr, ssim, border_crop, finished_at) VALUES "
+        "(?,?,'done',?,?,?,?,?,?,NULL,?,?,?,strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
+        "ON CONFLICT(method, image_id) DO UPDATE SET status='done', path=excluded.path, "
+        "sha256=excluded.sha256, width=excluded.width, height=excluded.height, "
+        "runtime_s=excluded.runtime_s, device=excluded.device, error=NULL, "
+        "psnr=excluded.psnr, ssim=excluded.ssim, border_crop=excluded.border_crop, "
+        "finished_at=excluded.finished_at",
+        (method, image_id, path, sha256, width, height, runtime_s, device, psnr, ssim,
+         border_crop))
+
+
+def record_render_failed(conn: sqlite3.Connection, method: str, image_id: str, error: str,
+                         device: str | None) -> None:
+    conn.execute(
+        "INSERT INTO renders (method, image_id, status, path, sha256, width, height, runtime_s, "
+        "device, error, psnr, ssim, border_crop, finished_at) VALUES "
+        "(?,?,'failed',NULL,NULL,NULL,NULL,NULL,?,?,NULL,NULL,NULL,"
+        "strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
+        "ON CONFLICT(method, image_id) DO UPDATE SET status='failed', path=NULL, sha256=NULL, "
+        "width=NULL, height=NULL, runtime_s=NULL, device=excluded.device, error=excluded.error, "
+        "psnr=NULL, ssim=NULL, border_crop=NULL, finished_at=excluded.finished_at",
+        (method, image_id, device, error))
+
+
+def done_renders(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """(method, image_id, path) of every output recorded as done."""
+    return conn.execute(
+        "SELECT method, image_id, path FROM renders WHERE status='done'").fetchall()
+
+
+def unscored_renders(conn: sqlite3.Connection, border_crop: int) -> list[sqlite3.Row]:
+    """(method, image_id, path) of done outputs without PSNR/SSIM at this border crop."""
+    return conn.execute(
+        "SELECT method, image_id, path FROM renders WHERE status='done' AND "
+        "(psnr IS NULL OR border_crop IS NULL OR border_crop != ?)", (border_crop,)).fetchall()
+
+
+def set_render_scores(conn: sqlite3.Connection, method: str, image_id: str, psnr: float,
+                      ssim: float, border_crop: int) -> None:
+    conn.execute("UPDATE renders SET psnr=?, ssim=?, border_crop=? "
+                 "WHERE method=? AND image_id=?", (psnr, ssim, border_crop, method, image_id))
+
+
+def image_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+
+def render_totals(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
+    """Per method, over the study's images: done and failed counts, and over done outputs the
+    mean PSNR, SSIM and runtime, the devices used and the smallest border crop."""
+    return {r["method"]: r for r in conn.execute(
+        "SELECT r.method, SUM(r.status='done') AS done, SUM(r.status='failed') AS failed, "
+        "AVG(CASE WHEN r.status='done' THEN r.psnr END) AS psnr, "
+        "AVG(CASE WHEN r.status='done' THEN r.ssim END) AS ssim, "
+        "AVG(CASE WHEN r.status='done' THEN r.runtime_s END) AS runtime_s, "
+        "GROUP_CONCAT(DISTINCT CASE WHEN r.status='done' THEN r.device END) AS device, "
+        "MIN(CASE WHEN r.status='done' THEN r.border_crop END) AS border_crop "
+        "FROM renders r JOIN images i ON i.image_id = r.image_id GROUP BY r.method")}

@@ -17,8 +17,8 @@ import torch
 
 from study.dataset import load_rgb
 from study.render.metrics import psnr, ssim
-from study.render.runner import (render_status, shard_from_env, take_shard, track1_table,
-                                 work_list)
+from study.render.output import track1_table
+from study.render.schedule import shard_from_env, take_shard, work_list
 from study.render.tiles import tiled, windows
 from study.studydir import Study
 
@@ -168,9 +168,10 @@ def test_failure_isolation(study: Path, run_cli) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert "failed: crash / 1: crashed: RuntimeError: kernel exploded" in result.output
-    status = render_status(Study.open(study))
-    assert status["good"] == {"done": 3, "failed": 0, "missing": 0}
-    assert status["crash"] == {"done": 0, "failed": 3, "missing": 0}
+    counts = {r["method"]: (r["done"], r["failed"], r["missing"])
+              for r in track1_table(Study.open(study))}
+    assert counts["good"] == (3, 0, 0)
+    assert counts["crash"] == (0, 3, 0)
 
 
 def test_resume_skips_done_and_force_redoes(study: Path, run_cli, monkeypatch) -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sqlite3
-import tempfile
 from pathlib import Path
 
 from study.errors import StudyError
+from study.files import atomic_write_bytes
 
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
 CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -142,15 +141,7 @@ class Hosting:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{sha}.{ext}"
         if not target.is_file():
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-            os.close(fd)
-            try:
-                shutil.copyfile(path, tmp)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_bytes(target, Path(path).read_bytes(), mode=0o644)
         return str(target)
 
     def _key(self, sha: str, ext: str) -> str:

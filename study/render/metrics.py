@@ -130,3 +130,17 @@ def ssim(x: torch.Tensor, y: torch.Tensor, border: int = 0) -> torch.Tensor:
 def psnr_ssim(x: torch.Tensor, y: torch.Tensor, border: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Both Track 1 metrics at once: ((N,) PSNR dB, (N,) SSIM)."""
     return psnr(x, y, border), ssim(x, y, border)
+
+
+def scores(rgb, reference, border: int, device: str = "cpu") -> tuple[float | None, float | None]:
+    """PSNR and SSIM of a uint8 HxWx3 output against the uint8 reference (numpy arrays); None
+    when not computable."""
+    def t(a):
+        return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).to(device).float().div_(255)
+
+    try:
+        x, y = t(rgb), t(reference)
+        p, q = psnr_ssim(x, y, border)
+        return float(p[0]), float(q[0])
+    except ValueError:
+        return None, None
