@@ -78,6 +78,10 @@ NEXT_COMMAND = {
 def next_step(status: dict[str, Any]) -> str | None:
     for stage in STAGES:
         if not status.get(stage, {}).get("complete"):
+            if stage == "collect" and status[stage].get("waiting"):
+                last = max(w["frees_by"] for w in status[stage]["waiting"])
+                return (f"study collect, once workers submit the accepted assignments "
+                        f"(abandoned ones free up by {last} at the latest)")
             return NEXT_COMMAND[stage]
     return None
 
@@ -104,6 +108,9 @@ def status_command(study: Study, as_json: bool) -> None:
         info = status[stage]
         summary = info.get("summary") or ("done" if info.get("complete") else "not yet")
         click.echo(f"  {stage:<8} {summary}")
+    from study.crowd.collect import waiting_line
+    for w in status["collect"].get("waiting", []):
+        click.echo(f"           waiting: {waiting_line(w)}")
     rep = status["report"]
     click.echo(f"  report   {', '.join(rep['files']) if rep['files'] else 'not yet'}")
     click.echo(f"next: {status['next']}" if status["next"] else "all stages done")

@@ -7,7 +7,7 @@ import json
 from study.crowd.publish import APPROVAL_RATE, APPROVED_HITS
 from study.studydir import Study
 from test_crowd_support import (check_published_once, marketplace_hits, photo_dataset_study,
-                                set_config)
+                                set_config, study_service)
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path, run_cli):
@@ -41,8 +41,9 @@ def test_live_needs_yes(tmp_path, run_cli):
 
 def test_sandbox_is_the_default_and_rerun_adds_nothing(tmp_path, run_cli):
     root = photo_dataset_study(tmp_path)
-    run_cli("publish", cwd=root)
-    again = run_cli("publish", cwd=root).output
+    with study_service(root):
+        run_cli("publish", cwd=root)
+        again = run_cli("publish", cwd=root).output
     assert "already published in the sandbox realm" in again
     study = Study.open(root)
     check_published_once(study)
@@ -72,12 +73,13 @@ def test_status_and_ratings_of_a_fresh_study(tmp_path):
 
 def test_live_without_funds_is_a_clear_error_and_rerun_is_safe(tmp_path, run_cli):
     root = photo_dataset_study(tmp_path)
-    result = run_cli("publish", "--live", "--yes", cwd=root, expect=2)
-    assert "insufficient funds" in result.output and "add funds" in result.output
-    assert "Traceback" not in result.output
-    from study.marketplace import deposit
-    deposit(root / "marketplace.db", "live", "100.00")
-    run_cli("publish", "--live", "--yes", cwd=root)
+    with study_service(root):
+        result = run_cli("publish", "--live", "--yes", cwd=root, expect=2)
+        assert "insufficient funds" in result.output and "add funds" in result.output
+        assert "Traceback" not in result.output
+        from study.marketplace import deposit
+        deposit(root / "marketplace.db", "live", "100.00")
+        run_cli("publish", "--live", "--yes", cwd=root)
     hits = marketplace_hits(Study.open(root), "live")
     assert len(hits) == 2
     assert marketplace_hits(Study.open(root), "sandbox") == []
@@ -95,5 +97,31 @@ def test_unreachable_endpoint_is_a_clear_error(tmp_path, run_cli, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
     root = photo_dataset_study(tmp_path)
     set_config(root, '[marketplace]\nendpoint = "http://127.0.0.1:9/requester/{realm}"\n')
-    result = run_cli("publish", cwd=root, expect=2)
+    with study_service(root):
+        result = run_cli("publish", cwd=root, expect=2)
     assert "cannot be reached" in result.output and "Traceback" not in result.output
+    assert "http://127.0.0.1:9/requester/sandbox" in result.output
+
+
+def test_publish_refuses_before_any_hit_when_images_cannot_be_loaded(tmp_path, run_cli):
+    """Study B's base URL points at study A's running service: every image would 404."""
+    a = photo_dataset_study(tmp_path / "a")
+    b = photo_dataset_study(tmp_path / "b")
+    with study_service(a) as (url_a, _market):
+        set_config(b, f'[hosting]\nmode = "service"\nbase_url = "{url_a}"\n'
+                      f'[serve]\nport = {url_a.rsplit(":", 1)[1]}\n')
+        with study_service(b):  # B's own service runs, but its base URL is A's
+            set_config(b, f'[hosting]\nmode = "service"\nbase_url = "{url_a}"\n'
+                          f'[serve]\nport = {url_a.rsplit(":", 1)[1]}\n')
+            out = run_cli("publish", cwd=b, expect=2).output
+    assert "cannot be loaded; nothing was published" in out and f"{url_a}/img/" in out
+    assert "HTTP 404" in out
+    conn = Study.open(b).connect()
+    assert conn.execute("SELECT COUNT(*) FROM hits WHERE state != 'planned'").fetchone()[0] == 0
+
+
+def test_publish_and_collect_with_both_realms_is_an_error(tmp_path, run_cli):
+    root = photo_dataset_study(tmp_path)
+    for command in ("publish", "collect"):
+        out = run_cli(command, "--sandbox", "--live", cwd=root, expect=2).output
+        assert "--sandbox and --live cannot be used together" in out

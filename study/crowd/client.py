@@ -18,6 +18,9 @@ RETRY_CODES = {"ServiceFault", "ServiceUnavailable", "InternalFailure", "Interna
                "Throttling", "ThrottlingException", "TooManyRequestsException",
                "RequestLimitExceeded"}
 MAX_ATTEMPTS = 10
+# An endpoint that never answered is most likely wrong or down, not busy: fail within seconds.
+FIRST_CONTACT_ATTEMPTS = 2
+CONNECT_TIMEOUT_S = 3
 BACKOFF_BASE_S = 0.5  # STUDY_RETRY_BASE_S overrides it (tests use a short one)
 BACKOFF_CAP_S = 20.0
 
@@ -53,13 +56,24 @@ class Requester:
         self.client = client
         self.realm = realm
         self.endpoint = endpoint
+        self.reached = False
 
     def call(self, operation: str, **params: Any) -> dict:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
         method = getattr(self.client, operation)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                return method(**params)
+                answer = method(**params)
+                self.reached = True
+                return answer
             except Exception as exc:  # noqa: BLE001 - classified just below
+                if isinstance(exc, BotoConnectionError) and not self.reached \
+                        and attempt >= FIRST_CONTACT_ATTEMPTS:
+                    raise StudyError(f"the marketplace at {self.endpoint} cannot be reached "
+                                     f"({type(exc).__name__})", where=self.endpoint,
+                                     hint="check marketplace.endpoint in study.toml and that "
+                                          "the service is running") from None
                 if not _transient(exc) or attempt == MAX_ATTEMPTS:
                     raise
                 base = float(os.environ.get("STUDY_RETRY_BASE_S", BACKOFF_BASE_S))
@@ -93,7 +107,7 @@ def _boto_client(endpoint: str, region: str, profile: str | None, key_id: str | 
     return session.client(
         "mturk", endpoint_url=endpoint, region_name=region or "us-east-1",
         config=Config(retries={"mode": "standard", "total_max_attempts": 1},
-                      connect_timeout=10, read_timeout=60), **kwargs)
+                      connect_timeout=CONNECT_TIMEOUT_S, read_timeout=60), **kwargs)
 
 
 def configured_endpoint(marketplace, realm: str) -> str | None:

@@ -46,6 +46,11 @@ class Summary:
     items_complete: int = 0
     items_total: int = 0
     notes: list[str] = field(default_factory=list)
+    # HITs whose open slots are held by accepted, unsubmitted assignments.
+    waiting: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     def lines(self) -> list[str]:
         d, p = self.decisions, self.payments
@@ -61,7 +66,13 @@ class Summary:
                f"  items        {self.items_complete}/{self.items_total} with enough valid "
                f"ratings"]
         out += [f"  note: {n}" for n in self.notes]
+        out += [f"  waiting      {waiting_line(w)}" for w in self.waiting]
         return out
+
+
+def waiting_line(w: dict) -> str:
+    return (f"HIT {w['hit_index']} ({w['hit_id']}): {w['pending']} accepted assignment(s) not "
+            f"submitted yet; if abandoned, they free up by {w['frees_by']} at the latest")
 
 
 def _ts(value) -> str | None:
@@ -364,6 +375,24 @@ def _hit_capacity(conn: sqlite3.Connection, realm: str, hit_index: int) -> int:
     return int(row[0])
 
 
+def hit_states(conn: sqlite3.Connection, api: Requester) -> dict[int, dict]:
+    """GetHIT's answer for every created HIT of the realm, by HIT index."""
+    return {h["hit_index"]: api.call("get_hit", HITId=h["hit_id"])["HIT"]
+            for h in conn.execute("SELECT hit_index, hit_id FROM hits WHERE realm = ? AND "
+                                  "state = 'created'", (api.realm,)).fetchall()}
+
+
+def waiting_hits(states: dict[int, dict], assignment_duration_s: int) -> list[dict]:
+    """HITs held by accepted assignments: nothing can be done about them but wait. An abandoned
+    assignment frees its slot when its duration runs out, at the latest one duration from now."""
+    frees_by = (datetime.now(timezone.utc) + timedelta(seconds=assignment_duration_s)) \
+        .strftime("%Y-%m-%d %H:%M UTC")
+    return [{"hit_index": h, "hit_id": hit["HITId"],
+             "pending": int(hit.get("NumberOfAssignmentsPending", 0)), "frees_by": frees_by}
+            for h, hit in sorted(states.items())
+            if int(hit.get("NumberOfAssignmentsPending", 0)) > 0]
+
+
 def topup(study, conn: sqlite3.Connection, api: Requester, summary: Summary) -> None:
     from study.crowd.publish import committed_cost, create_hit, published_params
 
@@ -371,6 +400,9 @@ def topup(study, conn: sqlite3.Connection, api: Requester, summary: Summary) -> 
     published = published_params(conn, realm)
     k, r_wanted = published["items_per_hit"], published["ratings_per_item"]
     resume_extensions(conn, api)
+    states = hit_states(conn, api)
+    summary.waiting = waiting_hits(states, int(published["assignment_duration_s"]))
+    store.set_meta(conn, f"crowd.{realm}.waiting", json.dumps(summary.waiting))
     counts = valid_counts(conn, realm)
     summary.items_total = len(counts)
     summary.items_complete = sum(1 for n in counts.values() if n >= r_wanted)
@@ -380,12 +412,10 @@ def topup(study, conn: sqlite3.Connection, api: Requester, summary: Summary) -> 
     # Assignments that may still come in for each HIT (available or being worked on).
     outstanding: dict[int, int] = {}
     open_hits: dict[int, bool] = {}
-    for h in conn.execute("SELECT hit_index, hit_id FROM hits WHERE realm = ? AND "
-                          "state = 'created'", (realm,)).fetchall():
-        hit = api.call("get_hit", HITId=h["hit_id"])["HIT"]
+    for h, hit in states.items():
         alive = _is_alive(hit)
-        open_hits[h["hit_index"]] = alive
-        outstanding[h["hit_index"]] = int(hit.get("NumberOfAssignmentsPending", 0)) + (
+        open_hits[h] = alive
+        outstanding[h] = int(hit.get("NumberOfAssignmentsPending", 0)) + (
             int(hit.get("NumberOfAssignmentsAvailable", 0)) if alive else 0)
     hits_of: dict[int, list[int]] = {}
     for item_id, h in conn.execute(

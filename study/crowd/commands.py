@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -39,30 +40,53 @@ def marketplace_errors(study: Study) -> Iterator[None]:
                          where="study.toml marketplace.endpoint", hint=rerun) from None
 
 
+def chosen_realm(sandbox: bool, live: bool) -> str | None:
+    """The realm named by --sandbox / --live; naming both is a mistake, not a choice."""
+    if sandbox and live:
+        raise StudyError("--sandbox and --live cannot be used together",
+                         where="--sandbox / --live", hint="name one realm")
+    return "live" if live else "sandbox" if sandbox else None
+
+
+def _quiet_unless(show: bool):
+    return click.echo if show else (lambda _msg: None)
+
+
 @click.command("publish")
-@click.option("--sandbox", "realm", flag_value="sandbox", default=True,
+@click.option("--sandbox", is_flag=True,
               help="Publish in the sandbox realm (the default; no real money).")
-@click.option("--live", "realm", flag_value="live", help="Publish for real (needs --yes).")
+@click.option("--live", is_flag=True, help="Publish for real (needs --yes).")
 @click.option("--dry-run", is_flag=True, help="Show the plan and its cost; change nothing.")
 @click.option("--yes", is_flag=True, help="Confirm a live publication.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @pass_study
-def publish_command(study: Study, realm: str, dry_run: bool, yes: bool) -> None:
+def publish_command(study: Study, sandbox: bool, live: bool, dry_run: bool, yes: bool,
+                    as_json: bool) -> None:
     """Publish the rating HITs (sandbox by default)."""
     from study.crowd.publish import publish
 
+    realm = chosen_realm(sandbox, live) or "sandbox"
     with marketplace_errors(study):
-        publish(study, realm, dry_run=dry_run, yes=yes, echo=click.echo)
+        plan = publish(study, realm, dry_run=dry_run, yes=yes, echo=_quiet_unless(not as_json))
+    if as_json:
+        click.echo(json.dumps(plan.to_dict(), indent=2))
 
 
 @click.command("collect")
 @click.option("--approve/--no-approve", default=True, show_default=True,
               help="Send approvals, rejections and bonuses (else only fetch, check and top up).")
-@click.option("--sandbox", "realm", flag_value="sandbox", help="Only the sandbox realm.")
-@click.option("--live", "realm", flag_value="live", help="Only the live realm.")
+@click.option("--sandbox", is_flag=True, help="Only the sandbox realm.")
+@click.option("--live", is_flag=True, help="Only the live realm.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was collected as JSON.")
 @pass_study
-def collect_command(study: Study, approve: bool, realm: str | None) -> None:
+def collect_command(study: Study, approve: bool, sandbox: bool, live: bool,
+                    as_json: bool) -> None:
     """Fetch assignments, check quality, pay once, top up."""
     from study.crowd.collect import collect
 
+    realm = chosen_realm(sandbox, live)
     with marketplace_errors(study):
-        collect(study, approve=approve, realm=realm, echo=click.echo)
+        summaries = collect(study, approve=approve, realm=realm,
+                            echo=_quiet_unless(not as_json))
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in summaries], indent=2))

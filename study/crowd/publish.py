@@ -13,7 +13,7 @@ import json
 import re
 import sqlite3
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable
@@ -61,6 +61,12 @@ class Plan:
     @property
     def hourly(self) -> Decimal:
         return (self.reward * 3600 / max(1, self.expected_seconds)).quantize(money.CENT)
+
+    def to_dict(self) -> dict:
+        out = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()
+               if k != "lines"}
+        out["hourly"] = str(self.hourly)
+        return out
 
 
 def committed_cost(conn: sqlite3.Connection, realm: str) -> Decimal:
@@ -327,7 +333,10 @@ def publish(study, realm: str = "sandbox", *, dry_run: bool = False, yes: bool =
 def _publish_hits(study, conn: sqlite3.Connection, realm: str, plan: Plan) -> None:
     from tqdm import tqdm
 
+    from study.crowd.preflight import preflight
+
     hosting = Hosting(study, conn)
+    preflight(study, conn, hosting, plan.to_create)
     with requester(study, realm) as api:
         store.set_meta(conn, f"crowd.{realm}.endpoint", api.endpoint)
         qid = ensure_qualification(study, conn, api)

@@ -50,6 +50,7 @@ def crowd_status(study) -> dict:
                                         else r["max_assignments"])
         from study.crowd.publish import committed_cost
         committed = committed_cost(conn, realm)
+        waiting = json.loads(store.get_meta(conn, f"crowd.{realm}.waiting") or "[]")
     finally:
         conn.close()
     complete_items = sum(1 for i in per_item if i["valid"] >= required)
@@ -63,6 +64,7 @@ def crowd_status(study) -> dict:
         "collect": {"realm": realm, "items": per_item, "items_complete": complete_items,
                     "assignments": assignments, "spent_usd": str(spent),
                     "committed_usd": str(committed), "complete": collect_complete,
+                    "waiting": waiting,
                     "summary": f"{complete_items}/{len(per_item)} items with {required} valid "
                                f"ratings; spent {money.fmt(spent)} of "
                                f"{money.fmt(committed)} committed"},
