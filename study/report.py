@@ -107,14 +107,15 @@ def analysis_options(study, *, seed: int | None = None, bootstrap: int | None = 
             "correction": correction or str(settings.get("correction", "holm"))}
 
 
-def analyse_study(study, *, scale=None, **options):
+def analyse_study(study, *, inputs=None, scale=None, **options):
     """The analysis of a study's ratings with the study's settings: the one computation behind
-    `study report` and the dashboard, so both show the same MOS, intervals and groups."""
+    `study report` and the dashboard, so both show the same MOS, intervals and groups.
+    `inputs`: what `study_inputs(study)` returned, when the caller has read it already."""
     from analysis.pipeline import analyse
     from analysis.scale import Scale
     from analysis.table import RatingsError
 
-    df, factsheets, fidelity = study_inputs(study)
+    df, factsheets, fidelity = inputs if inputs is not None else study_inputs(study)
     try:
         return analyse(df, scale or Scale.parse(STUDY_SCALE), factsheets=factsheets,
                        fidelity=fidelity, **analysis_options(study, **options))

@@ -6,6 +6,7 @@ every attribute and every text it is given: a method or worker name cannot becom
 from __future__ import annotations
 
 import math
+import re
 from html import escape
 
 from markupsafe import Markup
@@ -147,10 +148,15 @@ def colour_scale(scale, x: float, y: float, width: float = 260, height: float = 
     return out
 
 
+def _natural(label: str) -> list:
+    """Sort key that puts image 2 before image 10."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", label)]
+
+
 def heatmap(items, method_order, scale, max_images: int = 200) -> Markup:
     """Per-image MOS: rows images, columns methods (best first), the value in each cell, and
     the colour scale above."""
-    images = sorted(items["image"].astype(str).unique())[:max_images]
+    images = sorted(items["image"].astype(str).unique(), key=_natural)[:max_images]
     grid = items.assign(image=items["image"].astype(str)).pivot_table(
         index="image", columns="method", values="mos", aggfunc="first")
     md = mos_decimals(scale)
