@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -170,3 +172,16 @@ def test_tex_compiles_as_given(files):
     rows = [line for line in tex.splitlines() if line.endswith(r"\\")]
     widths = {len(re.split(r"(?<!\\)&", line)) for line in rows}
     assert len(widths) == 1, widths
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex (texlive-latex-base, "
+                    "texlive-latex-recommended)")
+def test_tex_compiles_with_pdflatex(files, tmp_path):
+    (tmp_path / "report.tex").write_text(files["report.tex"])
+    (tmp_path / "paper.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n"
+                                        "\\begin{document}\n\\input{report.tex}\n\\end{document}\n")
+    res = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert (tmp_path / "paper.pdf").stat().st_size > 0
+    assert "Missing character" not in (tmp_path / "paper.log").read_text()

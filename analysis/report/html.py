@@ -1,7 +1,8 @@
 """One self-contained HTML file: tables and inline SVG plots, no scripts, no external assets.
 
 The page is the Jinja2 template `templates/report.html`, rendered with autoescaping: every text
-from the data is escaped by the template; the plots come from `svg` as already-escaped markup."""
+from the data is escaped by the template; the plots come from `svg` as already-escaped markup,
+the only values the template marks safe."""
 
 from __future__ import annotations
 

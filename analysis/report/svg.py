@@ -1,15 +1,14 @@
 """Inline SVG plots for the HTML report: no external assets, no scripts.
 
-Each function returns `Markup` (safe to place in the page as is) built by `_el`, which escapes
-every attribute and every text it is given: a method or worker name cannot become markup."""
+Each function returns SVG markup built by `_el`, which escapes every attribute and every text it
+is given, so the page template can place it as is (`|safe`): a method or worker name cannot
+become markup."""
 
 from __future__ import annotations
 
 import math
 import re
 from html import escape
-
-from markupsafe import Markup
 
 from analysis.report.common import finite, fmt, mos_decimals
 
@@ -32,11 +31,11 @@ def _text(s, **attrs) -> str:
     return _el("text", escape(str(s)), **attrs)
 
 
-def _svg(w: float, h: float, label: str, parts: list[str], font_size: int = 13) -> Markup:
+def _svg(w: float, h: float, label: str, parts: list[str], font_size: int = 13) -> str:
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w:.0f} {h:.0f}" '
             f'width="{w:.0f}" height="{h:.0f}" role="img" aria-label="{escape(label, quote=True)}" '
             f'font-family="{escape(FONT, quote=True)}" font-size="{font_size}" fill="{INK}">')
-    return Markup(head + "".join(parts) + "</svg>")
+    return head + "".join(parts) + "</svg>"
 
 
 def _text_width(s: str, size: float) -> float:
@@ -83,7 +82,7 @@ def _goodness(v: float, scale) -> float:
     return g if scale.higher_is_better else 1 - g
 
 
-def mos_ci_plot(methods, scale, level: str = "95% CI") -> Markup:
+def mos_ci_plot(methods, scale, level: str = "95% CI") -> str:
     """One row per method (best first): the MOS as a dot, its interval as a bar, the values
     written at the right."""
     rows = methods.to_dict("records")
@@ -153,7 +152,7 @@ def _natural(label: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", label)]
 
 
-def heatmap(items, method_order, scale, max_images: int = 200) -> Markup:
+def heatmap(items, method_order, scale, max_images: int = 200) -> str:
     """Per-image MOS: rows images, columns methods (best first), the value in each cell, and
     the colour scale above."""
     images = sorted(items["image"].astype(str).unique(), key=_natural)[:max_images]
@@ -201,7 +200,7 @@ def heatmap(items, method_order, scale, max_images: int = 200) -> Markup:
 
 def scatter(points: list[dict], xlabel: str, ylabel: str, title: str,
             x_quantity: str = "", y_quantity: str = "mos", colours: list[str] | None = None,
-            labels: bool = True) -> Markup:
+            labels: bool = True) -> str:
     """points: [{method (label), x, y}]. Each point is labelled when there are few."""
     w, h, left, bottom, top, right = 560, 420, 64, 52, 34, 110
     out = [_text(title, x=left, y=20, font_weight="600")]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import mimetypes
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ def _analysis(study: Study, inputs):
 
     from study.report import analyse_study, analysis_options
     frame, factsheets, fidelity = inputs
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes())
     digest.update(json.dumps([factsheets, fidelity, analysis_options(study)], sort_keys=True,
                              default=str).encode())
