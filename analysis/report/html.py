@@ -12,9 +12,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from analysis.report import svg
 from analysis.report.common import (ci_label, correction_name, counts_sentence, fidelity_lines,
-                                    method_sentence, power_line, pvalue_table, ranking_notes,
-                                    ranking_table, reliability_lines, scatter_points,
-                                    summary_lines, worker_sentence, worker_table)
+                                    finite, method_sentence, power_line, pvalue_table,
+                                    ranking_notes, ranking_table, reliability_lines,
+                                    scatter_points, summary_lines, worker_sentence, worker_table)
 
 _ENV = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
                    autoescape=select_autoescape(default=True, default_for_string=True),
@@ -47,18 +47,20 @@ def _significant(report) -> list[list[bool]]:
                        for j in range(p.shape[1])] for i in range(p.shape[0])]
 
 
+def _worker_plot(report) -> str | None:
+    rows = [r for r in report.workers.to_dict("records")
+            if finite(r["bias"]) and finite(r["inconsistency"])]
+    if not rows:
+        return None
+    points = [{"method": str(r["worker"]), "x": float(r["bias"]), "y": float(r["inconsistency"])}
+              for r in rows]
+    colours = ["#c0392b" if r["screening"] == "rejected" else "#1b3b6f" for r in rows]
+    return svg.scatter(points, "bias", "inconsistency", "Worker bias vs inconsistency",
+                       x_quantity="bias", y_quantity="inconsistency", colours=colours,
+                       labels=False)
+
+
 def render_html(report) -> str:
-    w = report.workers
-    worker_plot = None
-    if w["bias"].notna().any():
-        pts = [{"method": str(r["worker"]), "x": float(r["bias"]), "y": float(r["inconsistency"])}
-               for r in w.to_dict("records") if svg.finite(r["bias"]) and svg.finite(r["inconsistency"])]
-        colours = ["#c0392b" if r["screening"] == "rejected" else "#1b3b6f"
-                   for r in w.to_dict("records")
-                   if svg.finite(r["bias"]) and svg.finite(r["inconsistency"])]
-        worker_plot = svg.scatter(pts, "bias", "inconsistency", "Worker bias vs inconsistency",
-                                  x_quantity="bias", y_quantity="inconsistency",
-                                  colours=colours, labels=False)
     n_images = report.items["image"].nunique()
     return _ENV.get_template("report.html").render(
         counts=counts_sentence(report),
@@ -72,11 +74,11 @@ def render_html(report) -> str:
         pvalues=pvalue_table(report),
         significant=_significant(report),
         heatmap=svg.heatmap(report.items, report.method_order, report.scale),
-        heatmap_shown=min(n_images, 200), n_images=n_images,
+        heatmap_shown=min(n_images, svg.HEATMAP_MAX_IMAGES), n_images=n_images,
         fidelity=fidelity_lines(report) if report.fidelity else [],
         fidelity_plots=_fidelity_plots(report),
         workers_sentence=worker_sentence(report),
-        worker_plot=worker_plot,
+        worker_plot=_worker_plot(report),
         workers=worker_table(report),
         reliability=reliability_lines(report),
         power=power_line(report),

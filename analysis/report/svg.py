@@ -14,6 +14,7 @@ from analysis.report.common import finite, fmt, mos_decimals
 
 FONT = "system-ui,-apple-system,'Segoe UI',sans-serif"
 INK, MUTED, GRID = "#222", "#666", "#e3e3e3"
+HEATMAP_MAX_IMAGES = 200
 # Worse -> better: red, pale yellow, blue (readable for the common colour-vision deficiencies).
 STOPS = ((0.0, (215, 48, 39)), (0.25, (252, 141, 89)), (0.5, (255, 255, 191)),
          (0.75, (145, 191, 219)), (1.0, (69, 117, 180)))
@@ -152,7 +153,7 @@ def _natural(label: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", label)]
 
 
-def heatmap(items, method_order, scale, max_images: int = 200) -> str:
+def heatmap(items, method_order, scale, max_images: int = HEATMAP_MAX_IMAGES) -> str:
     """Per-image MOS: rows images, columns methods (best first), the value in each cell, and
     the colour scale above."""
     images = sorted(items["image"].astype(str).unique(), key=_natural)[:max_images]

@@ -7,11 +7,10 @@ import hmac
 import json
 import mimetypes
 import threading
-from pathlib import Path
 from typing import Any
 
 from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
-                   send_file, session, url_for)
+                   send_file, session)
 
 from study.errors import StudyError
 from study.studydir import Study
