@@ -37,31 +37,22 @@ def _scale(text: str | None, direction: bool | None, default_text: str):
         raise StudyError(str(exc), where="--scale", hint="write it as LOW..HIGH, e.g. --scale 1..5")
 
 
-def _study_scale(study):
-    """The scale the study's HITs asked for."""
-    from study.crowd.design import study_scale
-    conn = study.connect()
-    try:
-        return study_scale(study, conn)
-    finally:
-        conn.close()
-
-
 def _as_study_error(exc) -> StudyError:
     return StudyError(exc.message, where=exc.where, hint=exc.hint)
 
 
+# Built-ins whose output is a copy (the input, or the reference itself): their measured time
+# is file handling, not processing, so the report shows no runtime for them.
+COPY_BUILTINS = ("input", "reference")
+
+
 def study_inputs(study):
     """Ratings, factsheets and fidelity of a study. Read-only."""
+    import json
+
     import pandas as pd
-    try:
-        from study.crowd.ratings import ratings_frame
-    except ImportError:
-        try:
-            from study.crowd.collect import ratings_frame
-        except ImportError:
-            raise StudyError("this installation cannot read collected ratings",
-                             hint="use --ratings FILE.csv")
+
+    from study.crowd.ratings import ratings_frame
     frame = ratings_frame(study)
     if frame is None or len(frame) == 0:
         raise StudyError("no ratings collected yet", where=str(study.root),
@@ -77,22 +68,62 @@ def study_inputs(study):
             not ranges or frame.loc[frame["gold"], ranges].isna().any(axis=None)):
         # Without the accepted answers gold accuracy would be a guess: leave it unknown.
         frame["gold_correct"] = None
-    factsheets, fidelity = {}, {}
+    factsheets, fidelity, copies = {}, {}, set()
     conn = study.connect()
     try:
-        for r in conn.execute("SELECT name, team, author, framework, hardware, runtime_reported "
-                              "FROM methods"):
-            factsheets[r[0]] = {"team": r[1], "author": r[2], "framework": r[3],
-                                "hardware": r[4], "runtime_s": r[5]}
+        for r in conn.execute("SELECT name, kind, spec_json, team, author, framework, hardware, "
+                              "runtime_reported FROM methods"):
+            factsheets[r[0]] = {"team": r[3], "author": r[4], "framework": r[5],
+                                "hardware": r[6], "runtime_s": r[7]}
+            if r[1] == "builtin" and json.loads(r[2] or "{}").get("builtin") in COPY_BUILTINS:
+                copies.add(r[0])
         for r in conn.execute("SELECT method, AVG(psnr), AVG(ssim), AVG(runtime_s) FROM renders "
                               "WHERE status = 'done' GROUP BY method"):
             fidelity[r[0]] = {"psnr": r[1], "ssim": r[2]}
             fs = factsheets.setdefault(r[0], {})
-            if fs.get("runtime_s") is None and r[3] is not None:
+            if fs.get("runtime_s") is None and r[3] is not None and r[0] not in copies:
                 fs["runtime_s"] = r[3]  # measured when nothing was self-reported
     finally:
         conn.close()
     return frame, factsheets or None, fidelity or None
+
+
+def study_scale(study):
+    """The scale the study's HITs asked for."""
+    from study.crowd.design import study_scale as scale_of
+    conn = study.connect()
+    try:
+        return scale_of(study, conn)
+    finally:
+        conn.close()
+
+
+def analysis_options(study, *, seed: int | None = None, bootstrap: int | None = None,
+                     alpha: float | None = None, correction: str | None = None) -> dict:
+    """`analyse`'s settings: what was given, else the study's [report] settings, else the
+    template's defaults. `study` may be None (a ratings file outside any study)."""
+    from study.config import default_settings
+
+    settings = study.settings if study is not None else default_settings()
+    return {"seed": settings.study.seed if seed is None else seed,
+            "bootstrap": settings.report.bootstrap if bootstrap is None else bootstrap,
+            "alpha": settings.report.alpha if alpha is None else alpha,
+            "correction": correction or settings.report.correction}
+
+
+def analyse_study(study, *, inputs=None, scale=None, **options):
+    """The analysis of a study's ratings with the study's settings: the one computation behind
+    `study report` and the dashboard, so both show the same MOS, intervals and groups.
+    `inputs`: what `study_inputs(study)` returned, when the caller has read it already."""
+    from analysis.pipeline import analyse
+    from analysis.table import RatingsError
+
+    df, factsheets, fidelity = inputs if inputs is not None else study_inputs(study)
+    try:
+        return analyse(df, scale or study_scale(study), factsheets=factsheets,
+                       fidelity=fidelity, **analysis_options(study, **options))
+    except RatingsError as exc:
+        raise _as_study_error(exc) from None
 
 
 @click.command("report")
@@ -124,7 +155,6 @@ def report_command(ctx: click.Context, formats, ratings_path, scale_text, higher
     from analysis.table import RatingsError, parse_column_map, read_ratings
 
     study = None
-    settings = None
     root_obj = ctx.find_root().obj
     study_dir = root_obj.get("study_dir") if isinstance(root_obj, dict) else None
     if ratings_path is None or study_dir:
@@ -136,43 +166,42 @@ def report_command(ctx: click.Context, formats, ratings_path, scale_text, higher
                 study = open_study(study_dir)
             except StudyError:
                 study = None
-    if study is not None:
-        settings = study.settings.report
-    fmt = _formats(formats, settings.formats if settings else FORMATS)
+    chosen = _formats(formats, study.settings.report.formats if study is not None else FORMATS)
     if study is not None and ratings_path is None and not scale_text:
-        scale = _study_scale(study)
+        scale = study_scale(study)
     else:
         scale = _scale(scale_text, higher_is_better, "0..4")
     try:
         colmap = parse_column_map(columns)
-        if ratings_path is not None:
-            df = read_ratings(ratings_path, colmap, scale)
-            factsheets = fidelity = None
-            default_out = Path("report")
-        else:
-            df, factsheets, fidelity = study_inputs(study)
-            default_out = study.reports_dir
-        if seed is None:
-            seed = study.settings.study.seed if study is not None else 0
-        report = analyse(df, scale, factsheets=factsheets, fidelity=fidelity, seed=seed,
-                         bootstrap=bootstrap if bootstrap is not None
-                         else (settings.bootstrap if settings else 2000),
-                         alpha=alpha if alpha is not None else (settings.alpha if settings else 0.05),
-                         correction=correction or (settings.correction if settings else "holm"))
     except RatingsError as exc:
         raise _as_study_error(exc) from None
+    if ratings_path is None:
+        report = analyse_study(study, scale=scale, seed=seed, bootstrap=bootstrap, alpha=alpha,
+                               correction=correction)
+        default_out = study.reports_dir
+    else:
+        try:
+            df = read_ratings(ratings_path, colmap, scale)
+            report = analyse(df, scale, **analysis_options(study, seed=seed, bootstrap=bootstrap,
+                                                           alpha=alpha, correction=correction))
+        except RatingsError as exc:
+            raise _as_study_error(exc) from None
+        default_out = Path("report")
     out = Path(out_dir) if out_dir else default_out
     if out.exists() and not out.is_dir():
         raise StudyError(f"{out} exists and is not a folder", where="--out", hint="give a folder")
-    paths = write(report, out, fmt)
+    paths = write(report, out, chosen)
+    from analysis.report.common import fmt, mos_decimals
     m = report.methods
+    d = mos_decimals(scale)
     click.echo(f"Ranked {len(m)} methods on {report.counts['images']} images from "
                f"{report.counts['analysed']} ratings by {report.counts['workers']} workers "
                f"(scale {scale.label}).")
     for r in m.head(10).itertuples():
-        lo, hi = r.ci95_low, r.ci95_high
-        ci = f"  [{lo:.2f}, {hi:.2f}]" if lo == lo and hi == hi else ""
-        click.echo(f"  {int(r.rank):>3}. {r.method:<24} MOS {r.mos:.3f}{ci}  {r.group}")
+        ci = (f"  [{fmt(r.ci95_low, 'mos', decimals=d)}, {fmt(r.ci95_high, 'mos', decimals=d)}]"
+              if r.ci95_low == r.ci95_low and r.ci95_high == r.ci95_high else "")
+        click.echo(f"  {int(r.rank):>3}. {r.method:<24} MOS {fmt(r.mos, 'mos', decimals=d)}{ci}"
+                   f"  {r.group}")
     if len(m) > 10:
         click.echo(f"  ... {len(m) - 10} more")
     for n in report.notes:

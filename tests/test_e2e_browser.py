@@ -347,8 +347,43 @@ def test_dashboard_shows_the_study_and_escapes_worker_text(service, page):
     spend = {c.locator("xpath=preceding-sibling::th[1]").inner_text().strip(): c.inner_text()
              for c in page.locator("#spend td").all()}
     assert int(spend["Assignments submitted"]) >= 1
-    assert spend["Approved / rejected"].split("/")[0].strip() != "0"
+    assert spend["Approved (paid)"].strip() != "0"
     published, planned = (int(x) for x in spend["HITs published"].split("/"))
     assert published == planned >= 1
     assert float(spend["Spent"].lstrip("$")) > 0
     assert float(spend["Committed"].split()[0].lstrip("$")) > 0
+
+
+def test_report_and_dashboard_as_a_reader_sees_them(service, page):
+    """`study report` on the partly collected study: the dashboard links the HTML report and
+    does not show the report card as done; both pages are kept as screenshots."""
+    # This study's renders were copied in without fidelity metrics; give them the demo data's
+    # (study.render.builtins), the reference being identical to itself.
+    conn = service.study().connect()
+    try:
+        for method, psnr, ssim in (("scatter", 30.8, 0.970), ("depth-blend", 28.3, 0.952),
+                                   ("gaussian", 24.5, 0.811), ("input", 23.7, 0.788),
+                                   ("reference", float("inf"), 1.0)):
+            conn.execute("UPDATE renders SET psnr = ?, ssim = ? WHERE method = ?",
+                         (psnr, ssim, method))
+        conn.commit()
+    finally:
+        conn.close()
+    service.cli("--study", service.root, "report")
+    page.goto(f"{service.url}/dashboard/?token={service.token}")
+    card = page.locator("#stage-report")
+    assert "done" not in (card.get_attribute("class") or "").split()
+    assert re.search(r"collection incomplete: \d+ of \d+ items have all their ratings",
+                     card.inner_text())
+    assert "The same analysis as study report" in page.locator("#mos").inner_text()
+    page.screenshot(path=str(OUTPUT_DIR / "dashboard-with-report.png"), full_page=True)
+    with page.expect_navigation():
+        page.click("#reports a[href$='report.html']")
+    assert page.locator("h1").inner_text() == "MOS ranking report"
+    for figure in ("#mos-plot svg", "#heatmap svg", "#psnr-mos svg", "#ssim-mos svg"):
+        assert page.locator(figure).count() == 1, figure
+    assert "reference (PSNR undefined: identical images)" in page.locator("#psnr-mos").inner_text()
+    ranking = page.locator("#ranking").inner_text()
+    assert "inf" not in ranking.lower() and "—" in ranking
+    assert page.errors == [] and page.dialogs == []
+    page.screenshot(path=str(OUTPUT_DIR / "report.png"), full_page=True)

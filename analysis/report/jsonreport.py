@@ -36,7 +36,8 @@ def _records(frame: pd.DataFrame, fields) -> list[dict]:
 
 def report_dict(report) -> dict:
     from analysis.pipeline import clean
-    methods = _records(report.methods, METHOD_FIELDS)
+    from analysis.report.common import method_rows
+    methods = _records(method_rows(report), METHOD_FIELDS)
     padj, praw = report.pairwise["p_adjusted"], report.pairwise["p"]
     for rec in methods:
         m = rec["method"]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import mimetypes
-from pathlib import Path
+import threading
 from typing import Any
 
 from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
-                   send_file, session, url_for)
+                   send_file, session)
 
 from study.errors import StudyError
 from study.studydir import Study
@@ -27,33 +28,83 @@ def _authorised() -> bool:
 
 def dashboard_data(study: Study) -> dict[str, Any]:
     """Everything the dashboard shows, as plain data (also served as JSON)."""
+    from study.report import study_inputs
     from study.status import gather
 
     status = gather(study)
     data: dict[str, Any] = {"status": status, "budget_usd": float(study.settings.budget.max_usd),
                             "methods": [], "workers": [], "reports": status["report"]["files"],
+                            "report_card": _report_card(status), "analysis": None,
                             "worker_flags": {}, "spend": _money_and_counts(status)}
-    from study.report import _study_scale, study_inputs
     try:
-        frame, _, _ = study_inputs(study)
+        inputs = study_inputs(study)
     except StudyError:
-        frame = None  # nothing collected yet
-    if frame is not None:
+        inputs = None  # nothing collected yet
+    if inputs is not None:
+        frame = inputs[0]
         data["ratings"] = {"total": int(len(frame)),
                            "valid": int((frame["valid"] & ~frame["gold"]).sum())}
-        from analysis.pipeline import analyse
-        from analysis.table import RatingsError
         try:
-            # A quick live view: fewer bootstrap replicates and no mixed model.
-            report = analyse(frame, _study_scale(study), bootstrap=200, seed=0,
-                             mixed_model_max_ratings=0).to_dict()
-        except RatingsError as exc:
+            report = _analysis(study, inputs)
+        except StudyError as exc:
             data["ratings_error"] = exc.message
         else:
-            data["methods"] = report["methods"]
-            data["workers"] = report["workers"]
+            from analysis.report.common import ci_label, correction_name
+            as_dict = report.to_dict()
+            data["methods"] = as_dict["methods"]
+            data["workers"] = as_dict["workers"]
+            data["analysis"] = {"scale": report.scale.label, "arrow": report.scale.arrow,
+                                "ci_label": ci_label(report),
+                                "bootstrap": report.settings["bootstrap"],
+                                "seed": report.settings["seed"],
+                                "alpha": report.settings["alpha"],
+                                "correction": correction_name(report)}
     data["worker_flags"] = _worker_flags(study)
     return data
+
+
+# The last analysis per study, with the fingerprint of what it was computed from: the page
+# refreshes every 15 s, and the full analysis (the report's) runs only when something changed.
+_CACHE: dict[str, tuple[str, Any]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _analysis(study: Study, inputs):
+    """`study report`'s own analysis (same function, same settings) of the study's ratings."""
+    import pandas as pd
+
+    from study.report import analyse_study, analysis_options
+    frame, factsheets, fidelity = inputs
+    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes())
+    digest.update(json.dumps([factsheets, fidelity, analysis_options(study)], sort_keys=True,
+                             default=str).encode())
+    key = digest.hexdigest()
+    root = str(study.root)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(root)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        report = analyse_study(study, inputs=inputs)
+        _CACHE[root] = (key, report)
+        return report
+
+
+def _report_card(status: dict[str, Any]) -> dict[str, Any]:
+    """The report stage as the dashboard shows it: never done while collection is incomplete,
+    whatever files a partial run has already written."""
+    collect = status["collect"]
+    items = collect.get("items") or []
+    files = status["report"]["files"]
+    if not collect.get("complete"):
+        complete_items = collect.get("items_complete",
+                                     sum(1 for i in items if i["valid"] >= i["required"]))
+        text = (f"collection incomplete: {complete_items} of {len(items)} items have all "
+                f"their ratings")
+        if files:
+            text += " (the report files so far cover part of the study)"
+        return {"complete": False, "text": text}
+    return {"complete": bool(files), "text": ", ".join(files) if files else "not yet"}
 
 
 def _worker_flags(study: Study) -> dict[str, dict[str, Any]]:
@@ -87,7 +138,10 @@ def _money_and_counts(status: dict[str, Any]) -> dict[str, Any]:
         "hits_designed": pub.get("hits_designed", 0),
         "assignments": sum(decided.values()),
         "approved": decided.get("approve", 0) + decided.get("exclude", 0),
+        # Paid, but quality control kept their ratings out of the analysis.
+        "excluded": decided.get("exclude", 0),
         "rejected": decided.get("reject", 0),
+        "undecided": decided.get("undecided", 0),
         "valid_ratings": sum(min(i["valid"], i["required"]) for i in items),
         "required_ratings": sum(i["required"] for i in items),
         "spent_usd": float(col.get("spent_usd") or 0),
@@ -97,6 +151,12 @@ def _money_and_counts(status: dict[str, Any]) -> dict[str, Any]:
 
 def dashboard_blueprint(study: Study) -> Blueprint:
     bp = Blueprint("dashboard", __name__, template_folder="templates")
+
+    @bp.app_template_filter("fmt")
+    def fmt_filter(value, quantity: str = "mos") -> str:
+        """Numbers as the report writes them (digits per quantity, — when undefined)."""
+        from analysis.report.common import fmt
+        return fmt(value, quantity)
 
     @bp.before_request
     def check_token():
