@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -127,15 +126,17 @@ def store_assignment(conn: sqlite3.Connection, realm: str, hit_index: int, a: di
 
 
 def fetch(conn: sqlite3.Connection, api: Requester) -> int:
-    from tqdm import tqdm
+    from study.progress import progress
 
     hits = conn.execute("SELECT hit_index, hit_id FROM hits WHERE realm = ? AND "
                         "state = 'created' ORDER BY hit_index", (api.realm,)).fetchall()
     new = 0
-    for h in tqdm(hits, desc="collecting", unit="HIT", file=sys.stderr, disable=None):
-        for a in api.pages("list_assignments_for_hit", "Assignments", HITId=h["hit_id"],
-                           AssignmentStatuses=STATUSES):
-            new += store_assignment(conn, api.realm, h["hit_index"], a)
+    with progress(len(hits), "collecting", "HITs") as bar:
+        for h in hits:
+            for a in api.pages("list_assignments_for_hit", "Assignments", HITId=h["hit_id"],
+                               AssignmentStatuses=STATUSES):
+                new += store_assignment(conn, api.realm, h["hit_index"], a)
+            bar.update(1)
     return new
 
 

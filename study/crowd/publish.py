@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -331,9 +330,8 @@ def publish(study, realm: str = "sandbox", *, dry_run: bool = False, yes: bool =
 
 
 def _publish_hits(study, conn: sqlite3.Connection, realm: str, plan: Plan) -> None:
-    from tqdm import tqdm
-
     from study.crowd.preflight import preflight
+    from study.progress import progress
 
     hosting = Hosting(study, conn)
     preflight(study, conn, hosting, plan.to_create)
@@ -341,6 +339,7 @@ def _publish_hits(study, conn: sqlite3.Connection, realm: str, plan: Plan) -> No
         store.set_meta(conn, f"crowd.{realm}.endpoint", api.endpoint)
         qid = ensure_qualification(study, conn, api)
         type_id = ensure_hit_type(study, conn, api, qid)
-        for h in tqdm(plan.to_create, desc="publishing HITs", unit="HIT", file=sys.stderr,
-                      disable=None):
-            create_hit(study, conn, api, hosting, h, type_id, plan.assignments_per_hit)
+        with progress(len(plan.to_create), "publishing", "HITs") as bar:
+            for h in plan.to_create:
+                create_hit(study, conn, api, hosting, h, type_id, plan.assignments_per_hit)
+                bar.update(1)

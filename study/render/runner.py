@@ -92,7 +92,7 @@ def render_study(study: Study, settings: RenderSettings, methods: list[str] | No
 def _render_method(study: Study, name: str, spec: dict[str, Any], pending: list, dev: str,
                    label: str, settings: RenderSettings, rec: Recorder, echo: Callable,
                    progress: bool | None) -> None:
-    from tqdm import tqdm
+    from study.progress import progress as progress_of
 
     timeout = float(spec.get("timeout_s", settings.timeout_s))
     border = settings.border_crop
@@ -151,8 +151,7 @@ def _render_method(study: Study, name: str, spec: dict[str, Any], pending: list,
     tile = settings.tile if method.kind == "python" else 0
     runner = (TensorRunner(method, dev, tile, settings.tile_overlap, timeout)
               if isinstance(method, TensorMethod) else None)
-    bar = tqdm(total=len(pending), desc=name, unit="img", file=sys.stderr, leave=True,
-               disable=(not progress) if progress is not None else None, dynamic_ncols=True)
+    bar = progress_of(len(pending), name, "img", progress)
     try:
         nxt = loader.submit(load_sample, pending[0], method.needs_depth, need_ref)
         warmed = runner is None

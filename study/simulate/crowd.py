@@ -496,8 +496,8 @@ def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
     stop = threading.Event()
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(desc="simulated crowd", unit="HIT", total=None, leave=True)
+        from study.progress import progress as progress_of
+        bar = progress_of(None, "simulated crowd", "HITs submitted")
     bar_lock = threading.Lock()
 
     def on_submit() -> None:
