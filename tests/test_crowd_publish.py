@@ -125,3 +125,14 @@ def test_publish_and_collect_with_both_realms_is_an_error(tmp_path, run_cli):
     for command in ("publish", "collect"):
         out = run_cli(command, "--sandbox", "--live", cwd=root, expect=2).output
         assert "--sandbox and --live cannot be used together" in out
+
+
+def test_a_command_never_uses_another_studys_service(tmp_path, run_cli):
+    """Study B configured on study A's port: simulate and publish refuse A's service."""
+    a = photo_dataset_study(tmp_path / "a")
+    b = photo_dataset_study(tmp_path / "b")
+    with study_service(a) as (url_a, _market):
+        set_config(b, f'[hosting]\nmode = "service"\nbase_url = "{url_a}"\n'
+                      f'[serve]\nport = {url_a.rsplit(":", 1)[1]}\n')
+        out = run_cli("simulate", "--workers", "1", cwd=b, expect=2).output
+        assert f"the service at {url_a} belongs to another study" in out

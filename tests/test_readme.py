@@ -31,3 +31,16 @@ def test_ci_runs_the_readme_test_command():
     assert "\ntests/run\n" in README
     assert "exec tests/run" in CI
     assert "pip install torch==2.13.0" in README
+
+
+def test_shell_completion_command_works():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path as P
+
+    study_bin = P(sys.executable).parent / "study"
+    out = subprocess.run([str(study_bin)], env=dict(os.environ, _STUDY_COMPLETE="bash_source"),
+                         capture_output=True, text=True, timeout=60).stdout
+    assert "_study_completion" in out
+    assert '_STUDY_COMPLETE=bash_source study' in README
