@@ -439,7 +439,10 @@ def create_study(directory: Path, dataset_path: Path, *, n_images: int | None = 
                          hint="choose a new folder name")
     ds = discover(Path(dataset_path), split=split)
     ids = select_ids(ds, n_images, image_ids, seed)
-    rows, problems = validate_pairs(ds, ids, max_pixels=max_pixels)
+    # The same problems `study dataset check` lists: every pair is checked unless the ids
+    # were named, so a broken pair is never skipped in silence by the random selection.
+    rows, problems = validate_pairs(ds, ids if image_ids else None, max_pixels=max_pixels)
+    rows = [r for r in rows if r.image_id in set(ids)]
     if problems:
         raise StudyError.many(problems, f"the dataset has {len(problems)} problem(s); "
                                         "nothing was written")
@@ -447,6 +450,10 @@ def create_study(directory: Path, dataset_path: Path, *, n_images: int | None = 
         raise StudyError("the dataset has no complete image pairs", where=str(ds.root))
     for note in ds.notices:
         echo(f"notice: {note}")
+    complete = sum(1 for p in ds.pairs if p.input_path is not None and p.reference_path is not None)
+    if not image_ids and len(ids) < complete:
+        echo(f"notice: {len(ids)} of the dataset's {complete} complete pairs were chosen at "
+             f"random (seed {seed}): {', '.join(ids)}; use --images N or --image-ids to choose")
     for row in rows:
         for note in row.notices:
             echo(f"notice: {note}")

@@ -252,3 +252,19 @@ def test_depth_maps_load_normalised(tmp_path):
     p = write_image(tmp_path / "d.png", (np.arange(12, dtype=np.uint16).reshape(3, 4) * 1000))
     d = load_depth(p)
     assert d.dtype == np.float32 and d.min() == 0.0 and d.max() == 1.0
+
+
+def test_init_lists_the_problems_dataset_check_lists(tmp_path, run_cli):
+    ds = make_ebb(tmp_path / "ebb", ids=tuple(range(1, 13)))
+    (ds / "test" / "bokeh" / "2.jpg").unlink()
+    (ds / "test" / "original" / "3.jpg").write_bytes(b"not a jpeg")
+    check = run_cli("dataset", "check", ds, expect=None).output
+    init = init_fails(run_cli, tmp_path, ds)
+    for needle in ("'2' has an input but no reference", "3.jpg"):
+        assert needle in check and needle in init
+
+
+def test_init_says_when_it_chose_a_subset(tmp_path, run_cli):
+    ds = make_ebb(tmp_path / "ebb", ids=tuple(range(1, 13)))
+    out = run_cli("init", tmp_path / "s", "--dataset", ds).output
+    assert "10 of the dataset's 12 complete pairs were chosen at random (seed 0)" in out
