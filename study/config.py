@@ -208,8 +208,12 @@ correction = "holm"
 host = "127.0.0.1"
 # Each study gets its own free port at `study init`; hosting.base_url must match it.
 port = {{port}}
-# Token for the requester dashboard; "" makes a random one at every start (printed once).
+# Token for the requester dashboard; "" makes a random one at every start. It is written to
+# .dashboard-token (readable by you alone) and printed only on a terminal, never into a log.
 dashboard_token = ""
+# true when a TLS reverse proxy (README: "On the open internet") forwards to this service: its
+# X-Forwarded-* headers are trusted and cookies are sent over HTTPS only.
+behind_tls_proxy = false
 """
 
 
@@ -366,6 +370,7 @@ class ServeSection:
     host: str = _opt(nonempty=True)
     port: int = _opt(lo=1, hi=65535)
     dashboard_token: str
+    behind_tls_proxy: bool
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,8 @@ def tasks_blueprint(study):
     def image(name: str):
         m = _IMAGE_NAME.match(name)
         path = hosted_dir(study) / name
-        if not m or not path.is_file():
+        # A link placed in hosted/ would serve whatever it points at: never follow one.
+        if not m or path.is_symlink() or not path.is_file():
             abort(404)
         resp = send_file(path, mimetype=CONTENT_TYPES[m.group(2)], conditional=True,
                          etag=m.group(1), max_age=31536000)

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from flask import Flask, render_template
 
 from study.service import service_id
+from study.web import security
 from study.studydir import Study
 
 
@@ -34,6 +35,7 @@ def create_app(study: Study, *, dashboard_token: str | None = None,
                          clock=clock, **marketplace_kw)
     app.register_blueprint(tasks_blueprint(study))
     app.register_blueprint(dashboard_blueprint(study), url_prefix="/dashboard")
+    security.install(app, behind_tls_proxy=study.settings.serve.behind_tls_proxy)
 
     @app.get("/")
     def index():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import sys
 
 import click
 
@@ -13,13 +15,30 @@ from study.service import announce_service, serve_file
 from study.studydir import Study, pass_study
 
 
-def announce(url: str, token: str, echo=click.echo) -> None:
+TOKEN_FILE = ".dashboard-token"
+
+
+def announce(study: Study, url: str, token: str, echo=click.echo,
+             on_terminal: bool | None = None) -> None:
+    """Where everything is. The dashboard token is a secret: it goes to a file only its owner
+    can read, and onto the screen only when the screen is a terminal (never into a log)."""
+    path = study.root / TOKEN_FILE
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    if on_terminal is None:
+        on_terminal = sys.stdout.isatty()
     echo(f"Serving on {url}")
     echo(f"  Requester API (boto3 endpoint_url): sandbox {url}/requester/sandbox")
     echo(f"                                      live    {url}/requester/live")
     echo(f"  Worker site:                        sandbox {url}/worker/sandbox/")
     echo(f"                                      live    {url}/worker/live/")
-    echo(f"  Dashboard (open this link once):    {url}/dashboard/?token={token}")
+    if on_terminal:
+        echo(f"  Dashboard (open this link once):    {url}/dashboard/?token={token}")
+    else:
+        echo(f"  Dashboard:                          {url}/dashboard/?token=<the token in "
+             f"{path}>")
 
 
 def _check_port(host: str, port: int) -> None:
@@ -57,7 +76,7 @@ def serve_command(study: Study, host: str | None, port: int | None, threads: int
     url = f"http://{host}:{port}"
     path = serve_file(study)
     announce_service(study, url)
-    announce(url, app.config["DASHBOARD_TOKEN"])
+    announce(study, url, app.config["DASHBOARD_TOKEN"])
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         waitress.serve(app, host=host, port=port, threads=threads, ident="study",

@@ -14,6 +14,7 @@ from flask import (Blueprint, Response, abort, current_app, redirect, render_tem
 
 from study.errors import StudyError
 from study.studydir import Study
+from study.web.security import same_secret
 
 SESSION_KEY = "dashboard_ok"
 
@@ -23,7 +24,7 @@ def _authorised() -> bool:
     if session.get(SESSION_KEY) == hmac.new(token.encode(), b"ok", "sha256").hexdigest():
         return True
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    return bool(given) and hmac.compare_digest(given, token)
+    return bool(given) and same_secret(given, token)
 
 
 def dashboard_data(study: Study) -> dict[str, Any]:
@@ -162,7 +163,7 @@ def dashboard_blueprint(study: Study) -> Blueprint:
     def check_token():
         token = request.args.get("token")
         if token is not None:
-            if hmac.compare_digest(token, current_app.config["DASHBOARD_TOKEN"]):
+            if same_secret(token, current_app.config["DASHBOARD_TOKEN"]):
                 session[SESSION_KEY] = hmac.new(token.encode(), b"ok", "sha256").hexdigest()
                 # Drop the token from the address bar (and from any history or referrer).
                 return redirect(request.path)
