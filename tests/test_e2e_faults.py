@@ -55,7 +55,7 @@ def publish_study(tmp_path_factory):
     shutil.copytree(root, probe)
     with processes(base / "logs") as procs:
         started = time.monotonic()
-        procs.run(probe, "publish", "--sandbox", "--yes", log="probe")
+        procs.run(probe, "publish", "--sandbox", "--yes", "--skip-preflight", log="probe")
         duration = time.monotonic() - started
     designed = int(_db_rows(Study.open(probe), "SELECT value FROM meta WHERE key = "
                                                 "'crowd.design_hits'")[0][0])
@@ -105,7 +105,7 @@ def test_publish_killed_at_random_moments_then_rerun(publish_study, tmp_path):
             root = tmp_path / f"t{trial}"
             shutil.copytree(source, root)
             delay = rng.uniform(0, duration)
-            proc = procs.start(root, "publish", "--sandbox", "--yes", log=f"killed{trial}")
+            proc = procs.start(root, "publish", "--sandbox", "--yes", "--skip-preflight", log=f"killed{trial}")
             try:
                 proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:  # still running: the usual case
@@ -113,8 +113,9 @@ def test_publish_killed_at_random_moments_then_rerun(publish_study, tmp_path):
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             landed[_last_step(root)] += 1
-            procs.run(root, "publish", "--sandbox", "--yes", log=f"rerun{trial}")
-            again = publish(Study.open(root), "sandbox", yes=True, echo=lambda _m: None)
+            procs.run(root, "publish", "--sandbox", "--yes", "--skip-preflight", log=f"rerun{trial}")
+            again = publish(Study.open(root), "sandbox", yes=True, echo=lambda _m: None,
+                            preflight=False)
             assert again.to_create == []
             _published_once(Study.open(root), tmp_path / f"m{trial}")
     print("publish killed after:", dict(landed))

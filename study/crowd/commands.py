@@ -59,15 +59,19 @@ def _quiet_unless(show: bool):
 @click.option("--dry-run", is_flag=True, help="Show the plan and its cost; change nothing.")
 @click.option("--yes", is_flag=True, help="Confirm a live publication.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--skip-preflight", is_flag=True,
+              help="Do not load the images through hosting.base_url first (for a base URL "
+                   "that workers reach but this machine cannot).")
 @pass_study
 def publish_command(study: Study, sandbox: bool, live: bool, dry_run: bool, yes: bool,
-                    as_json: bool) -> None:
+                    as_json: bool, skip_preflight: bool) -> None:
     """Publish the rating HITs (sandbox by default)."""
     from study.crowd.publish import publish
 
     realm = chosen_realm(sandbox, live) or "sandbox"
     with marketplace_errors(study):
-        plan = publish(study, realm, dry_run=dry_run, yes=yes, echo=_quiet_unless(not as_json))
+        plan = publish(study, realm, dry_run=dry_run, yes=yes, echo=_quiet_unless(not as_json),
+                       preflight=not skip_preflight)
     if as_json:
         click.echo(json.dumps(plan.to_dict(), indent=2))
 

@@ -303,7 +303,7 @@ def create_hit(study, conn: sqlite3.Connection, api: Requester, hosting: Hosting
 
 
 def publish(study, realm: str = "sandbox", *, dry_run: bool = False, yes: bool = False,
-            echo: Callable[[str], None] = print) -> Plan:
+            echo: Callable[[str], None] = print, preflight: bool = True) -> Plan:
     with crowd_lock(study, echo):
         conn = study.connect()
         try:
@@ -321,7 +321,10 @@ def publish(study, realm: str = "sandbox", *, dry_run: bool = False, yes: bool =
             if not plan.to_create:
                 echo(f"all {plan.designed} HITs are already published in the {realm} realm")
                 return plan
-            _publish_hits(study, conn, realm, plan)
+            if not preflight:
+                echo("warning: the images were not checked through hosting.base_url "
+                     "(--skip-preflight)")
+            _publish_hits(study, conn, realm, plan, preflight)
             echo(f"published {len(plan.to_create)} HIT(s); {plan.designed} in the {realm} "
                  f"realm now")
             return plan
@@ -329,12 +332,14 @@ def publish(study, realm: str = "sandbox", *, dry_run: bool = False, yes: bool =
             conn.close()
 
 
-def _publish_hits(study, conn: sqlite3.Connection, realm: str, plan: Plan) -> None:
+def _publish_hits(study, conn: sqlite3.Connection, realm: str, plan: Plan,
+                  check: bool = True) -> None:
     from study.crowd.preflight import preflight
     from study.progress import progress
 
     hosting = Hosting(study, conn)
-    preflight(study, conn, hosting, plan.to_create)
+    if check:
+        preflight(study, conn, hosting, plan.to_create)
     with requester(study, realm) as api:
         store.set_meta(conn, f"crowd.{realm}.endpoint", api.endpoint)
         qid = ensure_qualification(study, conn, api)
