@@ -79,7 +79,10 @@ def serve_command(study: Study, host: str | None, port: int | None, threads: int
     announce(study, url, app.config["DASHBOARD_TOKEN"])
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
+        # Behind a TLS proxy its X-Forwarded-* headers are read by ProxyFix (study.web.security);
+        # waitress would otherwise drop them before the app sees them.
         waitress.serve(app, host=host, port=port, threads=threads, ident="study",
+                       clear_untrusted_proxy_headers=not study.settings.serve.behind_tls_proxy,
                        _quiet=True)
     except KeyboardInterrupt:
         pass
