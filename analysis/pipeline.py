@@ -213,7 +213,12 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
     coded = encode(kept)
     cs = cell_stats(coded)
     methods = method_table(cs, scale)
-    items = item_table(cs, alpha)
+    items = item_table(cs, alpha, scale)
+    if (items["n"] < 2).any() or ((items["ci95_low"] == scale.low) | (items["ci95_high"] == scale.high)).any():
+        notes.append(f"per-item intervals are t intervals cut to the scale {scale.spec}; "
+                     f"{int((items['n'] < 2).sum())} of {len(items)} items have fewer than 2 "
+                     f"ratings and no interval; ratings per item: {int(items['n'].min())} to "
+                     f"{int(items['n'].max())} (column n)")
     timings["mos"] = time.perf_counter() - t
     t = time.perf_counter()
     if bootstrap and bootstrap > 0:
@@ -259,7 +264,9 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
 
     # Power for the next study.
     delta = power_delta if power_delta is not None else 0.05 * (scale.high - scale.low)
-    pow_ = _power.ratings_needed_from_pilot(cs, delta, alpha=alpha, power=power_target)
+    pow_ = _power.from_model(mm, cs, delta, alpha=alpha, power=power_target)
+    if pow_.get("note"):
+        notes.append("power advice: " + pow_["note"])
 
     # Items with the subject model's quality estimate.
     if quality is not None:

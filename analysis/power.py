@@ -107,3 +107,36 @@ def suggest_ratings_per_item(df, delta: float, alpha: float = 0.05, power: float
     from analysis.mos import analysed, cell_stats, encode
     return ratings_needed_from_pilot(cell_stats(encode(analysed(df))), delta, alpha=alpha,
                                      power=power, n_images=n_images, max_r=max_r)
+
+
+def from_model(mm: dict, cs: CellStats, delta: float, alpha: float = 0.05, power: float = 0.8,
+               max_r: int = 1000) -> dict:
+    """Ratings per item needed, from the crossed model's variance components (image:method and
+    residual). Only from components the model estimated: when it was not fitted, or put the
+    image:method variance at 0 (not estimable from these ratings), there is no advice, and the
+    note says why; advice that assumed it away would promise power the design cannot have."""
+    variance = mm.get("variance") or {}
+    n_images = int((~np.isnan(cs.mean).any(axis=1)).sum()) or cs.coded.n_images
+    present = cs.n[cs.n > 0]
+    per_item = float(np.median(present)) if len(present) else None
+    base = {"delta": delta, "alpha": alpha, "power": power, "n_images": n_images,
+            "sigma2_error": variance.get("residual"),
+            "sigma2_interaction": variance.get("image_method"), "r": None,
+            "achieved_power": None, "power_limit": None, "pilot_ratings_per_item": per_item,
+            "source": "crossed mixed model", "note": None}
+    if not mm.get("converged"):
+        base["note"] = ("not given: the crossed mixed model was not fitted or did not converge, "
+                        "so its variance components are not estimates")
+        return base
+    if "image_method" in (mm.get("boundary") or []) or not variance.get("image_method"):
+        base["note"] = ("not given: the image-by-method variance could not be estimated from "
+                        "these ratings (estimated at 0); advice computed with it fixed at 0 "
+                        "would assume every image orders the methods alike")
+        return base
+    if not variance.get("residual"):
+        base["note"] = "not given: no rating noise could be estimated"
+        return base
+    res = ratings_needed(delta, n_images, variance["residual"], variance["image_method"],
+                         alpha=alpha, power=power, max_r=max_r)
+    res.update(pilot_ratings_per_item=per_item, source="crossed mixed model")
+    return res
