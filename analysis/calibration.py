@@ -21,6 +21,11 @@ from analysis import mixed_model as _mm
 from analysis.significance import adjust
 
 
+# Raters who agree closely (as careful workers do on clear differences): many items get the
+# same rating from everyone, the case that breaks BT.500 screening as published.
+CALM_CROWD = {"worker": 0.02, "image": 0.3, "image:method": 0.1, "residual": 0.05}
+
+
 @dataclass(frozen=True)
 class Design:
     n_images: int = 10
@@ -28,6 +33,7 @@ class Design:
     ratings_per_item: int = 20
     items_per_hit: int = 10
     hits_per_worker: float = 3.0       # on average; each worker does a HIT at most once
+    complete: bool = False             # every worker rates every item once (a lab panel)
     low: int = 1
     high: int = 5
 
@@ -38,20 +44,27 @@ def components_of(df: pd.DataFrame) -> dict:
     return dict(f.variance)
 
 
-def simulate(design: Design, components: dict, gaps, rng: np.random.Generator) -> pd.DataFrame:
-    """One study's ratings. `gaps`: true offset of each method (length n_methods)."""
+def simulate(design: Design, components: dict, gaps, rng: np.random.Generator,
+             bad_fraction: float = 0.0) -> pd.DataFrame:
+    """One study's ratings. `gaps`: true offset of each method (length n_methods). A share
+    `bad_fraction` of the workers answer uniformly at random (column `bad`)."""
     I, M, R = design.n_images, design.n_methods, design.ratings_per_item
-    items = rng.permutation(I * M)
-    n_hits = int(np.ceil(len(items) / design.items_per_hit))
-    hits = [items[h::n_hits] for h in range(n_hits)]
-    n_workers = max(R, int(round(n_hits * R / design.hits_per_worker)))
-    rows_item, rows_worker = [], []
-    for hit in hits:
-        workers = rng.choice(n_workers, size=R, replace=False)
-        rows_item.append(np.repeat(hit, R))
-        rows_worker.append(np.tile(workers, len(hit)))
-    item = np.concatenate(rows_item)
-    worker = np.concatenate(rows_worker)
+    if design.complete:
+        n_workers = R
+        item = np.repeat(np.arange(I * M), R)
+        worker = np.tile(np.arange(R), I * M)
+    else:
+        items = rng.permutation(I * M)
+        n_hits = int(np.ceil(len(items) / design.items_per_hit))
+        hits = [items[h::n_hits] for h in range(n_hits)]
+        n_workers = max(R, int(round(n_hits * R / design.hits_per_worker)))
+        rows_item, rows_worker = [], []
+        for hit in hits:
+            workers = rng.choice(n_workers, size=R, replace=False)
+            rows_item.append(np.repeat(hit, R))
+            rows_worker.append(np.tile(workers, len(hit)))
+        item = np.concatenate(rows_item)
+        worker = np.concatenate(rows_worker)
     image, method = item // M, item % M
     sd = {k: np.sqrt(max(v, 0.0)) for k, v in components.items()}
     u_image = rng.normal(0, sd["image"], I)
@@ -61,7 +74,11 @@ def simulate(design: Design, components: dict, gaps, rng: np.random.Generator) -
     latent = (mid + np.asarray(gaps, dtype=float)[method] + u_image[image] + u_cell[item]
               + u_worker[worker] + rng.normal(0, sd["residual"], len(item)))
     score = np.clip(np.rint(latent), design.low, design.high)
-    return pd.DataFrame({"image": image, "method": method, "worker": worker, "score": score})
+    bad = np.zeros(n_workers, dtype=bool)
+    bad[rng.permutation(n_workers)[:int(round(bad_fraction * n_workers))]] = True
+    score = np.where(bad[worker], rng.integers(design.low, design.high + 1, len(item)), score)
+    return pd.DataFrame({"image": image, "method": method, "worker": worker,
+                         "score": score.astype(float), "bad": bad[worker]})
 
 
 def verdicts(data: pd.DataFrame, correction: str = "holm", model: str = "crossed") -> np.ndarray:
@@ -139,3 +156,27 @@ def power(design: Design, components: dict, gap: float, n_studies: int, seed: in
             wrong += bool(sig[~with_gap].any())
     return {"gap": gap, "studies": n_studies, "power": found / (n_studies * with_gap.sum()),
             "fwer_equal_pairs": wrong / n_studies}
+
+
+def screening_accuracy(design: Design, components: dict, bad_fraction: float, n_studies: int,
+                       seed: int = 0, **bt500) -> dict:
+    """BT.500 flags against the truth on simulated crowds with honest and random workers:
+    precision (flagged workers who were bad), recall (bad workers flagged), and the share of
+    honest workers flagged, pooled over `n_studies`. `bt500`: options of bt500_screening."""
+    from analysis.subjective import bt500_screening
+    rng = np.random.default_rng(seed)
+    flagged_bad = flagged = bad_total = good_total = 0
+    for _ in range(n_studies):
+        data = simulate(design, components, np.zeros(design.n_methods), rng, bad_fraction)
+        data["worker"] = data["worker"].astype(str)
+        _, rejected = bt500_screening(data, **bt500)
+        truth = data.groupby("worker")["bad"].first()
+        hit = truth.reindex(list(rejected)).to_numpy(dtype=bool)
+        flagged_bad += int(hit.sum())
+        flagged += len(rejected)
+        bad_total += int(truth.sum())
+        good_total += int((~truth).sum())
+    return {"studies": n_studies, "precision": flagged_bad / flagged if flagged else None,
+            "recall": flagged_bad / bad_total if bad_total else None,
+            "honest_flagged": (flagged - flagged_bad) / good_total if good_total else None,
+            "flagged": flagged}

@@ -144,14 +144,18 @@ def gold_accuracy(df: pd.DataFrame, scale: Scale, tolerance: float = 0.0) -> pd.
 def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, gold=None,
             seed: int = 0, bootstrap: int = 2000, alpha: float = 0.05, correction: str = "holm",
             mixed_model_max_ratings: int | None = 50_000, power_delta: float | None = None,
-            power_target: float = 0.8, gold_tolerance: float = 0.0, screening: bool = True,
-            subject_models: bool = True) -> Report:
+            power_target: float = 0.8, gold_tolerance: float = 0.0,
+            screening: bool | str = "auto", subject_models: bool = True) -> Report:
     """Run every analysis on the tidy ratings table.
 
     factsheets: {method: {team, author, framework, hardware, runtime_s}} or a DataFrame.
     fidelity:   {method: {psnr, ssim}} or a DataFrame with columns method, psnr, ssim.
     gold:       optional DataFrame of gold ratings (same columns) when they are not in `df`
                 with gold=True.
+    screening:  "auto" (default; also True) screens by ITU-R BT.500 only a dense design, where
+                the median worker rated at least half of the items; "bt500" screens any
+                design; False or "none" screens nobody. Either way a worker with fewer than
+                analysis.subjective.MIN_RATINGS testable ratings is not screened.
     Gold ratings and ratings with valid=False never enter the MOS."""
     if correction not in ("holm", "bh"):
         raise RatingsError(f"unknown correction {correction!r}", where="correction",
@@ -171,18 +175,12 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
         raise RatingsError("no valid non-gold ratings to analyse", where="ratings",
                            hint="every rating is gold or marked invalid")
 
-    # Screening (ITU-R BT.500) decides whose ratings count.
-    rejected: dict[str, str] = {}
-    kept = base
-    screening_info: dict[str, Any] = {"method": None, "rejected": {}, "n_workers": int(base["worker"].nunique())}
-    if screening:
-        t = time.perf_counter()
-        kept, rejected = _subjective.bt500_screening(base)
-        rejected = {str(k): str(v) for k, v in rejected.items()}
-        screening_info["method"] = "ITU-R BT.500"
-        timings["bt500"] = time.perf_counter() - t
-    screening_info["rejected"] = rejected
-    screening_info["n_rejected"] = len(rejected)
+    # Screening (ITU-R BT.500) decides whose ratings count, where the design allows it.
+    t = time.perf_counter()
+    kept, rejected, screening_info = screen(base, screening)
+    timings["bt500"] = time.perf_counter() - t
+    if screening_info.get("note"):
+        notes.append("BT.500 screening " + screening_info["note"])
     for col, label in (("method", "method"), ("image", "image")):
         dropped = sorted(set(base[col]) - set(kept[col]), key=str)
         if dropped:
@@ -291,6 +289,47 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
                   reliability=rel, screening=screening_info, fidelity=fid, power=pow_,
                   subject_model=sm_info, counts=counts, settings=settings, notes=notes,
                   timings=timings, signed_rank=v["signed_rank"])
+
+
+def screen(base: pd.DataFrame, how: bool | str = "auto"):
+    """(kept ratings, {worker: reason}, summary). BT.500 compares each rating with the bounds
+    of its item; it was made for panels that rate every item, and in a sparse crowd design it
+    judges a worker on a handful of items, so "auto" leaves such designs alone."""
+    how = {True: "auto", False: "none", None: "none"}.get(how, how)
+    if how not in ("auto", "bt500", "none"):
+        raise RatingsError(f"unknown screening {how!r}", where="screening",
+                           hint="use 'auto', 'bt500' or 'none'")
+    n_items = int(base.groupby(["image", "method"]).ngroups)
+    per_worker = base.drop_duplicates(["image", "method", "worker"]).groupby("worker").size()
+    median = float(per_worker.median())
+    info: dict[str, Any] = {"method": None, "applicable": None, "rejected": {}, "n_rejected": 0,
+                            "n_workers": int(len(per_worker)), "n_screened": 0,
+                            "median_items_per_worker": median, "items": n_items,
+                            "min_ratings": _subjective.MIN_RATINGS, "note": None}
+    if how == "none":
+        info["note"] = "not applied (switched off)"
+        return base, {}, info
+    dense = median >= n_items / 2 and median >= _subjective.MIN_RATINGS
+    info["applicable"] = bool(dense)
+    if how == "auto" and not dense:
+        info["note"] = (f"not applicable: sparse design, the median worker rated {median:g} of "
+                        f"{n_items} items (it needs workers who rated at least half of the items "
+                        f"and at least {_subjective.MIN_RATINGS}); nobody was excluded by it")
+        return base, {}, info
+    table = _subjective.bt500_statistics(base)
+    kept, rejected = _subjective.bt500_screening(base)
+    rejected = {str(k): str(v) for k, v in rejected.items()}
+    info.update(method="ITU-R BT.500", rejected=rejected, n_rejected=len(rejected),
+                n_screened=int(table["screened"].sum()))
+    unscreened = int((~table["screened"]).sum())
+    if unscreened:
+        info["note"] = (f"left {unscreened} worker(s) with fewer than "
+                        f"{_subjective.MIN_RATINGS} testable ratings unscreened")
+    if not dense:
+        info["note"] = ((info["note"] + "; ") if info["note"] else "") + (
+            f"was asked for on a sparse design (median worker rated {median:g} of {n_items} "
+            "items): its verdicts rest on few items per worker")
+    return kept, rejected, info
 
 
 def _interval_notes(methods: pd.DataFrame, n_images: int) -> list[str]:

@@ -23,7 +23,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis.calibration import Design, components_of, family_wise_error, power  # noqa: E402
+from analysis.calibration import (CALM_CROWD, Design, components_of, family_wise_error,  # noqa: E402
+                                  power, screening_accuracy)
 
 DATA = ROOT / "tests" / "data" / "subjective"
 DATASETS = {"VQEG HD3": "vqeg_hd3_raw.csv", "Netflix public": "nflx_public_raw.csv"}
@@ -65,10 +66,33 @@ def main(quick: bool = False) -> list[dict]:
                          f"({n_power} studies; FWER of the equal pairs "
                          f"{res['fwer_equal_pairs']:.3f})", "value": res["power"],
                          "unit": "rate", "reference": None, "ratio": None})
+    rows.extend(screening_rows(comps["VQEG HD3"], 10 if quick else 50))
     rows.append({"benchmark": "calibration", "figure": "variance components (worker, image, "
                  "image:method, residual): " + "; ".join(
                      f"{n} " + ", ".join(f"{v:.3f}" for v in c.values()) for n, c in comps.items()),
                  "value": None, "unit": "", "reference": None, "ratio": None})
+    return rows
+
+
+def screening_rows(vqeg: dict, n_studies: int) -> list[dict]:
+    """BT.500 flags on crowds with 20% random raters: as SUREAL does it (every item, every
+    worker) and as the analysis does it (items whose raters all agree skipped, workers with
+    fewer than 20 testable ratings unscreened)."""
+    rows = []
+    designs = {"complete panel of 15": Design(ratings_per_item=15, complete=True),
+               "sparse, R=10, 3 HITs per worker": Design(ratings_per_item=10),
+               "sparse, R=10, 1 HIT per worker": Design(ratings_per_item=10, hits_per_worker=1)}
+    for crowd, comp in (("VQEG-like crowd", vqeg), ("calm crowd", CALM_CROWD)):
+        for label, design in designs.items():
+            for rule, opts in (("SUREAL rule", {"min_ratings": 0, "skip_constant": False}),
+                               ("our rule", {})):
+                r = screening_accuracy(design, comp, 0.2, n_studies, seed=3, **opts)
+                prec = "n/a" if r["precision"] is None else f"{r['precision']:.2f}"
+                rows.append({"benchmark": "calibration", "figure": f"BT.500 precision, {crowd}, "
+                             f"{label}, {rule} (recall {r['recall']:.2f}, honest flagged "
+                             f"{r['honest_flagged']:.3f}; {n_studies} studies)",
+                             "value": r["precision"], "unit": "rate", "reference": None,
+                             "ratio": None, "text": prec})
     return rows
 
 

@@ -49,3 +49,32 @@ def test_model_without_image_by_method_is_anti_conservative(vqeg_components):
 def test_a_large_gap_is_found(vqeg_components):
     res = power(Design(ratings_per_item=20), vqeg_components, 1.0, 20, seed=5, alpha=ALPHA)
     assert res["power"] > 0.8
+
+
+def test_bt500_keeps_honest_raters_of_a_sparse_calm_crowd():
+    # Careful raters agree, many items have sd 0; each worker rates 10-30 items. The rule as
+    # published flags a quarter of the honest workers; with sd-0 items skipped and at least 20
+    # testable ratings asked of a worker, the flags are nearly all right.
+    from analysis.calibration import CALM_CROWD, screening_accuracy
+    design = Design(ratings_per_item=10)
+    old = screening_accuracy(design, CALM_CROWD, 0.2, 10, seed=1, min_ratings=0,
+                             skip_constant=False)
+    new = screening_accuracy(design, CALM_CROWD, 0.2, 10, seed=1)
+    assert old["honest_flagged"] > 0.1 and old["precision"] < 0.5
+    assert new["honest_flagged"] < 0.02 and new["precision"] > 0.85
+
+
+def test_screening_is_not_applied_to_a_sparse_design_by_default():
+    from analysis.pipeline import analyse
+    from analysis.scale import Scale
+    from analysis.calibration import CALM_CROWD
+    data = simulate(Design(ratings_per_item=10), CALM_CROWD, np.zeros(9),
+                    np.random.default_rng(2), bad_fraction=0.2)
+    data = data.drop(columns="bad").astype({"image": str, "method": str, "worker": str})
+    rep = analyse(data, Scale.acr(), bootstrap=0, subject_models=False)
+    assert rep.screening["method"] is None and rep.screening["applicable"] is False
+    assert rep.screening["n_rejected"] == 0
+    assert any("BT.500 screening not applicable: sparse design" in n for n in rep.notes)
+    forced = analyse(data, Scale.acr(), bootstrap=0, subject_models=False, screening="bt500")
+    assert forced.screening["method"] == "ITU-R BT.500"
+    assert any("was asked for on a sparse design" in n for n in forced.notes)
