@@ -174,7 +174,7 @@ def fit(y: np.ndarray, method: np.ndarray, methods: list, codes: list[np.ndarray
                         "residual": float(s2)},
               converged=converged, message=str(best.message), n=eq.n,
               boundary=[nm for nm, t in zip(names, theta) if t == 0.0])
-    if satterthwaite:
+    if satterthwaite and s2 > 1e-12 * max(1.0, float(np.var(y))):
         active = [k for k in range(K) if theta[k] > 0] + [K]
         out.vc_cov, out.d_cov = _variance_derivatives(eq, variances, active)
     out.evaluations = eq.evaluations
@@ -354,7 +354,7 @@ def mixed_model(df: pd.DataFrame, max_ratings: int | None = 200_000, seed: int =
         res["warnings"] = [f.message]
     res["variance"] = {k.replace(":", "_"): v for k, v in f.variance.items()}
     res["boundary"] = [b.replace(":", "_") for b in f.boundary]
-    se = np.sqrt(np.diag(f.cov_beta))
+    se = np.sqrt(np.maximum(np.diag(f.cov_beta), 0.0))
     res["estimates"] = [{"method": m, "estimate": float(b), "se": float(s)}
                         for m, b, s in zip(f.methods, f.beta, se)]
     res["omnibus"] = omnibus(f)
