@@ -87,12 +87,11 @@ def screening_rows(vqeg: dict, n_studies: int) -> list[dict]:
             for rule, opts in (("SUREAL rule", {"min_ratings": 0, "skip_constant": False}),
                                ("our rule", {})):
                 r = screening_accuracy(design, comp, 0.2, n_studies, seed=3, **opts)
-                prec = "n/a" if r["precision"] is None else f"{r['precision']:.2f}"
                 rows.append({"benchmark": "calibration", "figure": f"BT.500 precision, {crowd}, "
                              f"{label}, {rule} (recall {r['recall']:.2f}, honest flagged "
                              f"{r['honest_flagged']:.3f}; {n_studies} studies)",
                              "value": r["precision"], "unit": "rate", "reference": None,
-                             "ratio": None, "text": prec})
+                             "ratio": None})
     return rows
 
 
