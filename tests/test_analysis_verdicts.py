@@ -163,3 +163,18 @@ def test_letters_follow_the_model_on_real_data(run_cli, tmp_path, name):
     else:
         assert "incomplete design" in notes and "share no image" in notes
         assert "rated on one image only" in notes and "zero width" in notes
+
+
+def test_disagreements_are_explained():
+    from analysis.verdicts import MODEL_TEST, _story
+    idx = pd.Index(["A", "B", "C"], name="method")
+    none_sig = pd.DataFrame(np.where(np.eye(3, dtype=bool), np.nan, 0.4), index=idx, columns=idx)
+    primary = {"test": MODEL_TEST, "p_adjusted": none_sig}
+    sr = {"p_adjusted": none_sig}
+    fr = {"p": 0.001, "n_images": 10}
+    notes = _story(fr, {"omnibus": {"p": 0.002}}, primary, sr, 0.05, "holm")
+    assert any("differ overall, but no single pair is separated" in n for n in notes)
+    notes = _story({"p": 0.3, "n_images": 10}, {"omnibus": {"p": 0.001}}, primary, sr, 0.05, "holm")
+    assert any("Friedman (p = 0.3) sees no overall difference" in n for n in notes)
+    agree = _story({"p": 0.3, "n_images": 10}, {"omnibus": {"p": 0.4}}, primary, sr, 0.05, "holm")
+    assert agree == []
