@@ -178,3 +178,17 @@ def test_disagreements_are_explained():
     assert any("Friedman (p = 0.3) sees no overall difference" in n for n in notes)
     agree = _story({"p": 0.3, "n_images": 10}, {"omnibus": {"p": 0.4}}, primary, sr, 0.05, "holm")
     assert agree == []
+
+
+def test_without_the_model_the_letters_say_where_they_come_from():
+    from analysis.pipeline import analyse
+    from analysis.scale import Scale
+    df = simulate(quality=[1.0, 2.0, 3.0], n_images=12, n_workers=15, ratings_per_item=5, seed=4)
+    rep = analyse(df, Scale.similarity(), bootstrap=0, mixed_model_max_ratings=0,
+                  subject_models=False)
+    assert rep.pairwise["test"].startswith("wilcoxon")
+    assert rep.mixed_model["converged"] is None
+    assert any("letters come from the per-image signed-rank tests" in n for n in rep.notes)
+    full = analyse(df, Scale.similarity(), bootstrap=0, subject_models=False)
+    assert full.pairwise["test"].startswith("crossed mixed model")
+    assert full.signed_rank["test"].startswith("wilcoxon")
