@@ -192,3 +192,16 @@ def test_without_the_model_the_letters_say_where_they_come_from():
     full = analyse(df, Scale.similarity(), bootstrap=0, subject_models=False)
     assert full.pairwise["test"].startswith("crossed mixed model")
     assert full.signed_rank["test"].startswith("wilcoxon")
+
+
+def test_sparse_cross_products_give_the_same_fit(monkeypatch):
+    # Large studies keep the eliminated factor's cross-products sparse; same answer.
+    import analysis.mixed_model as mm
+    df = pd.read_csv(DATA / "nflx_public_raw.csv", dtype={"worker": str}).astype({"score": float})
+    dense = fit_frame(df)
+    monkeypatch.setattr(mm, "_DENSE_LIMIT", 0)
+    sparse = fit_frame(df)
+    for key, value in dense.variance.items():
+        assert sparse.variance[key] == pytest.approx(value, rel=1e-3, abs=1e-5)
+    assert sparse.beta == pytest.approx(dense.beta, abs=1e-4)
+    assert np.sqrt(np.diag(sparse.cov_beta)) == pytest.approx(np.sqrt(np.diag(dense.cov_beta)), rel=1e-3)
