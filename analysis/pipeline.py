@@ -153,7 +153,8 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
     gold:       optional DataFrame of gold ratings (same columns) when they are not in `df`
                 with gold=True.
     screening:  "auto" (default; also True) screens by ITU-R BT.500 only a dense design, where
-                the median worker rated at least half of the items; "bt500" screens any
+                the median worker rated at least half of the items and at least
+                analysis.subjective.MIN_RATINGS of them; "bt500" screens any
                 design; False or "none" screens nobody. Either way a worker with fewer than
                 analysis.subjective.MIN_RATINGS testable ratings is not screened.
     Gold ratings and ratings with valid=False never enter the MOS."""
