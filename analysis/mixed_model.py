@@ -98,14 +98,20 @@ class _Equations:
         self.yy = float(y @ y)
         self.evaluations = 0
 
+    def _scaling(self, theta: np.ndarray):
+        """Relative SD of each kept column (1 for the methods) and the diagonal of the
+        eliminated factor's block of C."""
+        s = np.ones(self.m)
+        for k in self.rest:
+            s[self.col_factor == k] = theta[k]
+        ta = theta[self.a]
+        return s, ta * ta * self.na + 1.0
+
     def solve(self, theta: np.ndarray):
         """(Cholesky of the Schur complement, solution of the kept columns, y'Py, log|C|)."""
         self.evaluations += 1
         ta = theta[self.a]
-        s = np.ones(self.m)
-        for k in self.rest:
-            s[self.col_factor == k] = theta[k]
-        da = ta * ta * self.na + 1.0
+        s, da = self._scaling(theta)
         w = ta * ta / da
         if sparse.issparse(self.G):
             GwG = np.asarray((self.G.T @ self.G.multiply(w[:, None])).todense())
@@ -132,6 +138,40 @@ class _Equations:
             return np.inf
         return (self.n - self.p) * np.log(max(ypy, 1e-300)) + logdet
 
+    def profiled_and_gradient(self, theta: np.ndarray):
+        """The profiled criterion f and its gradient in theta. With x = C^-1 r over all
+        columns, for each random factor k (q_k levels, theta_k > 0):
+        d log|C| / d theta_k = (2 / theta_k) (q_k - sum of C^-1's diagonal over k's columns),
+        d y'Py / d theta_k = -(2 / theta_k) sum of x_j^2 over k's columns. The function is even
+        in theta_k, so its derivative at 0 is 0."""
+        try:
+            cf, x, ypy, logdet = self.solve(theta)
+        except LinAlgError:
+            return np.inf, np.zeros(self.K)
+        ypy = max(ypy, 1e-300)
+        f = (self.n - self.p) * np.log(ypy) + logdet
+        s, da = self._scaling(theta)
+        Sinv = cho_solve(cf, np.eye(self.m), check_finite=False)
+        c = (self.n - self.p) / ypy
+        g = np.zeros(self.K)
+        diag = np.diag(Sinv)
+        for k in self.rest:
+            if theta[k] > 1e-8:
+                cols = self.col_factor == k
+                g[k] = 2 / theta[k] * ((cols.sum() - diag[cols].sum()) - c * float(x[cols] @ x[cols]))
+        ta = theta[self.a]
+        if ta > 1e-8:
+            if sparse.issparse(self.G):
+                Bd = sparse.csr_matrix(self.G.multiply(s[None, :]).multiply((ta / da)[:, None]))
+                diag_a = 1 / da + np.asarray(Bd.multiply(Bd @ Sinv).sum(axis=1)).ravel()
+                xa = (ta * self.Zay - Bd @ x * da) / da
+            else:
+                Bd = self.G * s[None, :] * (ta / da)[:, None]
+                diag_a = 1 / da + np.einsum("im,im->i", Bd @ Sinv, Bd)
+                xa = ta * self.Zay / da - Bd @ x
+            g[self.a] = 2 / ta * ((len(da) - diag_a.sum()) - c * float(xa @ xa))
+        return f, g
+
     def deviance(self, variances: np.ndarray) -> float:
         """-2 l_R (up to a constant) at variances (component variances..., residual variance)."""
         s2 = variances[-1]
@@ -156,7 +196,7 @@ def fit(y: np.ndarray, method: np.ndarray, methods: list, codes: list[np.ndarray
     for start in (np.full(K, 0.5), np.full(K, 0.05)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            r = optimize.minimize(eq.profiled, start, method="L-BFGS-B",
+            r = optimize.minimize(eq.profiled_and_gradient, start, method="L-BFGS-B", jac=True,
                                   bounds=[(0.0, 50.0)] * K,
                                   options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 500})
         if best is None or r.fun < best.fun - 1e-9:

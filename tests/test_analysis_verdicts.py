@@ -205,3 +205,24 @@ def test_sparse_cross_products_give_the_same_fit(monkeypatch):
         assert sparse.variance[key] == pytest.approx(value, rel=1e-3, abs=1e-5)
     assert sparse.beta == pytest.approx(dense.beta, abs=1e-4)
     assert np.sqrt(np.diag(sparse.cov_beta)) == pytest.approx(np.sqrt(np.diag(dense.cov_beta)), rel=1e-3)
+
+
+@pytest.mark.parametrize("dense_limit", [None, 0])
+def test_reml_gradient_is_exact(monkeypatch, dense_limit):
+    # The optimiser is given the analytic gradient of the profiled criterion; it must be the
+    # derivative of the criterion, for the dense and the sparse cross-products alike.
+    import analysis.mixed_model as mm
+    if dense_limit is not None:
+        monkeypatch.setattr(mm, "_DENSE_LIMIT", dense_limit)
+    df = pd.read_csv(DATA / "nflx_public_raw.csv", dtype={"worker": str}).astype({"score": float})
+    m, methods = mm._codes(df["method"])
+    w, workers = mm._codes(df["worker"])
+    i, images = mm._codes(df["image"])
+    c, cells = pd.factorize(i * len(methods) + m, sort=True)
+    eq = mm._Equations(df["score"].to_numpy(float), m, len(methods), [w, i, c.astype(np.int64)],
+                       [len(workers), len(images), len(cells)])
+    theta = np.array([0.6, 0.2, 0.4])
+    _, g = eq.profiled_and_gradient(theta)
+    h = 1e-6
+    num = [(eq.profiled(theta + e) - eq.profiled(theta - e)) / (2 * h) for e in np.eye(3) * h]
+    assert g == pytest.approx(num, rel=1e-5, abs=1e-4)
