@@ -74,7 +74,8 @@ def decide(kept: pd.DataFrame, mean: np.ndarray, methods: list, order: list, *, 
         # Methods never rated on a common image are not comparable; keeping them apart in the
         # letters is the only way a letter display can avoid claiming they are alike.
         sig |= untested
-        notes.append(f"incomplete design: {n_untested} of {n_pairs} method pairs share no image "
+        share = "no image" if primary["test"] == MODEL_TEST else "fewer than 2 images"
+        notes.append(f"incomplete design: {n_untested} of {n_pairs} method pairs share {share} "
                      "and were not compared (conditions shown on different contents are not "
                      "comparable); such methods never share a letter, so there a different "
                      "letter means 'not compared', not 'different'")
