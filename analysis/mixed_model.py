@@ -192,18 +192,18 @@ def fit(y: np.ndarray, method: np.ndarray, methods: list, codes: list[np.ndarray
     p = len(methods)
     eq = _Equations(np.asarray(y, dtype=float), method, p, codes, sizes)
     K = eq.K
-    best = None
-    # The criterion is even in each theta_k, so theta = 0 is always a stationary point; a line
-    # search clipped at the bounds can stop there. Another start then finds the optimum.
-    for start in (np.full(K, 0.5), np.full(K, 0.05), np.full(K, 1.0), np.full(K, 0.2)):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            r = optimize.minimize(eq.profiled_and_gradient, start, method="L-BFGS-B", jac=True,
-                                  bounds=[(0.0, 50.0)] * K,
-                                  options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 500})
-        if best is None or r.fun < best.fun - 1e-9:
+    best = _minimise(eq, np.full(K, 0.5))
+    # The criterion is even in each theta_k, so its slope at theta_k = 0 is zero and a line
+    # search clipped at the bound can stop there even when the criterion falls going inwards.
+    # Step in along such components (the best point of a 1-D search) and go on from there.
+    for _ in range(4):
+        escape = _inward(eq, best.x)
+        if escape is None:
+            break
+        r = _minimise(eq, escape)
+        if r.fun < best.fun:
             best = r
-        if _stationary(eq, best.x):
+        else:
             break
     theta = np.where(best.x < _BOUNDARY, 0.0, best.x)
     converged = bool(np.isfinite(best.fun)) and _stationary(eq, theta)
@@ -221,6 +221,34 @@ def fit(y: np.ndarray, method: np.ndarray, methods: list, codes: list[np.ndarray
         out.vc_cov, out.d_cov = _variance_derivatives(eq, variances, active)
     out.evaluations = eq.evaluations
     return out
+
+
+def _minimise(eq: _Equations, start: np.ndarray):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return optimize.minimize(eq.profiled_and_gradient, start, method="L-BFGS-B", jac=True,
+                                 bounds=[(0.0, 50.0)] * len(start),
+                                 options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 500})
+
+
+def _inward(eq: _Equations, theta: np.ndarray, h: float = 1e-3):
+    """A better point with the boundary components that should not be there moved inwards,
+    or None when every component at the boundary belongs there."""
+    f0 = eq.profiled(theta)
+    out = theta.copy()
+    moved = False
+    for k in np.flatnonzero(theta < _BOUNDARY):
+        up = out.copy()
+        up[k] = h
+        if eq.profiled(up) < f0 - 1e-9:
+            def along(t, k=k):
+                v = out.copy()
+                v[k] = t
+                return eq.profiled(v)
+            out[k] = optimize.minimize_scalar(along, bounds=(h, 2.0), method="bounded",
+                                              options={"xatol": 1e-4}).x
+            moved = True
+    return out if moved else None
 
 
 def _stationary(eq: _Equations, theta: np.ndarray, tol: float = 0.01) -> bool:
