@@ -8,16 +8,28 @@ import string
 import numpy as np
 
 
+ALPHABET = string.ascii_lowercase + string.ascii_uppercase
+# Beyond 52 groups a label has more than one character; labels are then joined with this, so
+# that "ab" can never be read as "a" and "b".
+SEPARATOR = "."
+
+
 def _letter(k: int) -> str:
-    alphabet = string.ascii_lowercase
-    if k < 26:
-        return alphabet[k]
-    out = ""
-    k += 1
-    while k:
-        k, r = divmod(k - 1, 26)
-        out = alphabet[r] + out
-    return out
+    if k < len(ALPHABET):
+        return ALPHABET[k]
+    return ALPHABET[k % len(ALPHABET)] + str(k // len(ALPHABET) + 1)
+
+
+def letter_set(group: str) -> set[str]:
+    """The letters in one method's group label, e.g. "ab" -> {"a", "b"}, "a.b2" -> {"a", "b2"}."""
+    if SEPARATOR in group or any(ch.isdigit() for ch in group):
+        return {g for g in group.split(SEPARATOR) if g}
+    return set(group)
+
+
+def share_letter(a: str, b: str) -> bool:
+    """Whether two group labels share a letter (the methods are not significantly different)."""
+    return bool(letter_set(a) & letter_set(b))
 
 
 def letters(order: list, significant: np.ndarray) -> dict:
@@ -42,11 +54,12 @@ def letters(order: list, significant: np.ndarray) -> dict:
             cols = _absorb(new)
     # Letters follow the best member of each column, so the top group reads 'a'.
     cols.sort(key=lambda c: (int(np.argmax(c)), -int(c.sum())))
-    out = {m: "" for m in order}
+    labels: dict = {m: [] for m in order}
     for j, col in enumerate(cols):
         for i in np.flatnonzero(col):
-            out[order[i]] += _letter(j)
-    return out
+            labels[order[i]].append(_letter(j))
+    sep = SEPARATOR if len(cols) > len(ALPHABET) else ""
+    return {m: sep.join(v) for m, v in labels.items()}
 
 
 def _absorb(cols: list[np.ndarray]) -> list[np.ndarray]:

@@ -100,8 +100,10 @@ def rank_with_ties(values, higher_is_better: bool, decimals: int = 9) -> np.ndar
     return out
 
 
-def item_table(cs: CellStats, alpha: float = 0.05) -> pd.DataFrame:
-    """One row per rated (image, method): mos, n, std and a t-based confidence interval."""
+def item_table(cs: CellStats, alpha: float = 0.05, scale: Scale | None = None) -> pd.DataFrame:
+    """One row per rated (image, method): mos, n, std and a t-based confidence interval, cut
+    to the scale when one is given (a mean of ratings on the scale cannot lie outside it; with
+    2 ratings the t interval alone is +-12.7 sd wide). No interval below 2 ratings."""
     c = cs.coded
     ii, mm = np.nonzero(cs.n > 0)
     n = cs.n[ii, mm]
@@ -110,9 +112,12 @@ def item_table(cs: CellStats, alpha: float = 0.05) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         t = stats.t.ppf(1 - alpha / 2, np.maximum(n - 1, 1))
         half = np.where(n >= 2, t * sd / np.sqrt(n), np.nan)
+    low, high = mean - half, mean + half
+    if scale is not None:
+        low, high = np.maximum(low, scale.low), np.minimum(high, scale.high)
     return pd.DataFrame({
         "image": c.images[ii], "method": c.methods[mm], "mos": mean, "n": n.astype(int),
-        "std": sd, "ci95_low": mean - half, "ci95_high": mean + half,
+        "std": sd, "ci95_low": low, "ci95_high": high,
     })
 
 
@@ -136,4 +141,4 @@ def method_table(cs: CellStats, scale: Scale) -> pd.DataFrame:
 def mos_tables(df: pd.DataFrame, scale: Scale) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(methods, items) for the ratings that count (valid, not gold)."""
     cs = cell_stats(encode(analysed(df)))
-    return method_table(cs, scale), item_table(cs)
+    return method_table(cs, scale), item_table(cs, scale=scale)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -14,8 +13,9 @@ import pandas as pd
 from analysis import fidelity as _fidelity
 from analysis import power as _power
 from analysis import reliability as _rel
-from analysis import significance as _sig
-from analysis.letters import letters as _letters
+from analysis import subjective as _subjective
+from analysis import verdicts as _verdicts
+from analysis.jsonsafe import clean  # noqa: F401  (the JSON writer imports it from here)
 from analysis.mos import analysed, cell_stats, encode, item_table, method_table
 from analysis.scale import Scale
 from analysis.table import RatingsError, validate
@@ -31,7 +31,8 @@ class Report:
     methods: pd.DataFrame            # one row per method, best first
     items: pd.DataFrame              # one row per (image, method)
     workers: pd.DataFrame            # one row per worker
-    pairwise: dict                   # {'p', 'p_adjusted', 'n'}: DataFrames in method order
+    pairwise: dict                   # the verdicts: {'p', 'p_adjusted', 'n', ...} DataFrames
+                                     # in method order, 'test', 'correction'
     friedman: dict
     mixed_model: dict
     reliability: dict
@@ -43,6 +44,7 @@ class Report:
     settings: dict
     notes: list[str] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    signed_rank: dict = field(default_factory=dict)  # secondary: per-image signed-rank tests
 
     @property
     def method_order(self) -> list[str]:
@@ -54,57 +56,23 @@ class Report:
         return report_dict(self)
 
 
-def _subjective_module():
-    """The subject-model module when it is importable; the report works without it."""
-    try:
-        import analysis.subjective as subjective
-        return subjective, None
-    except ImportError:
-        return None, "subject models not available (analysis.subjective missing)"
-    except Exception as exc:  # a broken module must not stop the ranking
-        return None, f"subject models not available: {type(exc).__name__}: {exc}"
+def _worker_frame(frame: pd.DataFrame | None, name: str) -> pd.DataFrame | None:
+    """A subject model's per-worker estimates as columns worker, NAME, NAME_ci95_low/high."""
+    if frame is None:
+        return None
+    out = frame[["estimate", "ci95_low", "ci95_high"]].rename(columns={
+        "estimate": name, "ci95_low": f"{name}_ci95_low", "ci95_high": f"{name}_ci95_high"})
+    out = out.rename_axis("worker").reset_index()
+    out["worker"] = out["worker"].astype(str)
+    return out
 
 
-def _as_frame(obj, key_cols: list[str], value_name: str) -> pd.DataFrame | None:
-    """Normalise a subject-model output (DataFrame, Series or dict) to key columns +
-    value_name (+ value_name_ci_low/high when the source carries CIs)."""
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        obj = pd.Series(obj)
-    if isinstance(obj, pd.Series):
-        df = obj.rename(value_name).reset_index()
-        df.columns = key_cols + [value_name]
-        return df
-    if not isinstance(obj, pd.DataFrame):
-        return None
-    df = obj.copy()
-    if not all(c in df.columns for c in key_cols):
-        df = df.reset_index()
-        names = [c for c in df.columns if c not in key_cols][: len(key_cols)]
-        if not all(c in df.columns for c in key_cols):
-            df = df.rename(columns=dict(zip(names, key_cols)))
-    if not all(c in df.columns for c in key_cols):
-        return None
-    value_cols = [c for c in df.columns if c not in key_cols]
-    if value_name not in df.columns:
-        main = next((c for c in value_cols if c in ("estimate", "value", "mean", "quality",
-                                                     "bias", "inconsistency")), None)
-        if main is None:
-            main = next((c for c in value_cols if "ci" not in c.lower() and "se" != c.lower()), None)
-        if main is None:
-            return None
-        df = df.rename(columns={main: value_name})
-    out = df[key_cols + [value_name]].copy()
-    low = next((c for c in df.columns if c.lower() in ("ci95_low", "ci_low", "low", "lower")
-                or c.lower().endswith("ci95_low") or c.lower().endswith("ci_low")), None)
-    high = next((c for c in df.columns if c.lower() in ("ci95_high", "ci_high", "high", "upper")
-                 or c.lower().endswith("ci95_high") or c.lower().endswith("ci_high")), None)
-    if low is not None and high is not None:
-        out[f"{value_name}_ci95_low"] = df[low].to_numpy()
-        out[f"{value_name}_ci95_high"] = df[high].to_numpy()
-    for c in key_cols:
-        out[c] = out[c].astype(str)
+def _quality_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame[["estimate", "ci95_low", "ci95_high"]].rename(columns={
+        "estimate": "quality", "ci95_low": "quality_ci95_low", "ci95_high": "quality_ci95_high"})
+    out = out.reset_index()
+    out["image"] = out["image"].astype(str)
+    out["method"] = out["method"].astype(str)
     return out
 
 
@@ -176,14 +144,19 @@ def gold_accuracy(df: pd.DataFrame, scale: Scale, tolerance: float = 0.0) -> pd.
 def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, gold=None,
             seed: int = 0, bootstrap: int = 2000, alpha: float = 0.05, correction: str = "holm",
             mixed_model_max_ratings: int | None = 50_000, power_delta: float | None = None,
-            power_target: float = 0.8, gold_tolerance: float = 0.0, screening: bool = True,
-            subject_models: bool = True) -> Report:
+            power_target: float = 0.8, gold_tolerance: float = 0.0,
+            screening: bool | str = "auto", subject_models: bool = True) -> Report:
     """Run every analysis on the tidy ratings table.
 
     factsheets: {method: {team, author, framework, hardware, runtime_s}} or a DataFrame.
     fidelity:   {method: {psnr, ssim}} or a DataFrame with columns method, psnr, ssim.
     gold:       optional DataFrame of gold ratings (same columns) when they are not in `df`
                 with gold=True.
+    screening:  "auto" (default; also True) screens by ITU-R BT.500 only a dense design, where
+                the median worker rated at least half of the items and at least
+                analysis.subjective.MIN_RATINGS of them; "bt500" screens any
+                design; False or "none" screens nobody. Either way a worker with fewer than
+                analysis.subjective.MIN_RATINGS testable ratings is not screened.
     Gold ratings and ratings with valid=False never enter the MOS."""
     if correction not in ("holm", "bh"):
         raise RatingsError(f"unknown correction {correction!r}", where="correction",
@@ -203,34 +176,12 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
         raise RatingsError("no valid non-gold ratings to analyse", where="ratings",
                            hint="every rating is gold or marked invalid")
 
-    subjective, why = _subjective_module() if (screening or subject_models) else (None, None)
-    if why:
-        notes.append(why)
-
-    # Screening (ITU-R BT.500) decides whose ratings count.
-    rejected: dict[str, str] = {}
-    kept = base
-    screening_info: dict[str, Any] = {"method": None, "rejected": {}, "n_workers": int(base["worker"].nunique())}
-    if screening and subjective is not None and hasattr(subjective, "bt500_screening"):
-        t = time.perf_counter()
-        try:
-            import inspect
-            params = inspect.signature(subjective.bt500_screening).parameters
-            if "scale" in params:
-                kept, rejected = subjective.bt500_screening(base, scale=scale)
-            else:
-                kept, rejected = subjective.bt500_screening(base)
-            rejected = {str(k): str(v) for k, v in dict(rejected).items()}
-            screening_info["method"] = "ITU-R BT.500"
-        except Exception as exc:
-            notes.append(f"BT.500 screening failed, all workers kept: {type(exc).__name__}: {exc}")
-            kept, rejected = base, {}
-        timings["bt500"] = time.perf_counter() - t
-        if len(kept) == 0:
-            notes.append("BT.500 screening rejected every worker; all workers kept")
-            kept, rejected = base, {}
-    screening_info["rejected"] = rejected
-    screening_info["n_rejected"] = len(rejected)
+    # Screening (ITU-R BT.500) decides whose ratings count, where the design allows it.
+    t = time.perf_counter()
+    kept, rejected, screening_info = screen(base, screening)
+    timings["bt500"] = time.perf_counter() - t
+    if screening_info.get("note"):
+        notes.append("BT.500 screening " + screening_info["note"])
     for col, label in (("method", "method"), ("image", "image")):
         dropped = sorted(set(base[col]) - set(kept[col]), key=str)
         if dropped:
@@ -240,23 +191,20 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
     # Subject model (P.910 Annex E): quality per item, bias and inconsistency per worker.
     sm_info: dict[str, Any] = {"model": None}
     quality = bias = incons = None
-    if subject_models and subjective is not None and hasattr(subjective, "p910_annex_e"):
+    if subject_models:
         t = time.perf_counter()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                sm = subjective.p910_annex_e(base)
-            quality = _as_frame(getattr(sm, "quality", None), ["image", "method"], "quality")
-            bias = _as_frame(getattr(sm, "bias", None), ["worker"], "bias")
-            incons = _as_frame(getattr(sm, "inconsistency", None), ["worker"], "inconsistency")
-            sm_info["model"] = "ITU-T P.910 Annex E"
-            sm_info["name"] = getattr(sm, "model", None)
-            for attr in ("converged", "iterations", "n_iter"):
-                if hasattr(sm, attr):
-                    v = getattr(sm, attr)
-                    sm_info[attr] = v.item() if hasattr(v, "item") else v
-        except Exception as exc:
-            notes.append(f"P.910 subject model failed: {type(exc).__name__}: {exc}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sm = _subjective.p910_annex_e(base)
+        quality = _quality_frame(sm.quality)
+        bias = _worker_frame(sm.bias, "bias")
+        incons = _worker_frame(sm.inconsistency, "inconsistency")
+        sm_info.update(model="ITU-T P.910 Annex E", name=sm.model, converged=bool(sm.converged),
+                       iterations=int(sm.iterations))
+        if not sm.converged:
+            notes.append(f"the P.910 Annex E subject model did not converge in {sm.iterations} "
+                         "iterations; its quality, bias and inconsistency estimates are the last "
+                         "iterate's and may be off")
         timings["p910"] = time.perf_counter() - t
 
     # MOS, ranks, CIs.
@@ -264,7 +212,12 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
     coded = encode(kept)
     cs = cell_stats(coded)
     methods = method_table(cs, scale)
-    items = item_table(cs, alpha)
+    items = item_table(cs, alpha, scale)
+    if (items["n"] < 2).any() or ((items["ci95_low"] == scale.low) | (items["ci95_high"] == scale.high)).any():
+        notes.append(f"per-item intervals are t intervals cut to the scale {scale.spec}; "
+                     f"{int((items['n'] < 2).sum())} of {len(items)} items have fewer than 2 "
+                     f"ratings and no interval; ratings per item: {int(items['n'].min())} to "
+                     f"{int(items['n'].max())} (column n)")
     timings["mos"] = time.perf_counter() - t
     t = time.perf_counter()
     if bootstrap and bootstrap > 0:
@@ -273,43 +226,19 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
     else:
         methods["ci95_low"] = methods["ci95_high"] = methods["boot_se"] = np.nan
     timings["bootstrap"] = time.perf_counter() - t
+    notes.extend(_interval_notes(methods, coded.n_images))
 
-    # Significance.
-    t = time.perf_counter()
-    fr = _sig.friedman(cs.mean)
-    pw = _sig.pairwise_wilcoxon(cs.mean, list(coded.methods), correction)
-    timings["tests"] = time.perf_counter() - t
-    if fr.get("note"):
-        notes.append("Friedman test " + fr["note"])
-    k = len(coded.methods)
-    untested = int(np.isnan(pw["p"].to_numpy()[np.triu_indices(k, 1)]).sum())
-    if untested:
-        notes.append(f"{untested} of {k * (k - 1) // 2} method pairs share fewer than 2 images and "
-                     f"were not tested; untested pairs never separate significance groups")
-
+    # Which methods differ: the crossed model's pairwise tests, with the letters from them.
     order_idx = np.lexsort((methods["method"].to_numpy(), methods["rank"].fillna(np.inf).to_numpy()))
     methods = methods.iloc[order_idx].reset_index(drop=True)
     order = list(methods["method"])
-    for key in ("p", "p_adjusted", "n"):
-        pw[key] = pw[key].loc[order, order]
-    padj = pw["p_adjusted"].to_numpy()
-    sig = np.nan_to_num(padj, nan=1.0) < alpha
     t = time.perf_counter()
-    groups = _letters(order, sig)
-    timings["letters"] = time.perf_counter() - t
-    methods["group"] = [groups[m] for m in order]
-
-    # Mixed model as confirmation.
-    t = time.perf_counter()
-    try:
-        if mixed_model_max_ratings == 0:
-            mm = {"converged": None, "note": "not fitted (mixed_model_max_ratings = 0)"}
-        else:
-            mm = _sig.mixed_model(kept, scale, max_ratings=mixed_model_max_ratings, seed=seed,
-                                  reference=order[0])
-    except Exception as exc:
-        mm = {"converged": False, "note": f"fit failed: {type(exc).__name__}: {exc}"}
-    timings["mixed_model"] = time.perf_counter() - t
+    v = _verdicts.decide(kept, cs.mean, list(coded.methods), order, alpha=alpha,
+                         correction=correction, max_ratings=mixed_model_max_ratings, seed=seed)
+    timings["tests"] = time.perf_counter() - t
+    notes.extend(v["notes"])
+    methods["group"] = [v["groups"][m] for m in order]
+    mm = v["mixed_model"]
 
     # Reliability.
     t = time.perf_counter()
@@ -334,7 +263,9 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
 
     # Power for the next study.
     delta = power_delta if power_delta is not None else 0.05 * (scale.high - scale.low)
-    pow_ = _power.ratings_needed_from_pilot(cs, delta, alpha=alpha, power=power_target)
+    pow_ = _power.from_model(mm, cs, delta, alpha=alpha, power=power_target)
+    if pow_.get("note"):
+        notes.append("power advice: " + pow_["note"])
 
     # Items with the subject model's quality estimate.
     if quality is not None:
@@ -354,10 +285,68 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
                 "scale": scale.to_dict(), "power_delta": delta, "power_target": power_target,
                 "mixed_model_max_ratings": mixed_model_max_ratings, "gold_tolerance": gold_tolerance}
     timings["total"] = time.perf_counter() - t0
-    return Report(scale=scale, methods=methods, items=items, workers=workers, pairwise=pw,
-                  friedman=fr, mixed_model=mm, reliability=rel, screening=screening_info,
-                  fidelity=fid, power=pow_, subject_model=sm_info, counts=counts,
-                  settings=settings, notes=notes, timings=timings)
+    return Report(scale=scale, methods=methods, items=items, workers=workers,
+                  pairwise=v["pairwise"], friedman=v["friedman"], mixed_model=mm,
+                  reliability=rel, screening=screening_info, fidelity=fid, power=pow_,
+                  subject_model=sm_info, counts=counts, settings=settings, notes=notes,
+                  timings=timings, signed_rank=v["signed_rank"])
+
+
+def screen(base: pd.DataFrame, how: bool | str = "auto"):
+    """(kept ratings, {worker: reason}, summary). BT.500 compares each rating with the bounds
+    of its item; it was made for panels that rate every item, and in a sparse crowd design it
+    judges a worker on a handful of items, so "auto" leaves such designs alone."""
+    how = {True: "auto", False: "none", None: "none"}.get(how, how)
+    if how not in ("auto", "bt500", "none"):
+        raise RatingsError(f"unknown screening {how!r}", where="screening",
+                           hint="use 'auto', 'bt500' or 'none'")
+    n_items = int(base.groupby(["image", "method"]).ngroups)
+    per_worker = base.drop_duplicates(["image", "method", "worker"]).groupby("worker").size()
+    median = float(per_worker.median())
+    info: dict[str, Any] = {"method": None, "applicable": None, "rejected": {}, "n_rejected": 0,
+                            "n_workers": int(len(per_worker)), "n_screened": 0,
+                            "median_items_per_worker": median, "items": n_items,
+                            "min_ratings": _subjective.MIN_RATINGS, "note": None}
+    if how == "none":
+        info["note"] = "not applied (switched off)"
+        return base, {}, info
+    dense = median >= n_items / 2 and median >= _subjective.MIN_RATINGS
+    info["applicable"] = bool(dense)
+    if how == "auto" and not dense:
+        info["note"] = (f"not applicable: sparse design, the median worker rated {median:g} of "
+                        f"{n_items} items (it needs workers who rated at least half of the items "
+                        f"and at least {_subjective.MIN_RATINGS}); nobody was excluded by it")
+        return base, {}, info
+    table = _subjective.bt500_statistics(base)
+    kept, rejected = _subjective.bt500_screening(base)
+    rejected = {str(k): str(v) for k, v in rejected.items()}
+    info.update(method="ITU-R BT.500", rejected=rejected, n_rejected=len(rejected),
+                n_screened=int(table["screened"].sum()))
+    unscreened = int((~table["screened"]).sum())
+    if unscreened:
+        info["note"] = (f"left {unscreened} worker(s) with fewer than "
+                        f"{_subjective.MIN_RATINGS} testable ratings unscreened")
+    if not dense:
+        info["note"] = ((info["note"] + "; ") if info["note"] else "") + (
+            f"was asked for on a sparse design (median worker rated {median:g} of {n_items} "
+            "items): its verdicts rest on few items per worker")
+    return kept, rejected, info
+
+
+def _interval_notes(methods: pd.DataFrame, n_images: int) -> list[str]:
+    """Where a method's interval cannot show what it claims to."""
+    out = []
+    single = methods.loc[methods["n_images"] == 1, "method"].tolist()
+    if single and n_images > 1:
+        out.append(f"{len(single)} method(s) were rated on one image only: their interval shows "
+                   "how the workers varied, not how the method would fare on other images "
+                   "(the pairwise tests do include that)")
+    flat = methods.loc[methods["ci95_high"] - methods["ci95_low"] == 0, "method"].tolist()
+    if flat:
+        out.append(f"{len(flat)} method(s) have an interval of zero width ({', '.join(map(str, flat[:5]))}"
+                   f"{', ...' if len(flat) > 5 else ''}): every rating was the same, which "
+                   "measures no uncertainty")
+    return out
 
 
 def _rank_desc(values: pd.Series) -> np.ndarray:
@@ -396,23 +385,3 @@ def _worker_table(df, base, kept, rejected, scale, tol, bias, incons) -> pd.Data
     workers["screening"] = outcome
     workers["reason"] = reason
     return workers
-
-
-def clean(value):
-    """JSON-safe scalar: NaN/inf -> None, numpy -> Python."""
-    if value is None:
-        return None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value

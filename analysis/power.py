@@ -67,43 +67,47 @@ def ratings_needed(delta: float, n_images: int, sigma2_error: float,
     return res
 
 
-def variance_components(cs: CellStats) -> dict:
-    """Method-of-moments estimates from pilot ratings: sigma2_error is the pooled within-cell
-    variance; sigma2_interaction is the additive-model residual variance of the per-cell MOS over
-    complete images, minus the part due to rating noise (clipped at 0)."""
-    n, mean, sd = cs.n, cs.mean, cs.std
-    ok = n >= 2
-    dfw = (n[ok] - 1).sum()
-    sigma2_error = float(((n[ok] - 1) * sd[ok] ** 2).sum() / dfw) if dfw > 0 else float("nan")
-    keep = ~np.isnan(mean).any(axis=1)
-    x = mean[keep]
-    I, M = x.shape
-    sigma2_int = 0.0
-    if I >= 2 and M >= 2:
-        resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
-        ms = float((resid ** 2).sum() / ((I - 1) * (M - 1)))
-        inv_r = float(np.mean(1.0 / n[keep]))
-        sigma2_int = max(0.0, ms - sigma2_error * inv_r)
-    return {"sigma2_error": sigma2_error, "sigma2_interaction": sigma2_int,
-            "ratings_per_item": float(np.median(n[n > 0])) if (n > 0).any() else None}
-
-
-def ratings_needed_from_pilot(cs: CellStats, delta: float, alpha: float = 0.05,
-                              power: float = 0.8, n_images: int | None = None,
-                              max_r: int = 1000) -> dict:
-    vc = variance_components(cs)
-    if n_images is None:
-        n_images = int((~np.isnan(cs.mean).any(axis=1)).sum()) or cs.coded.n_images
-    res = ratings_needed(delta, n_images, vc["sigma2_error"], vc["sigma2_interaction"],
-                         alpha=alpha, power=power, max_r=max_r)
-    res["pilot_ratings_per_item"] = vc["ratings_per_item"]
-    return res
-
-
 def suggest_ratings_per_item(df, delta: float, alpha: float = 0.05, power: float = 0.8,
-                             n_images: int | None = None, max_r: int = 1000) -> dict:
+                             max_r: int = 1000) -> dict:
     """From pilot ratings (tidy table; valid, non-gold rows used): the ratings per item needed
-    to separate two methods whose MOS differ by `delta` (see `ratings_needed`)."""
+    to separate two methods whose MOS differ by `delta` (see `ratings_needed`), from the
+    variance components of the crossed mixed model fitted to the pilot (see `from_model`)."""
+    from analysis.mixed_model import mixed_model
     from analysis.mos import analysed, cell_stats, encode
-    return ratings_needed_from_pilot(cell_stats(encode(analysed(df))), delta, alpha=alpha,
-                                     power=power, n_images=n_images, max_r=max_r)
+    pilot = analysed(df)
+    mm = mixed_model(pilot)
+    mm.pop("pairwise", None)
+    return from_model(mm, cell_stats(encode(pilot)), delta, alpha=alpha, power=power, max_r=max_r)
+
+
+def from_model(mm: dict, cs: CellStats, delta: float, alpha: float = 0.05, power: float = 0.8,
+               max_r: int = 1000) -> dict:
+    """Ratings per item needed, from the crossed model's variance components (image:method and
+    residual). Only from components the model estimated: when it was not fitted, or put the
+    image:method variance at 0 (not estimable from these ratings), there is no advice, and the
+    note says why; advice that assumed it away would promise power the design cannot have."""
+    variance = mm.get("variance") or {}
+    n_images = int((~np.isnan(cs.mean).any(axis=1)).sum()) or cs.coded.n_images
+    present = cs.n[cs.n > 0]
+    per_item = float(np.median(present)) if len(present) else None
+    base = {"delta": delta, "alpha": alpha, "power": power, "n_images": n_images,
+            "sigma2_error": variance.get("residual"),
+            "sigma2_interaction": variance.get("image_method"), "r": None,
+            "achieved_power": None, "power_limit": None, "pilot_ratings_per_item": per_item,
+            "source": "crossed mixed model", "note": None}
+    if not mm.get("converged"):
+        base["note"] = ("not given: the crossed mixed model was not fitted or did not converge, "
+                        "so its variance components are not estimates")
+        return base
+    if "image_method" in (mm.get("boundary") or []) or not variance.get("image_method"):
+        base["note"] = ("not given: the image-by-method variance could not be estimated from "
+                        "these ratings (estimated at 0); advice computed with it fixed at 0 "
+                        "would assume every image orders the methods alike")
+        return base
+    if not variance.get("residual"):
+        base["note"] = "not given: no rating noise could be estimated"
+        return base
+    res = ratings_needed(delta, n_images, variance["residual"], variance["image_method"],
+                         alpha=alpha, power=power, max_r=max_r)
+    res.update(pilot_ratings_per_item=per_item, source="crossed mixed model")
+    return res

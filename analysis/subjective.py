@@ -101,10 +101,18 @@ def gold_accuracy(df: pd.DataFrame, expected) -> pd.Series:
 # ---------------------------------------------------------------------------------------------
 # ITU-R BT.500 screening
 
-def _bt500_counts(X: np.ndarray, S: int):
-    """P (ratings at or above the upper bound) and Q (at or below the lower bound) per worker.
-    Bounds per item are mean +/- 2 sd when the item's scores have kurtosis in [2, 4], else
-    mean +/- sqrt(20) sd (moments over all the item's ratings, population sd)."""
+# Below this many ratings a worker is not screened: one rating outside an item's bounds out of
+# fewer than 20 is already more than BT.500's 5%, so the rule would reject on a single rating.
+MIN_RATINGS = 20
+
+
+def _bt500_counts(X: np.ndarray, S: int, skip_constant: bool = True):
+    """P (ratings at or above the upper bound) and Q (at or below the lower bound) per worker,
+    and the ratings that could be tested. Bounds per item are mean +/- 2 sd when the item's
+    scores have kurtosis in [2, 4], else mean +/- sqrt(20) sd (moments over all the item's
+    ratings, population sd). An item whose raters all agree (sd = 0) has bounds [mu, mu]: every
+    rating of it would count as both above and below. With `skip_constant` such items are left
+    out (they say nothing about a rater); SUREAL keeps them (`skip_constant=False`)."""
     mask = ~np.isnan(X)
     n = mask.sum(axis=1)
     X0 = np.where(mask, X, 0.0)
@@ -121,42 +129,53 @@ def _bt500_counts(X: np.ndarray, S: int):
     k = np.where((kurt >= 2) & (kurt <= 4), 2.0, np.sqrt(20.0))
     upper = (mu + k * sigma)[:, None]
     lower = (mu - k * sigma)[:, None]
-    p = (mask & (X >= upper)).sum(axis=0)
-    q = (mask & (X <= lower)).sum(axis=0)
+    tested = mask & ~zero[:, None] if skip_constant else mask
+    p = (tested & (X >= upper)).sum(axis=0)
+    q = (tested & (X <= lower)).sum(axis=0)
     R = X.shape[1] // S
-    return p.reshape(R, S).sum(0), q.reshape(R, S).sum(0), mask.sum(axis=0).reshape(R, S).sum(0)
+    n_items = int((~zero).sum()) if skip_constant else X.shape[0]
+    return (p.reshape(R, S).sum(0), q.reshape(R, S).sum(0),
+            tested.sum(axis=0).reshape(R, S).sum(0), n_items)
 
 
-def _bt500_table(m: RatingMatrix, per: str) -> pd.DataFrame:
+def _bt500_table(m: RatingMatrix, per: str, min_ratings: int = MIN_RATINGS,
+                 skip_constant: bool = True) -> pd.DataFrame:
     if per not in ("rated", "items"):
         raise ValueError("per must be 'rated' (ratings the worker gave) or 'items' "
                          "(all items x repetitions, as SUREAL)")
-    p, q, n = _bt500_counts(m.X, m.S)
-    denom = n if per == "rated" else np.full(m.S, m.E * m.R)
+    p, q, n, n_items = _bt500_counts(m.X, m.S, skip_constant)
+    denom = n if per == "rated" else np.full(m.S, n_items * m.R)
     with np.errstate(divide="ignore", invalid="ignore"):
         first = (p + q) / denom
         second = np.abs((p - q) / (p + q))
-    reject = (first > 0.05) & (second < 0.3)
-    if reject.all():
+    screened = n >= min_ratings
+    reject = (first > 0.05) & (second < 0.3) & screened
+    if reject[screened].all():
         reject[:] = False   # the procedure never rejects everyone
     return pd.DataFrame({"n": n, "P": p, "Q": q, "outside_fraction": first,
-                         "asymmetry": second, "rejected": reject}, index=m.workers)
+                         "asymmetry": second, "screened": screened, "rejected": reject},
+                        index=m.workers)
 
 
-def bt500_statistics(df: pd.DataFrame, *, per: str = "rated") -> pd.DataFrame:
-    """Per worker: n, P, Q, outside_fraction = (P+Q)/denominator, asymmetry = |P-Q|/(P+Q),
-    rejected = outside_fraction > 0.05 and asymmetry < 0.3.
+def bt500_statistics(df: pd.DataFrame, *, per: str = "rated", min_ratings: int = MIN_RATINGS,
+                     skip_constant: bool = True) -> pd.DataFrame:
+    """Per worker: n (ratings on items that can be tested), P, Q, outside_fraction =
+    (P+Q)/denominator, asymmetry = |P-Q|/(P+Q), screened = n >= min_ratings, rejected =
+    screened and outside_fraction > 0.05 and asymmetry < 0.3.
 
     ``per="rated"`` divides by the number of ratings the worker gave (right for crowd studies
     where each worker sees a subset); ``per="items"`` divides by items x repetitions as BT.500
-    and SUREAL do for complete designs. Both agree on complete designs."""
-    return _bt500_table(build_matrix(df), per)
+    and SUREAL do for complete designs. Both agree on complete designs. SUREAL's own numbers
+    come with ``min_ratings=0, skip_constant=False``."""
+    return _bt500_table(build_matrix(df), per, min_ratings, skip_constant)
 
 
-def bt500_screening(df: pd.DataFrame, *, per: str = "rated"):
+def bt500_screening(df: pd.DataFrame, *, per: str = "rated", min_ratings: int = MIN_RATINGS,
+                    skip_constant: bool = True):
     """ITU-R BT.500 observer screening. Returns (kept rows, {worker: reason}) where kept rows
-    are the input rows of the workers that were not rejected."""
-    table = bt500_statistics(df, per=per)
+    are the input rows of the workers that were not rejected. Workers with fewer than
+    `min_ratings` testable ratings are kept unscreened."""
+    table = bt500_statistics(df, per=per, min_ratings=min_ratings, skip_constant=skip_constant)
     rejected = {}
     for worker, row in table[table["rejected"]].iterrows():
         rejected[worker] = (
@@ -220,9 +239,12 @@ def p913_bias_removal(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def p913_model(df: pd.DataFrame, *, screen: bool = True, per: str = "rated") -> SubjectModelResult:
+def p913_model(df: pd.DataFrame, *, screen: bool = True, per: str = "rated",
+               min_ratings: int = MIN_RATINGS, skip_constant: bool = True) -> SubjectModelResult:
     """MOS after P.913 bias removal, with BT.500 screening of the bias-removed scores when
-    ``screen`` (SUREAL ``P913124Model``; ``screen=False`` is ``BiasremvMosModel``)."""
+    ``screen`` (SUREAL ``P913124Model`` with ``min_ratings=0, skip_constant=False``;
+    ``screen=False`` is ``BiasremvMosModel``). Screening skips items whose bias-removed scores
+    all agree and workers with fewer than `min_ratings` testable ratings."""
     m = build_matrix(df)
     bias = _p913_bias(m)
     X = m.X - np.tile(bias, m.R)[None, :]
@@ -230,7 +252,7 @@ def p913_model(df: pd.DataFrame, *, screen: bool = True, per: str = "rated") -> 
     keep = np.ones(m.S, dtype=bool)
     if screen:
         mb = RatingMatrix(m.items, m.workers, m.images, m.content, X, m.S, m.R)
-        table = _bt500_table(mb, per)
+        table = _bt500_table(mb, per, min_ratings, skip_constant)
         keep = ~table["rejected"].to_numpy()
         for w in table.index[~keep]:
             rejected[w] = "BT.500 screening after P.913 bias removal"

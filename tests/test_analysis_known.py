@@ -218,10 +218,17 @@ def test_gold_accuracy_from_ranges_and_default():
 
 def test_suggest_ratings_per_item_from_pilot():
     from analysis.power import suggest_ratings_per_item
-    rng = np.random.default_rng(1)
-    rows = [(f"i{i}", m, f"w{w}", float(np.clip(round(q + rng.normal(0, 0.8)), 0, 4)))
+    rng = np.random.default_rng(0)
+    gap = rng.normal(0, 0.5, 20)      # B's advantage varies from image to image
+    rows = [(f"i{i}", m, f"w{w}", float(np.clip(round(q + (m == "B") * gap[i] + rng.normal(0, 0.8)), 0, 4)))
             for i in range(20) for m, q in (("A", 1.0), ("B", 2.0)) for w in range(5)]
     res = suggest_ratings_per_item(frame(rows), delta=0.5)
+    assert res["source"] == "crossed mixed model"
     assert res["r"] is not None and res["r"] >= 1 and res["achieved_power"] >= 0.8
     assert res["pilot_ratings_per_item"] == 5
-    assert res["sigma2_error"] > 0
+    assert res["sigma2_error"] > 0 and res["sigma2_interaction"] > 0
+    # Without image-to-image variation of the gap the component is not estimable: no advice.
+    flat = [(f"i{i}", m, f"w{w}", float(q)) for i in range(6) for m, q in (("A", 1.0), ("B", 2.0))
+            for w in range(3)]
+    res = suggest_ratings_per_item(frame(flat), delta=0.5)
+    assert res["r"] is None and res["note"].startswith("not given")

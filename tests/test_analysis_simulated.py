@@ -16,13 +16,6 @@ from analysis_sim import simulate  # noqa: E402
 from analysis.pipeline import analyse  # noqa: E402
 from analysis.report import write  # noqa: E402
 from analysis.scale import Scale  # noqa: E402
-from analysis.significance import mixed_model  # noqa: E402
-
-try:
-    import analysis.subjective  # noqa: F401
-    HAVE_SUBJECTIVE = True
-except ImportError:
-    HAVE_SUBJECTIVE = False
 
 # Lower is better (0..4 similarity). m01 and m02 are planted as an exact tie.
 PLANTED = [0.6, 1.2, 1.2, 1.9, 2.6, 3.3]
@@ -72,11 +65,10 @@ def test_planted_spammers_flagged(study):
     acc = w["gold_accuracy"]
     assert set(acc.nsmallest(len(spam)).index) == spam
     assert (acc.drop(index=list(spam)) >= 0.5).all()
-    if HAVE_SUBJECTIVE:
-        incons = w["inconsistency"].astype(float)
-        assert set(incons.nlargest(len(spam)).index) == spam
-        assert set(study.screening["rejected"]) <= spam
-        assert (w.loc[list(study.screening["rejected"]), "screening"] == "rejected").all()
+    incons = w["inconsistency"].astype(float)
+    assert set(incons.nlargest(len(spam)).index) == spam
+    assert set(study.screening["rejected"]) <= spam
+    assert (w.loc[list(study.screening["rejected"]), "screening"] == "rejected").all()
 
 
 def test_report_contract_and_table_one(study, tmp_path):
@@ -111,18 +103,3 @@ def test_scale_direction_flips_the_ranking():
     assert all(w["bias"] is None and w["inconsistency"] is None for w in d["workers"])
     assert all(i["quality"] is None for i in d["items"])
     assert all(w["screening"] == "kept" for w in d["workers"])
-
-
-def test_mixed_model_engines_agree_on_real_data():
-    from conftest import SUBJECTIVE_DATA
-    path = SUBJECTIVE_DATA / "vqeg_hd3_raw.csv"
-    df = pd.read_csv(path, dtype={"worker": str}).astype({"score": float})
-    a = mixed_model(df, Scale.acr(), engine="statsmodels")
-    b = mixed_model(df, Scale.acr(), engine="reml")
-    assert a["converged"] and b["converged"]
-    for key in ("worker", "image", "residual"):
-        assert b["variance"][key] == pytest.approx(a["variance"][key], rel=1e-3)
-    ea = {e["method"]: e for e in a["effects"]}
-    for e in b["effects"]:
-        assert e["estimate"] == pytest.approx(ea[e["method"]]["estimate"], abs=1e-6)
-        assert e["se"] == pytest.approx(ea[e["method"]]["se"], rel=1e-3)

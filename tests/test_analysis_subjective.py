@@ -74,19 +74,23 @@ def test_subject_models_agree_with_sureal_on_real_data(real, ours, theirs, parts
         assert res.ambiguity is None
 
 
+# SUREAL screens every worker and counts every item, even one whose raters all agree.
+SUREAL_SCREENING = {"min_ratings": 0, "skip_constant": False}
+
+
 def test_bt500_and_p913_agree_with_sureal_on_real_data(real):
     name, df, ds = real
     ref = sureal_frames(_sureal(ds, "BT500Model"))
     expected = set(ref["rejected"][ref["rejected"]].index)
     for per in ("rated", "items"):   # complete designs: both denominators are the same
-        kept, rejected = sj.bt500_screening(df, per=per)
+        kept, rejected = sj.bt500_screening(df, per=per, **SUREAL_SCREENING)
         assert set(rejected) == expected
         assert all("BT.500" in reason for reason in rejected.values())
         assert set(kept["worker"]) == set(df["worker"]) - expected
         _assert_agree(sj.mos_model(kept).quality, ref["quality"], f"{name} BT.500 MOS")
 
     ref = sureal_frames(_sureal(ds, "P913124Model"))
-    res = sj.p913_model(df)
+    res = sj.p913_model(df, **SUREAL_SCREENING)
     assert set(res.rejected) == set(ref["rejected"][ref["rejected"]].index)
     _assert_agree(res.quality, ref["quality"], f"{name} P.913 quality")
     _assert_agree(res.bias, ref["bias"], f"{name} P.913 bias")
@@ -126,7 +130,7 @@ def test_agree_with_sureal_on_incomplete_design_with_repetitions():
         for part in parts:
             _assert_agree(getattr(res, part), frames[part], f"incomplete {theirs} {part}")
     ref = sureal_frames(_sureal(ds, "BT500Model"))
-    kept, rejected = sj.bt500_screening(df, per="items")
+    kept, rejected = sj.bt500_screening(df, per="items", **SUREAL_SCREENING)
     assert set(rejected) == set(ref["rejected"][ref["rejected"]].index)
     _assert_agree(sj.mos_model(kept).quality, ref["quality"], "incomplete BT.500 MOS")
 
@@ -216,8 +220,8 @@ def test_bt500_denominator_matters_only_for_incomplete_designs():
     # so their bounds do not move
     keep_rows = [flags.index[flags == 1][0], flags.index[flags == -1][0]]
     sub = df[(df["worker"] != "w01") | df.index.isin(keep_rows)]
-    rated = sj.bt500_statistics(sub, per="rated")
-    items = sj.bt500_statistics(sub, per="items")
+    rated = sj.bt500_statistics(sub, per="rated", min_ratings=0)
+    items = sj.bt500_statistics(sub, per="items", min_ratings=0)
     assert (rated.loc["w01", ["n", "P", "Q"]].tolist()) == [2, 1, 1]
     assert rated.loc["w01", "outside_fraction"] == 1.0
     assert items.loc["w01", "outside_fraction"] == pytest.approx(2 / 40)
