@@ -15,7 +15,6 @@ from analysis import power as _power
 from analysis import reliability as _rel
 from analysis import subjective as _subjective
 from analysis import verdicts as _verdicts
-from analysis.jsonsafe import clean  # noqa: F401  (the JSON writer imports it from here)
 from analysis.mos import analysed, cell_stats, encode, item_table, method_table
 from analysis.scale import Scale
 from analysis.table import RatingsError, validate

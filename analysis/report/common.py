@@ -191,7 +191,8 @@ def worker_summary(report) -> dict:
 
 def worker_sentence(report) -> str:
     ws = worker_summary(report)
-    s = (f"{ws['workers']} workers: {ws['kept']} kept, {ws['rejected']} rejected by screening, "
+    s = (f"{ws['workers']} workers: {ws['kept']} kept, {ws['rejected']} excluded from the "
+         f"analysis by screening, "
          f"{ws['excluded']} without valid ratings.")
     if "gold_accuracy_median" in ws:
         s += f" Median gold accuracy {ws['gold_accuracy_median']:.0%}."
@@ -205,11 +206,20 @@ def counts_sentence(report) -> str:
             f"workers) on {c['images']} images × {c['methods']} methods by {c['workers']} workers.")
 
 
+def pairwise_test_name(report) -> str:
+    """The test behind the letters, in a few words."""
+    test = str(report.pairwise.get("test") or "")
+    if test.startswith("crossed mixed model"):
+        return ("pairwise contrasts of the crossed mixed model with random workers, images and "
+                "image×method, Satterthwaite df")
+    return "pairwise Wilcoxon signed-rank on per-image MOS"
+
+
 def method_sentence(report) -> str:
     return (f"MOS: mean per image, then over images. {ci_label(report)}: bootstrap over images "
             f"and workers ({report.settings['bootstrap']} replicates). Methods sharing a group "
-            f"letter are not significantly different (pairwise Wilcoxon signed-rank on per-image "
-            f"MOS, {correction_name(report)}-adjusted, α = {report.settings['alpha']}).")
+            f"letter are not significantly different ({pairwise_test_name(report)}, "
+            f"{correction_name(report)}-adjusted, α = {report.settings['alpha']}).")
 
 
 def summary_lines(report) -> list[str]:
@@ -229,10 +239,12 @@ def summary_lines(report) -> list[str]:
         extra = ""
         if var:
             extra = (f"; variance worker {fmt(var.get('worker'), 'variance')}, image "
-                     f"{fmt(var.get('image'), 'variance')}, residual "
+                     f"{fmt(var.get('image'), 'variance')}, image×method "
+                     f"{fmt(var.get('image_method'), 'variance')}, residual "
                      f"{fmt(var.get('residual'), 'variance')}")
         n_sig = sum(1 for e in mm.get("effects", []) if e["p"] < report.settings["alpha"])
-        lines.append(f"Mixed model score ~ method + (1|worker) + (1|image) ({mm.get('engine')}) on "
+        lines.append("Mixed model score ~ method + (1|worker) + (1|image) + (1|image:method) "
+                     f"({mm.get('engine')}) on "
                      f"{mm.get('n_used')} ratings {conv} ({fmt(mm.get('seconds'), 'seconds')} s)"
                      f"{extra}; {n_sig} of {len(mm.get('effects', []))} methods differ from "
                      f"{mm.get('reference')} at α = {report.settings['alpha']}."

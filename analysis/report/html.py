@@ -12,7 +12,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from analysis.report import svg
 from analysis.report.common import (ci_label, correction_name, counts_sentence, fidelity_lines,
-                                    finite, method_sentence, power_line, pvalue_table,
+                                    finite, method_sentence, pairwise_test_name, power_line,
+                                    pvalue_table,
                                     ranking_notes, ranking_table, reliability_lines,
                                     scatter_points, summary_lines, worker_sentence, worker_table)
 
@@ -70,6 +71,7 @@ def render_html(report) -> str:
         mos_plot=svg.mos_ci_plot(report.methods, report.scale, ci_label(report)),
         summary=summary_lines(report),
         correction=correction_name(report),
+        pairwise_test=pairwise_test_name(report),
         alpha=report.settings["alpha"],
         pvalues=pvalue_table(report),
         significant=_significant(report),

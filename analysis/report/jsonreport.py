@@ -6,6 +6,8 @@ import json
 
 import pandas as pd
 
+from analysis.jsonsafe import clean
+
 SCHEMA_VERSION = 1
 
 METHOD_FIELDS = ("method", "rank", "mos", "ci95_low", "ci95_high", "boot_se", "group",
@@ -20,7 +22,6 @@ INT_FIELDS = {"rank", "n_images", "n_ratings", "psnr_rank", "ssim_rank", "n", "n
 
 
 def _records(frame: pd.DataFrame, fields) -> list[dict]:
-    from analysis.pipeline import clean
     out = []
     cols = {f: (frame[f].tolist() if f in frame else [None] * len(frame)) for f in fields}
     for i in range(len(frame)):
@@ -34,8 +35,18 @@ def _records(frame: pd.DataFrame, fields) -> list[dict]:
     return out
 
 
+def _signed_rank(report) -> dict:
+    """The secondary per-image signed-rank tests: adjusted p per pair."""
+    sr = report.signed_rank or {}
+    padj = sr.get("p_adjusted")
+    if padj is None:
+        return {}
+    return {"test": sr.get("test"), "correction": sr.get("correction"),
+            "p_values": {m: {o: clean(padj.at[m, o]) for o in padj.columns if o != m}
+                         for m in padj.index}}
+
+
 def report_dict(report) -> dict:
-    from analysis.pipeline import clean
     from analysis.report.common import method_rows
     methods = _records(method_rows(report), METHOD_FIELDS)
     padj, praw = report.pairwise["p_adjusted"], report.pairwise["p"]
@@ -53,9 +64,10 @@ def report_dict(report) -> dict:
         "items": _records(report.items, ITEM_FIELDS),
         "workers": _records(report.workers, WORKER_FIELDS),
         "friedman": clean(report.friedman),
-        "pairwise": {"test": "wilcoxon signed-rank (pratt) on per-image MOS",
+        "pairwise": {"test": report.pairwise.get("test"),
                      "correction": report.pairwise.get("correction"),
                      "alpha": report.settings.get("alpha")},
+        "signed_rank": _signed_rank(report),
         "mixed_model": clean(report.mixed_model),
         "reliability": clean(report.reliability),
         "screening": clean(report.screening),

@@ -6,7 +6,8 @@ as LaTeX commands, so the file is plain ASCII for ASCII names and compiles with 
 
 from __future__ import annotations
 
-from analysis.report.common import ci_label, correction_name, ranking_notes, ranking_table
+from analysis.report.common import (ci_label, correction_name, pairwise_test_name,
+                                    ranking_notes, ranking_table)
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
@@ -33,7 +34,7 @@ def render_tex(report) -> str:
     lines += [rf"\caption{{Results sorted by MOS (scale {s.low}--{s.high}, "
               rf"{'higher' if s.higher_is_better else 'lower'} is better). "
               rf"{escape(ci_label(report))} by bootstrap over images and workers; methods sharing "
-              rf"a letter are not significantly different (pairwise Wilcoxon, "
+              rf"a letter are not significantly different ({escape(pairwise_test_name(report))}, "
               rf"{escape(correction_name(report))}-adjusted, "
               rf"$\alpha={report.settings['alpha']}$)." + (f" {notes}" if notes else "") + "}",
               r"\label{tab:mos-ranking}", r"\end{table}"]
