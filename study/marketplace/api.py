@@ -18,23 +18,15 @@ from typing import Callable
 from flask import Blueprint, Response, current_app, request
 
 from study.marketplace import shapes, sigv4
-from study.marketplace.market import Market, RequestError
+from study.marketplace.errors import RequestError
+from study.marketplace.market import OPERATIONS as ANSWERS
+from study.marketplace.market import Market
 
 TARGET_PREFIX = "MTurkRequesterServiceV20170117."
 ERROR_NAMESPACE = "com.amazonaws.mturk.requester"
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
-OPERATIONS = (
-    "CreateHITType", "CreateHIT", "CreateHITWithHITType", "GetHIT", "ListHITs",
-    "ListReviewableHITs", "UpdateExpirationForHIT", "UpdateHITReviewStatus", "UpdateHITTypeOfHIT",
-    "DeleteHIT", "ListAssignmentsForHIT", "GetAssignment", "ApproveAssignment", "RejectAssignment",
-    "SendBonus", "ListBonusPayments", "CreateAdditionalAssignmentsForHIT",
-    "CreateQualificationType", "GetQualificationType", "UpdateQualificationType",
-    "ListQualificationTypes", "AssociateQualificationWithWorker",
-    "DisassociateQualificationFromWorker", "GetQualificationScore",
-    "ListWorkersWithQualificationType", "CreateWorkerBlock", "DeleteWorkerBlock",
-    "ListWorkerBlocks", "NotifyWorkers", "GetAccountBalance",
-)
+OPERATIONS = tuple(ANSWERS)
 REALMS = ("sandbox", "live")
 
 
@@ -137,7 +129,7 @@ def handle(realm: str) -> Response:
                               "AWS.MechanicalTurk.ParameterValidationError")
     try:
         market.sweep(realm)
-        result = getattr(market, f"op_{op}")(realm, params or {})
+        result = market.call(op, realm, params or {})
     except RequestError as exc:
         return error_response(exc.error_type, exc.message, exc.status, exc.turk_code)
     except Exception:

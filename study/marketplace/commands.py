@@ -98,7 +98,7 @@ def serve_command(ctx: click.Context, host: str, port: int, db: str | None, thre
 def invite_command(ctx, label: str, base_url: str, completion_code: str | None,
                    db: str | None) -> None:
     """Create an invitation link for live workers (append ?participant=ID as needed)."""
-    from study.marketplace.db import create_invite
+    from study.marketplace.invites import create_invite
     path = create_invite(_db_path(ctx, db), label, completion_code=completion_code)
     click.echo(base_url.rstrip("/") + path)
 
@@ -111,7 +111,7 @@ def invite_command(ctx, label: str, base_url: str, completion_code: str | None,
 @click.pass_context
 def deposit_command(ctx, amount: str, realm: str, db: str | None) -> None:
     """Add AMOUNT dollars to a realm's balance (the live realm starts at 0.00)."""
-    from study.marketplace.db import deposit
+    from study.marketplace.money import deposit
     try:
         balance = deposit(_db_path(ctx, db), realm, amount)
     except ValueError:

@@ -14,8 +14,10 @@ import jinja2
 from flask import Blueprint, Response, current_app, redirect, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from study.marketplace import worker_flow as flow
+from study.marketplace.errors import WorkerError
 from study.marketplace.ids import worker_id_for
-from study.marketplace.market import Market, WorkerError, parse_question
+from study.marketplace.market import Market
 
 REALMS = ("sandbox", "live")
 PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -78,7 +80,7 @@ def _sign_in(resp: Response, realm: str, worker_id: str) -> Response:
 
 
 def _error(realm: str, exc: WorkerError) -> Response:
-    return _page("message.html", exc.status, realm=realm, title="Not possible",
+    return _page("message.html", exc.status, realm=realm, title=exc.title,
                  message=exc.message)
 
 
@@ -87,7 +89,7 @@ def _submit_base(realm: str) -> str:
 
 
 def _frame_src(realm: str, hit: dict, assignment_id: str, worker_id: str | None) -> tuple[str, int]:
-    q = parse_question(hit["Question"])
+    q = flow.parse_question(hit["Question"])
     params = [("assignmentId", assignment_id), ("hitId", hit["HITId"]),
               ("turkSubmitTo", _submit_base(realm))]
     if worker_id:
@@ -125,7 +127,7 @@ def make_blueprint() -> Blueprint:
         worker, early = _need_worker(realm)
         if early:
             return early
-        groups = _market().list_groups(realm, worker)
+        groups = flow.list_groups(_market(), realm, worker)
         for g in groups:
             g["href"] = _url(f"/worker/{realm}/groups/{g['hit_type_id']}")
         return _page("groups.html", realm=realm, worker=worker, groups=groups,
@@ -159,7 +161,7 @@ def make_blueprint() -> Blueprint:
             return _page("login.html", 400, realm="sandbox", action=_url("/worker/sandbox/login"),
                          error=f"Invalid profile value: {exc}")
         worker_id = worker_id_for(name)
-        _market().ensure_worker("sandbox", worker_id, **profile)
+        flow.ensure_worker(_market(), "sandbox", worker_id, **profile)
         return _sign_in(_see_other("/worker/sandbox/"), "sandbox", worker_id)
 
     @bp.post("/worker/<realm>/logout")
@@ -171,8 +173,7 @@ def make_blueprint() -> Blueprint:
     @bp.get("/worker/live/join/<token>")
     def join(token: str):
         market = _market()
-        invite = market.conn().execute("SELECT * FROM invites WHERE token = ? AND realm = 'live'",
-                                       (token,)).fetchone()
+        invite = flow.invite(market, token)
         if invite is None:
             return _page("message.html", 404, realm="live", title="Unknown invitation",
                          message="This invitation link is not valid. Check the link you were "
@@ -185,7 +186,7 @@ def make_blueprint() -> Blueprint:
             worker_id = current
         else:
             worker_id = worker_id_for("P" + secrets.token_hex(8).upper())
-        market.ensure_worker("live", worker_id, country=invite["country"],
+        flow.ensure_worker(market, "live", worker_id, country=invite["country"],
                              hits_approved=invite["base_approved"], participant_id=participant,
                              invite_token=token)
         return _sign_in(_see_other("/worker/live/"), "live", worker_id)
@@ -195,7 +196,7 @@ def make_blueprint() -> Blueprint:
         worker, early = _need_worker(realm)
         if early:
             return early
-        hit_id = _market().pick_hit(realm, worker, hit_type_id)
+        hit_id = flow.pick_hit(_market(), realm, worker, hit_type_id)
         if hit_id is None:
             return _page("message.html", 404, realm=realm, title="No HITs left",
                          message="There are no more HITs in this group that you can work on.")
@@ -205,7 +206,7 @@ def make_blueprint() -> Blueprint:
     def preview(realm: str, hit_id: str):
         worker = _current_worker(realm)
         try:
-            hit = _market().worker_hit(realm, worker, hit_id, "preview")
+            hit = flow.worker_hit(_market(), realm, worker, hit_id, "preview")
         except WorkerError as exc:
             return _error(realm, exc)
         src, height = _frame_src(realm, hit, PREVIEW_ID, worker)
@@ -215,13 +216,10 @@ def make_blueprint() -> Blueprint:
 
     @bp.get("/worker/<realm>/hits/<hit_id>/question")
     def question(realm: str, hit_id: str):
-        market = _market()
-        row = market.conn().execute("SELECT question FROM hits WHERE realm = ? AND hit_id = ? "
-                                    "AND disposed = 0", (realm, hit_id)).fetchone()
-        if row is None:
+        q = flow.question(_market(), realm, hit_id)
+        if q is None:
             return _page("message.html", 404, realm=realm, title="Not found",
                          message="This HIT does not exist.")
-        q = parse_question(row[0])
         if q.kind != "html":
             return redirect(q.content)
         resp = Response(q.content, content_type="text/html; charset=utf-8")
@@ -234,7 +232,7 @@ def make_blueprint() -> Blueprint:
         if early:
             return early
         try:
-            aid = _market().accept(realm, worker, hit_id)
+            aid = flow.accept(_market(), realm, worker, hit_id)
         except WorkerError as exc:
             return _error(realm, exc)
         return _see_other(f"/worker/{realm}/assignments/{aid}")
@@ -244,14 +242,10 @@ def make_blueprint() -> Blueprint:
         worker, early = _need_worker(realm)
         if early:
             return early
-        market = _market()
-        a = market.worker_assignment(realm, assignment_id)
-        if a is None or a["worker_id"] != worker:
-            return _error(realm, WorkerError("This assignment is not yours.", 404))
-        if a["status"] != "Accepted":
-            return _page("message.html", 409, realm=realm, title="Assignment closed",
-                         message=f"This assignment is {a['status'].lower()}.")
-        hit = market.hit_dict(market.conn(), realm, a["hit_id"])
+        try:
+            a, hit = flow.work(_market(), realm, worker, assignment_id)
+        except WorkerError as exc:
+            return _error(realm, exc)
         src, height = _frame_src(realm, hit, assignment_id, worker)
         return _page("hit.html", realm=realm, worker=worker, hit=hit, preview=False,
                      frame_src=src, frame_height=height, sandbox=IFRAME_SANDBOX,
@@ -264,7 +258,7 @@ def make_blueprint() -> Blueprint:
         if early:
             return early
         try:
-            _market().return_assignment(realm, worker, assignment_id)
+            flow.return_assignment(_market(), realm, worker, assignment_id)
         except WorkerError as exc:
             return _error(realm, exc)
         return _see_other(f"/worker/{realm}/")
@@ -280,15 +274,12 @@ def make_blueprint() -> Blueprint:
                   if name != "assignmentId"]
         market = _market()
         try:
-            a = market.submit(realm, aid, fields)
+            a = flow.submit(market, realm, aid, fields)
         except WorkerError as exc:
             return _error(realm, exc)
         code = None
         if realm == "live":
-            row = market.conn().execute(
-                "SELECT i.completion_code FROM workers w JOIN invites i ON i.token = w.invite_token "
-                "WHERE w.realm = 'live' AND w.worker_id = ?", (a["worker_id"],)).fetchone()
-            code = row[0] if row else None
+            code = flow.completion_code(market, a["worker_id"])
         return _page("submitted.html", realm=realm, assignment_id=aid, completion_code=code)
 
     return bp

@@ -1,0 +1,536 @@
+"""The marketplace's data layer: the only module that runs SQL on marketplace.db.
+
+Connections run in WAL mode with a busy timeout; writers take the lock up front (BEGIN IMMEDIATE)
+and keep transactions short, so a threaded server and other processes (a CLI `invite`, a second
+server) can use the same file. Each thread keeps one pooled connection until its request ends;
+every query below runs on it, so a query inside `transaction()` is part of that transaction.
+
+This file is longer than most because it holds every statement of the marketplace, grouped by the
+role that asks for it (sweeps, HITs, assignments, money, qualifications, workers, invitations).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from study.marketplace.tables import SANDBOX_START_CENTS, SCHEMA, SCHEMA_VERSION
+
+OPEN = "('Accepted','Submitted','Approved','Rejected')"  # statuses that hold a HIT's slot
+HIT_SQL = """SELECT h.*, t.title, t.description, t.keywords, t.reward_cents,
+    t.assignment_duration, t.auto_approval_delay, t.qual_json
+    FROM hits h JOIN hit_types t ON t.realm = h.realm AND t.hit_type_id = h.hit_type_id"""
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection in autocommit mode; transactions go through `transaction()`."""
+    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: str) -> threading.Lock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(path, threading.Lock())
+
+
+class Pool:
+    """Connections handed to threads: a thread keeps its connection until `release()` (called
+    when a request ends), then the connection goes back to a small idle list for the next one."""
+
+    MAX_IDLE = 32
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._local = threading.local()
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = connect(self.path)
+            self._local.conn = conn
+        return conn
+
+    def release(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        with self._lock:
+            if len(self._idle) < self.MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close_all(self) -> None:
+        self.release()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+
+class Store:
+    """marketplace.db: the schema, the one transaction helper, and every query."""
+
+    def __init__(self, path: str | Path, live_balance_cents: int = 0):
+        # The resolved path keys the write lock, so every Store on one file shares it.
+        self.path = str(Path(path).resolve())
+        self.pool = Pool(self.path)
+        self._init(live_balance_cents)
+
+    # -- infrastructure ------------------------------------------------------------------------
+    def _init(self, live_balance_cents: int) -> None:
+        """Create the schema and the two accounts if missing; existing data is kept."""
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = self.conn()
+        # Every statement is IF NOT EXISTS, so two processes starting at once both succeed.
+        conn.executescript(SCHEMA)
+        with self.transaction():
+            conn.execute("INSERT OR IGNORE INTO mk_meta VALUES ('schema_version', ?)",
+                         (str(SCHEMA_VERSION),))
+            conn.execute("INSERT OR IGNORE INTO mk_meta VALUES ('cookie_secret', ?)",
+                         (secrets.token_hex(32),))
+            conn.execute("INSERT OR IGNORE INTO accounts VALUES ('sandbox', ?)",
+                         (SANDBOX_START_CENTS,))
+            conn.execute("INSERT OR IGNORE INTO accounts VALUES ('live', ?)",
+                         (int(live_balance_cents),))
+
+    def conn(self) -> sqlite3.Connection:
+        return self.pool.get()
+
+    def close(self) -> None:
+        self.pool.close_all()
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A short transaction on this thread's connection; one inside another joins it.
+
+        write=True holds the write lock from its start (no upgrade deadlocks). Threads of one
+        process queue on a Python lock first: SQLite's busy handler sleeps in steps of up to
+        100 ms, which under 50 concurrent writers costs far more than the writes themselves.
+        Other processes still wait through busy_timeout. write=False reads one snapshot.
+        """
+        conn = self.conn()
+        if conn.in_transaction:
+            yield conn
+            return
+        lock = _write_lock(self.path) if write else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _one(self, sql: str, args=()):
+        return self.conn().execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args=()) -> list:
+        return self.conn().execute(sql, args).fetchall()
+
+    def _run(self, sql: str, args=()) -> int:
+        return self.conn().execute(sql, args).rowcount
+
+    def meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM mk_meta WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    # -- what time does: expiry sweeps ---------------------------------------------------------
+    def sweep_due(self, realm: str, now: float) -> bool:
+        return bool(self._one(
+            "SELECT EXISTS(SELECT 1 FROM assignments WHERE realm = ? AND status = 'Accepted' "
+            "AND deadline <= ?) OR EXISTS(SELECT 1 FROM assignments WHERE realm = ? AND "
+            "status = 'Submitted' AND auto_approval_time <= ?)", (realm, now, realm, now))[0])
+
+    def abandon_overdue(self, realm: str, now: float) -> None:
+        self._run("UPDATE assignments SET status = 'Abandoned' WHERE realm = ? AND "
+                  "status = 'Accepted' AND deadline <= ?", (realm, now))
+
+    def auto_approval_due(self, realm: str, now: float) -> list:
+        return self._all(
+            "SELECT a.assignment_id, a.auto_approval_time, t.reward_cents, h.max_assignments "
+            "FROM assignments a JOIN hits h ON h.realm = a.realm AND h.hit_id = a.hit_id "
+            "JOIN hit_types t ON t.realm = h.realm AND t.hit_type_id = h.hit_type_id "
+            "WHERE a.realm = ? AND a.status = 'Submitted' AND a.auto_approval_time <= ?",
+            (realm, now))
+
+    # -- HIT types and HITs --------------------------------------------------------------------
+    def hit_type_by_fingerprint(self, realm: str, fingerprint: str) -> str | None:
+        row = self._one("SELECT hit_type_id FROM hit_types WHERE realm = ? AND fingerprint = ?",
+                        (realm, fingerprint))
+        return row[0] if row else None
+
+    def insert_hit_type(self, realm: str, hit_type_id: str, fingerprint: str, props: dict,
+                        reward_cents: int, qual_json: str, now: float) -> None:
+        self._run("INSERT INTO hit_types VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (realm, hit_type_id, fingerprint, props["Title"], props["Description"],
+                   props["Keywords"], reward_cents, props["AssignmentDurationInSeconds"],
+                   props["AutoApprovalDelayInSeconds"], qual_json, now))
+
+    def hit_type_reward(self, realm: str, hit_type_id: str) -> int | None:
+        row = self._one("SELECT reward_cents FROM hit_types WHERE realm = ? AND hit_type_id = ?",
+                        (realm, hit_type_id))
+        return None if row is None else row[0]
+
+    def hit_row(self, realm: str, hit_id: str):
+        return self._one(HIT_SQL + " WHERE h.realm = ? AND h.hit_id = ?", (realm, hit_id))
+
+    def hit_by_token(self, realm: str, token: str):
+        return self._one("SELECT hit_id, created FROM hits WHERE realm = ? AND "
+                         "unique_request_token = ?", (realm, token))
+
+    def clear_hit_token(self, realm: str, hit_id: str) -> None:
+        self._run("UPDATE hits SET unique_request_token = NULL WHERE realm = ? AND hit_id = ?",
+                  (realm, hit_id))
+
+    def insert_hit(self, realm: str, hit_id: str, hit_type_id: str, question: str,
+                   max_assignments: int, expiration: float, annotation: str | None, now: float,
+                   token: str | None) -> None:
+        self._run("INSERT INTO hits (realm, hit_id, hit_type_id, question, max_assignments, "
+                  "expiration, requester_annotation, created, unique_request_token) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (realm, hit_id, hit_type_id, question, max_assignments, expiration,
+                   annotation, now, token))
+
+    def hit_rows(self, realm: str, hit_type_id: str | None, after: list | None,
+                 limit: int | None) -> list:
+        """Live HITs in creation order, after the (created, hit_id) of `after`."""
+        sql = HIT_SQL + " WHERE h.realm = ? AND h.disposed = 0"
+        args: list = [realm]
+        if hit_type_id is not None:
+            sql += " AND h.hit_type_id = ?"
+            args.append(hit_type_id)
+        if after:
+            sql += " AND (h.created > ? OR (h.created = ? AND h.hit_id > ?))"
+            args += [after[0], after[0], after[1]]
+        sql += " ORDER BY h.created, h.hit_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return self._all(sql, args)
+
+    def assignment_counts(self, realm: str, hit_ids: list[str]) -> dict[str, dict]:
+        out = {h: {"pending": 0, "taken": 0, "completed": 0} for h in hit_ids}
+        for i in range(0, len(hit_ids), 500):
+            chunk = hit_ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self._all(
+                    f"SELECT hit_id, SUM(status = 'Accepted') AS pending, "
+                    f"SUM(status IN {OPEN}) AS taken, "
+                    f"SUM(status IN ('Approved','Rejected')) AS completed FROM assignments "
+                    f"WHERE realm = ? AND hit_id IN ({marks}) GROUP BY hit_id", [realm, *chunk]):
+                out[r["hit_id"]] = {"pending": r["pending"], "taken": r["taken"],
+                                    "completed": r["completed"]}
+        return out
+
+    def set_hit(self, realm: str, hit_id: str, column: str, value) -> None:
+        assert column in ("expiration", "reviewing", "hit_type_id", "disposed")
+        self._run(f"UPDATE hits SET {column} = ? WHERE realm = ? AND hit_id = ?",
+                  (value, realm, hit_id))
+
+    def add_max_assignments(self, realm: str, hit_id: str, n: int) -> None:
+        self._run("UPDATE hits SET max_assignments = max_assignments + ? WHERE realm = ? AND "
+                  "hit_id = ?", (n, realm, hit_id))
+
+    def extension_by_token(self, realm: str, token: str):
+        return self._one("SELECT hit_id, created FROM extensions WHERE realm = ? AND "
+                         "unique_request_token = ?", (realm, token))
+
+    def forget_extension(self, realm: str, token: str) -> None:
+        self._run("DELETE FROM extensions WHERE realm = ? AND unique_request_token = ?",
+                  (realm, token))
+
+    def insert_extension(self, realm: str, token: str, hit_id: str, now: float) -> None:
+        self._run("INSERT INTO extensions VALUES (?, ?, ?, ?)", (realm, token, hit_id, now))
+
+    def question(self, realm: str, hit_id: str) -> str | None:
+        row = self._one("SELECT question FROM hits WHERE realm = ? AND hit_id = ? AND "
+                        "disposed = 0", (realm, hit_id))
+        return row[0] if row else None
+
+    # -- assignments ---------------------------------------------------------------------------
+    def assignment(self, realm: str, assignment_id: str):
+        return self._one("SELECT a.*, t.auto_approval_delay FROM assignments a JOIN hits h ON "
+                         "h.realm = a.realm AND h.hit_id = a.hit_id JOIN hit_types t ON "
+                         "t.realm = h.realm AND t.hit_type_id = h.hit_type_id WHERE a.realm = ? "
+                         "AND a.assignment_id = ?", (realm, assignment_id))
+
+    def assignments_of_hit(self, realm: str, hit_id: str, statuses: list[str],
+                           after: list | None, limit: int) -> list:
+        marks = ",".join("?" * len(statuses))
+        sql = f"SELECT * FROM assignments WHERE realm = ? AND hit_id = ? AND status IN ({marks})"
+        args: list = [realm, hit_id, *statuses]
+        if after:
+            sql += " AND (accept_time > ? OR (accept_time = ? AND assignment_id > ?))"
+            args += [after[0], after[0], after[1]]
+        return self._all(sql + " ORDER BY accept_time, assignment_id LIMIT ?", [*args, limit])
+
+    def count_submitted(self, realm: str, hit_id: str) -> int:
+        return self._one("SELECT COUNT(*) FROM assignments WHERE realm = ? AND hit_id = ? AND "
+                         "status = 'Submitted'", (realm, hit_id))[0]
+
+    def open_assignment_of(self, realm: str, hit_id: str, worker_id: str):
+        return self._one(f"SELECT assignment_id, status FROM assignments WHERE realm = ? AND "
+                         f"hit_id = ? AND worker_id = ? AND status IN {OPEN}",
+                         (realm, hit_id, worker_id))
+
+    def insert_assignment(self, realm: str, assignment_id: str, hit_id: str, worker_id: str,
+                          now: float, deadline: float) -> None:
+        self._run("INSERT INTO assignments (realm, assignment_id, hit_id, worker_id, status, "
+                  "accept_time, deadline) VALUES (?, ?, ?, ?, 'Accepted', ?, ?)",
+                  (realm, assignment_id, hit_id, worker_id, now, deadline))
+
+    def set_status(self, realm: str, assignment_id: str, status: str) -> None:
+        self._run("UPDATE assignments SET status = ? WHERE realm = ? AND assignment_id = ?",
+                  (status, realm, assignment_id))
+
+    def mark_submitted(self, realm: str, assignment_id: str, now: float, auto_at: float,
+                       answer: str) -> None:
+        self._run("UPDATE assignments SET status = 'Submitted', submit_time = ?, "
+                  "auto_approval_time = ?, answer = ? WHERE realm = ? AND assignment_id = ?",
+                  (now, auto_at, answer, realm, assignment_id))
+
+    def mark_approved(self, realm: str, assignment_id: str, when: float,
+                      feedback: str | None = None) -> None:
+        self._run("UPDATE assignments SET status = 'Approved', approval_time = ?, "
+                  "rejection_time = NULL, requester_feedback = COALESCE(?, requester_feedback) "
+                  "WHERE realm = ? AND assignment_id = ?", (when, feedback, realm, assignment_id))
+
+    def mark_rejected(self, realm: str, assignment_id: str, when: float, feedback: str) -> None:
+        self._run("UPDATE assignments SET status = 'Rejected', rejection_time = ?, "
+                  "requester_feedback = ? WHERE realm = ? AND assignment_id = ?",
+                  (when, feedback, realm, assignment_id))
+
+    def worked_for(self, realm: str, worker_id: str) -> bool:
+        return self._one("SELECT 1 FROM assignments WHERE realm = ? AND worker_id = ? LIMIT 1",
+                         (realm, worker_id)) is not None
+
+    # -- money ---------------------------------------------------------------------------------
+    def balance(self, realm: str) -> int:
+        return self._one("SELECT balance_cents FROM accounts WHERE realm = ?", (realm,))[0]
+
+    def charge(self, realm: str, cents: int) -> None:
+        """Take `cents` from the realm's balance (a negative amount adds funds)."""
+        self._run("UPDATE accounts SET balance_cents = balance_cents - ? WHERE realm = ?",
+                  (cents, realm))
+
+    def hit_cost_basis(self, realm: str, hit_id: str) -> tuple[int, int]:
+        r = self._one("SELECT t.reward_cents, h.max_assignments FROM hits h JOIN hit_types t "
+                      "ON t.realm = h.realm AND t.hit_type_id = h.hit_type_id WHERE h.realm = ? "
+                      "AND h.hit_id = ?", (realm, hit_id))
+        return r[0], r[1]
+
+    def submitted_by_hit(self, realm: str) -> list:
+        """(reward_cents, max_assignments, n) of every HIT with submitted, unreviewed work."""
+        return self._all(
+            "SELECT t.reward_cents, h.max_assignments, COUNT(*) AS n FROM assignments a "
+            "JOIN hits h ON h.realm = a.realm AND h.hit_id = a.hit_id JOIN hit_types t ON "
+            "t.realm = h.realm AND t.hit_type_id = h.hit_type_id WHERE a.realm = ? AND "
+            "a.status = 'Submitted' GROUP BY h.hit_id", (realm,))
+
+    def bonus_by_token(self, realm: str, token: str):
+        return self._one("SELECT assignment_id, grant_time FROM bonuses WHERE realm = ? AND "
+                         "unique_request_token = ?", (realm, token))
+
+    def clear_bonus_token(self, realm: str, token: str) -> None:
+        self._run("UPDATE bonuses SET unique_request_token = NULL WHERE realm = ? AND "
+                  "unique_request_token = ?", (realm, token))
+
+    def insert_bonus(self, realm: str, worker_id: str, assignment_id: str, hit_id: str,
+                     cents: int, reason: str, now: float, token: str | None) -> None:
+        self._run("INSERT INTO bonuses (realm, worker_id, assignment_id, hit_id, amount_cents, "
+                  "reason, grant_time, unique_request_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  (realm, worker_id, assignment_id, hit_id, cents, reason, now, token))
+
+    def bonuses(self, realm: str, column: str, value: str, after_id: int | None,
+                limit: int) -> list:
+        assert column in ("hit_id", "assignment_id")
+        sql = f"SELECT * FROM bonuses WHERE realm = ? AND {column} = ?"
+        args: list = [realm, value]
+        if after_id is not None:
+            sql += " AND bonus_id > ?"
+            args.append(after_id)
+        return self._all(sql + " ORDER BY bonus_id LIMIT ?", [*args, limit])
+
+    # -- qualifications and blocks -------------------------------------------------------------
+    def qual_type(self, realm: str, qid: str):
+        return self._one("SELECT * FROM qualification_types WHERE realm = ? AND "
+                         "qualification_type_id = ?", (realm, qid))
+
+    def qual_type_named(self, realm: str, name: str) -> bool:
+        return self._one("SELECT 1 FROM qualification_types WHERE realm = ? AND name = ?",
+                         (realm, name)) is not None
+
+    def insert_qual_type(self, realm: str, qid: str, p: dict, now: float) -> None:
+        self._run("INSERT INTO qualification_types VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (realm, qid, p["Name"], p["Description"], p.get("Keywords"),
+                   p["QualificationTypeStatus"], None, None, None, p.get("RetryDelayInSeconds"),
+                   int(p.get("AutoGranted", False)), p.get("AutoGrantedValue"), now))
+
+    def set_qual_type(self, realm: str, qid: str, column: str, value) -> None:
+        assert column in ("description", "status", "retry_delay", "auto_granted",
+                          "auto_granted_value")
+        self._run(f"UPDATE qualification_types SET {column} = ? WHERE realm = ? AND "
+                  f"qualification_type_id = ?", (value, realm, qid))
+
+    def qual_types(self, realm: str) -> list:
+        return self._all("SELECT * FROM qualification_types WHERE realm = ? ORDER BY created, "
+                         "qualification_type_id", (realm,))
+
+    def grant(self, realm: str, qid: str, worker_id: str, value: int, now: float) -> None:
+        self._run("INSERT INTO qualifications VALUES (?, ?, ?, ?, 'Granted', ?) "
+                  "ON CONFLICT (realm, qualification_type_id, worker_id) DO UPDATE SET "
+                  "integer_value = excluded.integer_value, status = 'Granted', "
+                  "grant_time = excluded.grant_time", (realm, qid, worker_id, value, now))
+
+    def revoke(self, realm: str, qid: str, worker_id: str) -> bool:
+        return self._run("DELETE FROM qualifications WHERE realm = ? AND qualification_type_id = ?"
+                         " AND worker_id = ?", (realm, qid, worker_id)) > 0
+
+    def qualification(self, realm: str, qid: str, worker_id: str):
+        return self._one("SELECT * FROM qualifications WHERE realm = ? AND "
+                         "qualification_type_id = ? AND worker_id = ?", (realm, qid, worker_id))
+
+    def qualifications(self, realm: str, qid: str, status: str | None, after: str | None,
+                       limit: int) -> list:
+        sql = "SELECT * FROM qualifications WHERE realm = ? AND qualification_type_id = ?"
+        args: list = [realm, qid]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        if after is not None:
+            sql += " AND worker_id > ?"
+            args.append(after)
+        return self._all(sql + " ORDER BY worker_id LIMIT ?", [*args, limit])
+
+    def granted_values(self, realm: str, worker_id: str) -> list:
+        return self._all("SELECT q.qualification_type_id, q.integer_value FROM qualifications q "
+                         "JOIN qualification_types t ON t.realm = q.realm AND "
+                         "t.qualification_type_id = q.qualification_type_id WHERE q.realm = ? "
+                         "AND q.worker_id = ? AND q.status = 'Granted' AND t.status = 'Active'",
+                         (realm, worker_id))
+
+    def auto_granted(self, realm: str) -> list:
+        return self._all("SELECT qualification_type_id, auto_granted_value FROM "
+                         "qualification_types WHERE realm = ? AND auto_granted = 1 AND "
+                         "status = 'Active'", (realm,))
+
+    def block(self, realm: str, worker_id: str, reason: str, now: float) -> None:
+        self._run("INSERT INTO worker_blocks VALUES (?, ?, ?, ?) ON CONFLICT (realm, worker_id) "
+                  "DO UPDATE SET reason = excluded.reason", (realm, worker_id, reason, now))
+
+    def unblock(self, realm: str, worker_id: str) -> None:
+        self._run("DELETE FROM worker_blocks WHERE realm = ? AND worker_id = ?",
+                  (realm, worker_id))
+
+    def blocks(self, realm: str, after: str | None, limit: int) -> list:
+        sql, args = "SELECT * FROM worker_blocks WHERE realm = ?", [realm]
+        if after is not None:
+            sql += " AND worker_id > ?"
+            args.append(after)
+        return self._all(sql + " ORDER BY worker_id LIMIT ?", [*args, limit])
+
+    def is_blocked(self, realm: str, worker_id: str) -> bool:
+        return self._one("SELECT 1 FROM worker_blocks WHERE realm = ? AND worker_id = ?",
+                         (realm, worker_id)) is not None
+
+    def insert_notification(self, realm: str, worker_id: str, subject: str, message: str,
+                            now: float) -> None:
+        self._run("INSERT INTO notifications (realm, worker_id, subject, message, created) "
+                  "VALUES (?, ?, ?, ?, ?)", (realm, worker_id, subject, message, now))
+
+    # -- workers -------------------------------------------------------------------------------
+    def worker(self, realm: str, worker_id: str):
+        return self._one("SELECT * FROM workers WHERE realm = ? AND worker_id = ?",
+                         (realm, worker_id))
+
+    def insert_worker(self, realm: str, worker_id: str, profile: dict, now: float) -> None:
+        """Create the worker's row unless it exists; `profile` holds the columns' first values."""
+        self._run("INSERT INTO workers (realm, worker_id, country, subdivision, base_approved, "
+                  "base_rejected, masters, participant_id, invite_token, created) VALUES "
+                  "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (realm, worker_id) DO NOTHING",
+                  (realm, worker_id, profile["country"], profile["subdivision"],
+                   profile["base_approved"], profile["base_rejected"], profile["masters"],
+                   profile["participant_id"], profile["invite_token"], now))
+
+    def set_worker(self, realm: str, worker_id: str, column: str, value) -> None:
+        assert column in ("country", "subdivision", "base_approved", "base_rejected", "masters",
+                          "participant_id", "invite_token")
+        self._run(f"UPDATE workers SET {column} = ? WHERE realm = ? AND worker_id = ?",
+                  (value, realm, worker_id))
+
+    def worker_record(self, realm: str, worker_id: str) -> tuple[int, int]:
+        """(approved, rejected) assignments of the worker in this marketplace."""
+        return tuple(self._one(
+            "SELECT COALESCE(SUM(status = 'Approved'), 0), COALESCE(SUM(status = 'Rejected'), 0)"
+            " FROM assignments WHERE realm = ? AND worker_id = ?", (realm, worker_id)))
+
+    def open_groups(self, realm: str, worker_id: str, now: float) -> list:
+        """HIT types with a HIT the worker has not taken and that has a free slot."""
+        return self._all(
+            "SELECT t.hit_type_id, t.title, t.description, t.keywords, t.reward_cents, "
+            "t.assignment_duration, t.qual_json, COUNT(*) AS hits, MIN(h.expiration) AS expires "
+            "FROM hits h JOIN hit_types t ON t.realm = h.realm AND t.hit_type_id = h.hit_type_id "
+            "WHERE h.realm = ? AND h.disposed = 0 AND h.expiration > ? AND h.max_assignments > "
+            f"(SELECT COUNT(*) FROM assignments a WHERE a.realm = h.realm AND a.hit_id = h.hit_id "
+            f"AND a.status IN {OPEN}) AND NOT EXISTS "
+            "(SELECT 1 FROM assignments a WHERE a.realm = h.realm AND a.hit_id = h.hit_id AND "
+            f"a.worker_id = ? AND a.status IN {OPEN}) "
+            "GROUP BY t.hit_type_id ORDER BY MIN(h.created)", (realm, now, worker_id))
+
+    def open_hits_of_type(self, realm: str, worker_id: str, hit_type_id: str, now: float,
+                          limit: int) -> list[str]:
+        return [r[0] for r in self._all(
+            "SELECT h.hit_id FROM hits h WHERE h.realm = ? AND h.hit_type_id = ? AND h.disposed = 0 "
+            "AND h.expiration > ? AND h.max_assignments > (SELECT COUNT(*) FROM assignments a "
+            f"WHERE a.realm = h.realm AND a.hit_id = h.hit_id AND a.status IN {OPEN}) "
+            "AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.realm = h.realm AND "
+            f"a.hit_id = h.hit_id AND a.worker_id = ? AND a.status IN {OPEN}) "
+            "ORDER BY h.created, h.hit_id LIMIT ?", (realm, hit_type_id, now, worker_id, limit))]
+
+    # -- invitations (live realm) --------------------------------------------------------------
+    def insert_invite(self, token: str, label: str, code: str, country: str,
+                      hits_approved: int, now: float) -> None:
+        self._run("INSERT INTO invites VALUES (?, 'live', ?, ?, ?, ?, ?)",
+                  (token, label, code, country, hits_approved, now))
+
+    def invite(self, token: str):
+        return self._one("SELECT * FROM invites WHERE token = ? AND realm = 'live'", (token,))
+
+    def completion_code(self, worker_id: str) -> str | None:
+        row = self._one("SELECT i.completion_code FROM workers w JOIN invites i ON "
+                        "i.token = w.invite_token WHERE w.realm = 'live' AND w.worker_id = ?",
+                        (worker_id,))
+        return row[0] if row else None
+

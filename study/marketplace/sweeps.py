@@ -1,0 +1,22 @@
+"""What time does to a realm: assignments past their deadline are abandoned, submitted ones past
+their auto-approval time are approved and paid. Applied lazily before a request reads or writes a
+realm, so a marketplace that was stopped for a week catches up on its first request."""
+
+from __future__ import annotations
+
+from study.marketplace.money import fee_cents
+
+
+def sweep(market, realm: str) -> None:
+    store = market.store
+    now = market.now()
+    if not store.sweep_due(realm, now):
+        return
+    with store.transaction():
+        store.abandon_overdue(realm, now)
+        total = 0
+        for r in store.auto_approval_due(realm, now):
+            store.mark_approved(realm, r["assignment_id"], r["auto_approval_time"])
+            total += r["reward_cents"] + fee_cents(r["reward_cents"], r["max_assignments"])
+        if total:
+            store.charge(realm, total)
