@@ -17,7 +17,7 @@ from typing import Callable
 
 from flask import Blueprint, Response, current_app, request
 
-from study.marketplace import shapes, sigv4
+from study.marketplace import limits, shapes, sigv4
 from study.marketplace.errors import RequestError
 from study.marketplace.market import OPERATIONS as ANSWERS
 from study.marketplace.market import Market
@@ -86,7 +86,13 @@ def _call_throttle(throttle, op: str, realm: str, key_id: str) -> bool:
 
 def handle(realm: str) -> Response:
     market = _market()
-    body = request.get_data(cache=True)
+    try:
+        # Before the signature: an unsigned request must not make the server hold its body.
+        body = limits.read_body(request.stream, request.content_length, limits.MAX_REQUEST_BYTES)
+    except limits.Refused as exc:
+        resp = error_response(exc.error_type, exc.message, exc.status)
+        resp.headers["Connection"] = "close"
+        return resp
     try:
         key_id = sigv4.verify(request.method, request.script_root + request.path,
                               request.query_string.decode("latin-1"), request.headers, body,
@@ -119,9 +125,11 @@ def handle(realm: str) -> Response:
                               "AWS.MechanicalTurk.ServiceFault")
 
     try:
-        params = json.loads(body.decode("utf-8")) if body else {}
-    except (UnicodeDecodeError, ValueError):
-        return error_response("SerializationException", "The request body is not valid JSON.")
+        params = limits.parse_json(body)
+    except limits.Refused as exc:
+        turk_code = "AWS.MechanicalTurk.ParameterValidationError" \
+            if exc.error_type == "RequestError" else None
+        return error_response(exc.error_type, exc.message, exc.status, turk_code)
     try:
         shapes.validate(op, params)
     except shapes.ValidationProblem as exc:

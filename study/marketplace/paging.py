@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 
 from study.marketplace.errors import param_error
 
@@ -18,11 +19,28 @@ def decode(token: str | None) -> list | None:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         key = json.loads(raw)
-        if not isinstance(key, list) or len(key) != 2:
-            raise ValueError
+    except (ValueError, RecursionError):
+        key = None
+    # A token is only ever [number, text-or-integer]; anything else was not made here.
+    if isinstance(key, list) and len(key) == 2 and _number(key[0]) \
+            and (_text(key[1]) or _number(key[1])):
         return key
-    except Exception:
-        raise param_error(f"The NextToken '{token[:60]}' is not valid.")
+    raise param_error(f"The NextToken '{token[:60]}' is not valid.")
+
+
+def _text(value) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")  # a lone surrogate could not be bound to a query
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and abs(value) < 1 << 53
 
 
 def page(p: dict) -> tuple[int, list | None]:

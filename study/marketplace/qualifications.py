@@ -254,7 +254,7 @@ def list_qualification_types(market, realm, p):
     if query:
         items = [d for d in items if query in d["Name"].lower()
                  or query in d["Description"].lower() or query in d.get("Keywords", "").lower()]
-    start = after[0] if after else 0
+    start = max(0, int(after[0])) if after else 0
     page = items[start:start + limit]
     out: dict[str, Any] = {"NumResults": len(page)}
     if start + limit < len(items):

@@ -14,6 +14,7 @@ import jinja2
 from flask import Blueprint, Response, current_app, redirect, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from study.marketplace import limits
 from study.marketplace import worker_flow as flow
 from study.marketplace.errors import WorkerError
 from study.marketplace.ids import worker_id_for
@@ -121,6 +122,21 @@ def make_blueprint() -> Blueprint:
         if realm is not None and realm not in REALMS:
             from flask import abort
             abort(404)
+
+    @bp.before_request
+    def _limit_body():
+        # Checked before Flask parses a form: a worker's POST is a small form.
+        if request.method != "POST":
+            return None
+        request.max_content_length = limits.MAX_FORM_BYTES
+        length = request.content_length
+        if length is not None and length > limits.MAX_FORM_BYTES:
+            limits.drain(request.stream, length)
+            resp = _page("message.html", 413, realm=None, title="Too large",
+                         message=f"What you sent is larger than {limits.MAX_FORM_BYTES} bytes.")
+            resp.headers["Connection"] = "close"
+            return resp
+        return None
 
     @bp.get("/worker/<realm>/")
     def groups(realm: str):
@@ -272,6 +288,11 @@ def make_blueprint() -> Blueprint:
                          message="Accept the HIT before submitting it (assignmentId is missing).")
         fields = [(name, "|".join(values)) for name, values in data.lists()
                   if name != "assignmentId"]
+        try:
+            limits.check_answers(fields)
+        except limits.Refused as exc:
+            return _page("message.html", exc.status, realm=realm, title="Too large",
+                         message=exc.message)
         market = _market()
         try:
             a = flow.submit(market, realm, aid, fields)
