@@ -137,7 +137,7 @@ def handle(realm: str) -> Response:
                               "AWS.MechanicalTurk.ParameterValidationError")
     try:
         market.sweep(realm)
-        result = market.call(op, realm, params or {})
+        result = market.call(op, realm, key_id, params or {})
     except RequestError as exc:
         return error_response(exc.error_type, exc.message, exc.status, exc.turk_code)
     except Exception:

@@ -11,7 +11,7 @@ from study.marketplace.hits import TOKEN_WINDOW_S, hit_row
 from study.marketplace.money import fee_cents, fmt_cents, parse_cents, require_funds
 
 
-def send_bonus(market, realm, p):
+def send_bonus(market, acct, p):
     store = market.store
     now = market.now()
     amount = parse_cents(p["BonusAmount"])
@@ -22,37 +22,37 @@ def send_bonus(market, realm, p):
     token = p.get("UniqueRequestToken")
     with store.transaction():
         if token:
-            old = store.bonus_by_token(realm, token)
+            old = store.bonus_by_token(acct, token)
             if old is not None and old["grant_time"] > now - TOKEN_WINDOW_S:
                 raise RequestError(
                     f"A bonus with this UniqueRequestToken was already sent for assignment "
                     f"{old['assignment_id']}. {stamp(now)}", "AWS.MechanicalTurk.DuplicateRequest")
             if old is not None:
-                store.clear_bonus_token(realm, token)
-        a = assignment_row(market, realm, p["AssignmentId"])
+                store.clear_bonus_token(acct, token)
+        a = assignment_row(market, acct, p["AssignmentId"])
         if a["worker_id"] != p["WorkerId"]:
             raise RequestError(f"Assignment {a['assignment_id']} was not done by worker "
                                f"{p['WorkerId']}. {stamp(now)}",
                                "AWS.MechanicalTurk.InvalidParameterValue")
         cost = amount + fee_cents(amount, 1)
-        require_funds(market, realm, cost)
-        store.insert_bonus(realm, p["WorkerId"], a["assignment_id"], a["hit_id"], amount,
+        require_funds(market, acct, cost)
+        store.insert_bonus(acct, p["WorkerId"], a["assignment_id"], a["hit_id"], amount,
                            p["Reason"], now, token)
-        store.charge(realm, cost)
+        store.charge(acct, cost)
     return {}
 
 
-def list_bonus_payments(market, realm, p):
+def list_bonus_payments(market, acct, p):
     if ("HITId" in p) == ("AssignmentId" in p):
         raise param_error("Specify either HITId or AssignmentId (exactly one).")
     limit, after = paging.page(p)
     if "HITId" in p:
-        hit_row(market, realm, p["HITId"])
+        hit_row(market, acct, p["HITId"])
         column, value = "hit_id", p["HITId"]
     else:
-        assignment_row(market, realm, p["AssignmentId"])
+        assignment_row(market, acct, p["AssignmentId"])
         column, value = "assignment_id", p["AssignmentId"]
-    rows = market.store.bonuses(realm, column, value, after[1] if after else None, limit + 1)
+    rows = market.store.bonuses(acct, column, value, after[1] if after else None, limit + 1)
     out: dict[str, Any] = {"NumResults": min(len(rows), limit)}
     if len(rows) > limit:
         out["NextToken"] = paging.encode([0, rows[limit - 1]["bonus_id"]])

@@ -116,14 +116,18 @@ def invite_command(ctx, label: str, base_url: str, completion_code: str | None,
 @click.argument("amount")
 @click.option("--realm", type=click.Choice(["sandbox", "live"]), default="live",
               show_default=True)
+@click.option("--requester", default=None, metavar="KEY_ID",
+              help="The requester key to credit (needed when the realm has several).")
 @click.option("--db", "db", default=None, type=click.Path(dir_okay=False))
 @click.pass_context
-def deposit_command(ctx, amount: str, realm: str, db: str | None) -> None:
-    """Add AMOUNT dollars to a realm's balance (the live realm starts at 0.00)."""
+def deposit_command(ctx, amount: str, realm: str, requester: str | None, db: str | None) -> None:
+    """Add AMOUNT dollars to a requester's balance (the live realm starts at 0.00)."""
     from study.marketplace.money import deposit
     try:
-        balance = deposit(_db_path(ctx, db), realm, amount)
+        balance = deposit(_db_path(ctx, db), realm, amount, requester)
     except ValueError:
         raise StudyError(f"{amount!r} is not a dollar amount", where="AMOUNT",
                          hint="write it like 250 or 250.00")
+    except LookupError as exc:
+        raise StudyError(str(exc), where="--requester", hint="pass --requester KEY_ID")
     click.echo(f"{realm} balance: ${balance}")

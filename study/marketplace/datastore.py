@@ -16,10 +16,17 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
-from study.marketplace.tables import SANDBOX_START_CENTS, SCHEMA, SCHEMA_VERSION
+from study.marketplace.tables import BY_REQUESTER, SANDBOX_START_CENTS, SCHEMA, SCHEMA_VERSION
 
+class Account(NamedTuple):
+    """A requester in a realm: every key is its own account, with its own data and money."""
+    realm: str
+    requester: str
+
+
+POOL = ""  # the requester of what no key has claimed yet
 OPEN = "('Accepted','Submitted','Approved','Rejected')"  # statuses that hold a HIT's slot
 HIT_SQL = """SELECT h.*, t.title, t.description, t.keywords, t.reward_cents,
     t.assignment_duration, t.auto_approval_delay, t.qual_json
@@ -103,20 +110,47 @@ class Store:
 
     # -- infrastructure ------------------------------------------------------------------------
     def _init(self, live_balance_cents: int) -> None:
-        """Create the schema and the two accounts if missing; existing data is kept."""
+        """Create or upgrade the schema; existing data is kept. A new file's live realm starts
+        with `live_balance_cents`, for the first key that uses it."""
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = self.conn()
-        # Every statement is IF NOT EXISTS, so two processes starting at once both succeed.
-        conn.executescript(SCHEMA)
         with self.transaction():
-            conn.execute("INSERT OR IGNORE INTO mk_meta VALUES ('schema_version', ?)",
+            fresh = not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'mk_meta'"
+                                     ).fetchone()
+            if not fresh and "requester" not in self._columns("accounts"):
+                self._upgrade_from_1()
+            self._create_tables()
+            if fresh:
+                conn.execute("INSERT INTO accounts VALUES ('live', ?, ?)",
+                             (POOL, int(live_balance_cents)))
+            conn.execute("INSERT OR REPLACE INTO mk_meta VALUES ('schema_version', ?)",
                          (str(SCHEMA_VERSION),))
             conn.execute("INSERT OR IGNORE INTO mk_meta VALUES ('cookie_secret', ?)",
                          (secrets.token_hex(32),))
-            conn.execute("INSERT OR IGNORE INTO accounts VALUES ('sandbox', ?)",
-                         (SANDBOX_START_CENTS,))
-            conn.execute("INSERT OR IGNORE INTO accounts VALUES ('live', ?)",
-                         (int(live_balance_cents),))
+
+    def _create_tables(self) -> None:
+        # Statement by statement: executescript() would commit the open transaction.
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                self.conn().execute(statement)
+
+    def _columns(self, table: str) -> list[str]:
+        return [r[1] for r in self.conn().execute(f"PRAGMA table_info({table})")]
+
+    def _upgrade_from_1(self) -> None:
+        """Schema 1 had one account per realm shared by every key: its rows and balances go
+        to the pool, for the first key that uses each realm."""
+        conn = self.conn()
+        for table in BY_REQUESTER:
+            conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+        # The old indexes keep their names until their tables go, so tables first, then data,
+        # then the indexes again.
+        self._create_tables()
+        for table in BY_REQUESTER:
+            cols = ", ".join(self._columns(f"{table}_v1"))
+            conn.execute(f"INSERT INTO {table} ({cols}, requester) SELECT {cols}, '' "
+                         f"FROM {table}_v1")
+            conn.execute(f"DROP TABLE {table}_v1")
 
     def conn(self) -> sqlite3.Connection:
         return self.pool.get()
@@ -166,6 +200,62 @@ class Store:
         row = self._one("SELECT value FROM mk_meta WHERE key = ?", (key,))
         return row[0] if row else None
 
+    # -- accounts -----------------------------------------------------------------------------
+    def has_account(self, acct: Account) -> bool:
+        return self._one("SELECT 1 FROM accounts WHERE realm = ? AND requester = ?",
+                         acct) is not None
+
+    def open_account(self, acct: Account) -> None:
+        """The key's account in the realm, made on its first request. The first key in a realm
+        takes over the pool: the live realm's starting funds and what schema 1 held."""
+        with self.transaction():
+            if self.has_account(acct):
+                return
+            realm = acct.realm
+            first = self._one("SELECT 1 FROM accounts WHERE realm = ? AND requester != ?",
+                              (realm, POOL)) is None
+            pool = self._one("SELECT balance_cents FROM accounts WHERE realm = ? AND "
+                             "requester = ?", (realm, POOL))
+            balance = SANDBOX_START_CENTS if realm == "sandbox" else 0
+            if first and pool is not None:
+                balance = pool[0]
+                self._run("DELETE FROM accounts WHERE realm = ? AND requester = ?", (realm, POOL))
+                for table in BY_REQUESTER[1:]:
+                    self._run(f"UPDATE {table} SET requester = ? WHERE realm = ? AND "
+                              f"requester = ?", (acct.requester, realm, POOL))
+            self._run("INSERT INTO accounts VALUES (?, ?, ?)", (*acct, balance))
+
+    def accounts(self, realm: str) -> list[str]:
+        """The requesters with an account in the realm ('' for the pool)."""
+        return [r[0] for r in self._all("SELECT requester FROM accounts WHERE realm = ? "
+                                        "ORDER BY requester", (realm,))]
+
+    def deposit(self, acct: Account, cents: int) -> None:
+        self._run("INSERT INTO accounts VALUES (?, ?, ?) ON CONFLICT (realm, requester) DO "
+                  "UPDATE SET balance_cents = balance_cents + excluded.balance_cents",
+                  (*acct, cents))
+
+    def balance(self, acct: Account) -> int:
+        row = self._one("SELECT balance_cents FROM accounts WHERE realm = ? AND requester = ?",
+                        acct)
+        return row[0] if row else 0
+
+    def charge(self, acct: Account, cents: int) -> None:
+        self._run("UPDATE accounts SET balance_cents = balance_cents - ? WHERE realm = ? AND "
+                  "requester = ?", (cents, *acct))
+
+    def outstanding(self, acct: Account) -> list:
+        """Per live HIT of the requester: reward, max assignments, expiration, and how many of
+        its assignments are done (approved or rejected) and busy (accepted or submitted)."""
+        return self._all(
+            "SELECT t.reward_cents, h.max_assignments, h.expiration, "
+            "(SELECT COUNT(*) FROM assignments a WHERE a.realm = h.realm AND a.hit_id = h.hit_id "
+            "AND a.status IN ('Approved','Rejected')) AS done, "
+            "(SELECT COUNT(*) FROM assignments a WHERE a.realm = h.realm AND a.hit_id = h.hit_id "
+            "AND a.status IN ('Accepted','Submitted')) AS busy "
+            "FROM hits h JOIN hit_types t ON t.realm = h.realm AND t.hit_type_id = h.hit_type_id "
+            "WHERE h.realm = ? AND h.requester = ? AND h.disposed = 0", acct)
+
     # -- what time does: expiry sweeps ---------------------------------------------------------
     def sweep_due(self, realm: str, now: float) -> bool:
         return bool(self._one(
@@ -179,55 +269,62 @@ class Store:
 
     def auto_approval_due(self, realm: str, now: float) -> list:
         return self._all(
-            "SELECT a.assignment_id, a.auto_approval_time, t.reward_cents, h.max_assignments "
-            "FROM assignments a JOIN hits h ON h.realm = a.realm AND h.hit_id = a.hit_id "
-            "JOIN hit_types t ON t.realm = h.realm AND t.hit_type_id = h.hit_type_id "
+            "SELECT a.assignment_id, a.auto_approval_time, t.reward_cents, h.max_assignments, "
+            "h.requester FROM assignments a JOIN hits h ON h.realm = a.realm AND "
+            "h.hit_id = a.hit_id JOIN hit_types t ON t.realm = h.realm AND "
+            "t.hit_type_id = h.hit_type_id "
             "WHERE a.realm = ? AND a.status = 'Submitted' AND a.auto_approval_time <= ?",
             (realm, now))
 
     # -- HIT types and HITs --------------------------------------------------------------------
-    def hit_type_by_fingerprint(self, realm: str, fingerprint: str) -> str | None:
-        row = self._one("SELECT hit_type_id FROM hit_types WHERE realm = ? AND fingerprint = ?",
-                        (realm, fingerprint))
+    def hit_type_by_fingerprint(self, acct: Account, fingerprint: str) -> str | None:
+        row = self._one("SELECT hit_type_id FROM hit_types WHERE realm = ? AND requester = ? "
+                        "AND fingerprint = ?", (*acct, fingerprint))
         return row[0] if row else None
 
-    def insert_hit_type(self, realm: str, hit_type_id: str, fingerprint: str, props: dict,
+    def insert_hit_type(self, acct: Account, hit_type_id: str, fingerprint: str, props: dict,
                         reward_cents: int, qual_json: str, now: float) -> None:
-        self._run("INSERT INTO hit_types VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  (realm, hit_type_id, fingerprint, props["Title"], props["Description"],
+        self._run("INSERT INTO hit_types (realm, hit_type_id, fingerprint, title, description, "
+                  "keywords, reward_cents, assignment_duration, auto_approval_delay, qual_json, "
+                  "created, requester) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (acct.realm, hit_type_id, fingerprint, props["Title"], props["Description"],
                    props["Keywords"], reward_cents, props["AssignmentDurationInSeconds"],
-                   props["AutoApprovalDelayInSeconds"], qual_json, now))
+                   props["AutoApprovalDelayInSeconds"], qual_json, now, acct.requester))
 
-    def hit_type_reward(self, realm: str, hit_type_id: str) -> int | None:
-        row = self._one("SELECT reward_cents FROM hit_types WHERE realm = ? AND hit_type_id = ?",
-                        (realm, hit_type_id))
+    def hit_type_reward(self, acct: Account, hit_type_id: str) -> int | None:
+        row = self._one("SELECT reward_cents FROM hit_types WHERE realm = ? AND requester = ? "
+                        "AND hit_type_id = ?", (*acct, hit_type_id))
         return None if row is None else row[0]
 
-    def hit_row(self, realm: str, hit_id: str):
-        return self._one(HIT_SQL + " WHERE h.realm = ? AND h.hit_id = ?", (realm, hit_id))
+    def hit_row(self, realm: str, hit_id: str, requester: str | None = None):
+        """The HIT, whoever made it, or only when `requester` made it."""
+        if requester is None:
+            return self._one(HIT_SQL + " WHERE h.realm = ? AND h.hit_id = ?", (realm, hit_id))
+        return self._one(HIT_SQL + " WHERE h.realm = ? AND h.hit_id = ? AND h.requester = ?",
+                         (realm, hit_id, requester))
 
-    def hit_by_token(self, realm: str, token: str):
-        return self._one("SELECT hit_id, created FROM hits WHERE realm = ? AND "
-                         "unique_request_token = ?", (realm, token))
+    def hit_by_token(self, acct: Account, token: str):
+        return self._one("SELECT hit_id, created FROM hits WHERE realm = ? AND requester = ? "
+                         "AND unique_request_token = ?", (*acct, token))
 
     def clear_hit_token(self, realm: str, hit_id: str) -> None:
         self._run("UPDATE hits SET unique_request_token = NULL WHERE realm = ? AND hit_id = ?",
                   (realm, hit_id))
 
-    def insert_hit(self, realm: str, hit_id: str, hit_type_id: str, question: str,
+    def insert_hit(self, acct: Account, hit_id: str, hit_type_id: str, question: str,
                    max_assignments: int, expiration: float, annotation: str | None, now: float,
                    token: str | None) -> None:
         self._run("INSERT INTO hits (realm, hit_id, hit_type_id, question, max_assignments, "
-                  "expiration, requester_annotation, created, unique_request_token) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  (realm, hit_id, hit_type_id, question, max_assignments, expiration,
-                   annotation, now, token))
+                  "expiration, requester_annotation, created, unique_request_token, requester) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (acct.realm, hit_id, hit_type_id, question, max_assignments, expiration,
+                   annotation, now, token, acct.requester))
 
-    def hit_rows(self, realm: str, hit_type_id: str | None, after: list | None,
+    def hit_rows(self, acct: Account, hit_type_id: str | None, after: list | None,
                  limit: int | None) -> list:
-        """Live HITs in creation order, after the (created, hit_id) of `after`."""
-        sql = HIT_SQL + " WHERE h.realm = ? AND h.disposed = 0"
-        args: list = [realm]
+        """The requester's live HITs in creation order, after the (created, hit_id) of `after`."""
+        sql = HIT_SQL + " WHERE h.realm = ? AND h.requester = ? AND h.disposed = 0"
+        args: list = [*acct]
         if hit_type_id is not None:
             sql += " AND h.hit_type_id = ?"
             args.append(hit_type_id)
@@ -263,16 +360,18 @@ class Store:
         self._run("UPDATE hits SET max_assignments = max_assignments + ? WHERE realm = ? AND "
                   "hit_id = ?", (n, realm, hit_id))
 
-    def extension_by_token(self, realm: str, token: str):
+    def extension_by_token(self, acct: Account, token: str):
         return self._one("SELECT hit_id, created FROM extensions WHERE realm = ? AND "
-                         "unique_request_token = ?", (realm, token))
+                         "requester = ? AND unique_request_token = ?", (*acct, token))
 
-    def forget_extension(self, realm: str, token: str) -> None:
-        self._run("DELETE FROM extensions WHERE realm = ? AND unique_request_token = ?",
-                  (realm, token))
+    def forget_extension(self, acct: Account, token: str) -> None:
+        self._run("DELETE FROM extensions WHERE realm = ? AND requester = ? AND "
+                  "unique_request_token = ?", (*acct, token))
 
-    def insert_extension(self, realm: str, token: str, hit_id: str, now: float) -> None:
-        self._run("INSERT INTO extensions VALUES (?, ?, ?, ?)", (realm, token, hit_id, now))
+    def insert_extension(self, acct: Account, token: str, hit_id: str, now: float) -> None:
+        self._run("INSERT INTO extensions (realm, unique_request_token, hit_id, created, "
+                  "requester) VALUES (?, ?, ?, ?, ?)",
+                  (acct.realm, token, hit_id, now, acct.requester))
 
     def question(self, realm: str, hit_id: str) -> str | None:
         row = self._one("SELECT question FROM hits WHERE realm = ? AND hit_id = ? AND "
@@ -281,10 +380,11 @@ class Store:
 
     # -- assignments ---------------------------------------------------------------------------
     def assignment(self, realm: str, assignment_id: str):
-        return self._one("SELECT a.*, t.auto_approval_delay FROM assignments a JOIN hits h ON "
-                         "h.realm = a.realm AND h.hit_id = a.hit_id JOIN hit_types t ON "
-                         "t.realm = h.realm AND t.hit_type_id = h.hit_type_id WHERE a.realm = ? "
-                         "AND a.assignment_id = ?", (realm, assignment_id))
+        """The assignment with its HIT's requester and auto-approval delay."""
+        return self._one("SELECT a.*, t.auto_approval_delay, h.requester FROM assignments a "
+                         "JOIN hits h ON h.realm = a.realm AND h.hit_id = a.hit_id JOIN "
+                         "hit_types t ON t.realm = h.realm AND t.hit_type_id = h.hit_type_id "
+                         "WHERE a.realm = ? AND a.assignment_id = ?", (realm, assignment_id))
 
     def assignments_of_hit(self, realm: str, hit_id: str, statuses: list[str],
                            after: list | None, limit: int) -> list:
@@ -332,18 +432,10 @@ class Store:
                   "requester_feedback = ? WHERE realm = ? AND assignment_id = ?",
                   (when, feedback, realm, assignment_id))
 
-    def worked_for(self, realm: str, worker_id: str) -> bool:
-        return self._one("SELECT 1 FROM assignments WHERE realm = ? AND worker_id = ? LIMIT 1",
-                         (realm, worker_id)) is not None
-
-    # -- money ---------------------------------------------------------------------------------
-    def balance(self, realm: str) -> int:
-        return self._one("SELECT balance_cents FROM accounts WHERE realm = ?", (realm,))[0]
-
-    def charge(self, realm: str, cents: int) -> None:
-        """Take `cents` from the realm's balance (a negative amount adds funds)."""
-        self._run("UPDATE accounts SET balance_cents = balance_cents - ? WHERE realm = ?",
-                  (cents, realm))
+    def worked_for(self, acct: Account, worker_id: str) -> bool:
+        return self._one("SELECT 1 FROM assignments a JOIN hits h ON h.realm = a.realm AND "
+                         "h.hit_id = a.hit_id WHERE a.realm = ? AND h.requester = ? AND "
+                         "a.worker_id = ? LIMIT 1", (*acct, worker_id)) is not None
 
     def hit_cost_basis(self, realm: str, hit_id: str) -> tuple[int, int]:
         r = self._one("SELECT t.reward_cents, h.max_assignments FROM hits h JOIN hit_types t "
@@ -351,62 +443,61 @@ class Store:
                       "AND h.hit_id = ?", (realm, hit_id))
         return r[0], r[1]
 
-    def submitted_by_hit(self, realm: str) -> list:
-        """(reward_cents, max_assignments, n) of every HIT with submitted, unreviewed work."""
-        return self._all(
-            "SELECT t.reward_cents, h.max_assignments, COUNT(*) AS n FROM assignments a "
-            "JOIN hits h ON h.realm = a.realm AND h.hit_id = a.hit_id JOIN hit_types t ON "
-            "t.realm = h.realm AND t.hit_type_id = h.hit_type_id WHERE a.realm = ? AND "
-            "a.status = 'Submitted' GROUP BY h.hit_id", (realm,))
-
-    def bonus_by_token(self, realm: str, token: str):
+    # -- bonuses -------------------------------------------------------------------------------
+    def bonus_by_token(self, acct: Account, token: str):
         return self._one("SELECT assignment_id, grant_time FROM bonuses WHERE realm = ? AND "
-                         "unique_request_token = ?", (realm, token))
+                         "requester = ? AND unique_request_token = ?", (*acct, token))
 
-    def clear_bonus_token(self, realm: str, token: str) -> None:
+    def clear_bonus_token(self, acct: Account, token: str) -> None:
         self._run("UPDATE bonuses SET unique_request_token = NULL WHERE realm = ? AND "
-                  "unique_request_token = ?", (realm, token))
+                  "requester = ? AND unique_request_token = ?", (*acct, token))
 
-    def insert_bonus(self, realm: str, worker_id: str, assignment_id: str, hit_id: str,
+    def insert_bonus(self, acct: Account, worker_id: str, assignment_id: str, hit_id: str,
                      cents: int, reason: str, now: float, token: str | None) -> None:
         self._run("INSERT INTO bonuses (realm, worker_id, assignment_id, hit_id, amount_cents, "
-                  "reason, grant_time, unique_request_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                  (realm, worker_id, assignment_id, hit_id, cents, reason, now, token))
+                  "reason, grant_time, unique_request_token, requester) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (acct.realm, worker_id, assignment_id, hit_id, cents, reason, now, token,
+                   acct.requester))
 
-    def bonuses(self, realm: str, column: str, value: str, after_id: int | None,
+    def bonuses(self, acct: Account, column: str, value: str, after_id: int | None,
                 limit: int) -> list:
         assert column in ("hit_id", "assignment_id")
-        sql = f"SELECT * FROM bonuses WHERE realm = ? AND {column} = ?"
-        args: list = [realm, value]
+        sql = f"SELECT * FROM bonuses WHERE realm = ? AND requester = ? AND {column} = ?"
+        args: list = [*acct, value]
         if after_id is not None:
             sql += " AND bonus_id > ?"
             args.append(after_id)
         return self._all(sql + " ORDER BY bonus_id LIMIT ?", [*args, limit])
 
     # -- qualifications and blocks -------------------------------------------------------------
-    def qual_type(self, realm: str, qid: str):
-        return self._one("SELECT * FROM qualification_types WHERE realm = ? AND "
-                         "qualification_type_id = ?", (realm, qid))
+    def qual_type(self, acct: Account, qid: str):
+        return self._one("SELECT * FROM qualification_types WHERE realm = ? AND requester = ? "
+                         "AND qualification_type_id = ?", (*acct, qid))
 
-    def qual_type_named(self, realm: str, name: str) -> bool:
-        return self._one("SELECT 1 FROM qualification_types WHERE realm = ? AND name = ?",
-                         (realm, name)) is not None
+    def qual_type_named(self, acct: Account, name: str) -> bool:
+        return self._one("SELECT 1 FROM qualification_types WHERE realm = ? AND requester = ? "
+                         "AND name = ?", (*acct, name)) is not None
 
-    def insert_qual_type(self, realm: str, qid: str, p: dict, now: float) -> None:
-        self._run("INSERT INTO qualification_types VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  (realm, qid, p["Name"], p["Description"], p.get("Keywords"),
-                   p["QualificationTypeStatus"], None, None, None, p.get("RetryDelayInSeconds"),
-                   int(p.get("AutoGranted", False)), p.get("AutoGrantedValue"), now))
+    def insert_qual_type(self, acct: Account, qid: str, p: dict, now: float) -> None:
+        self._run("INSERT INTO qualification_types (realm, qualification_type_id, name, "
+                  "description, keywords, status, test, answer_key, test_duration, retry_delay, "
+                  "auto_granted, auto_granted_value, created, requester) "
+                  "VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?, ?)",
+                  (acct.realm, qid, p["Name"], p["Description"], p.get("Keywords"),
+                   p["QualificationTypeStatus"], p.get("RetryDelayInSeconds"),
+                   int(p.get("AutoGranted", False)), p.get("AutoGrantedValue"), now,
+                   acct.requester))
 
-    def set_qual_type(self, realm: str, qid: str, column: str, value) -> None:
+    def set_qual_type(self, acct: Account, qid: str, column: str, value) -> None:
         assert column in ("description", "status", "retry_delay", "auto_granted",
                           "auto_granted_value")
         self._run(f"UPDATE qualification_types SET {column} = ? WHERE realm = ? AND "
-                  f"qualification_type_id = ?", (value, realm, qid))
+                  f"requester = ? AND qualification_type_id = ?", (value, *acct, qid))
 
-    def qual_types(self, realm: str) -> list:
-        return self._all("SELECT * FROM qualification_types WHERE realm = ? ORDER BY created, "
-                         "qualification_type_id", (realm,))
+    def qual_types(self, acct: Account) -> list:
+        return self._all("SELECT * FROM qualification_types WHERE realm = ? AND requester = ? "
+                         "ORDER BY created, qualification_type_id", acct)
 
     def grant(self, realm: str, qid: str, worker_id: str, value: int, now: float) -> None:
         self._run("INSERT INTO qualifications VALUES (?, ?, ?, ?, 'Granted', ?) "
@@ -434,41 +525,46 @@ class Store:
             args.append(after)
         return self._all(sql + " ORDER BY worker_id LIMIT ?", [*args, limit])
 
-    def granted_values(self, realm: str, worker_id: str) -> list:
+    def granted_values(self, acct: Account, worker_id: str) -> list:
+        """The worker's values of the requester's active qualification types."""
         return self._all("SELECT q.qualification_type_id, q.integer_value FROM qualifications q "
                          "JOIN qualification_types t ON t.realm = q.realm AND "
                          "t.qualification_type_id = q.qualification_type_id WHERE q.realm = ? "
-                         "AND q.worker_id = ? AND q.status = 'Granted' AND t.status = 'Active'",
-                         (realm, worker_id))
+                         "AND t.requester = ? AND q.worker_id = ? AND q.status = 'Granted' AND "
+                         "t.status = 'Active'", (*acct, worker_id))
 
-    def auto_granted(self, realm: str) -> list:
+    def auto_granted(self, acct: Account) -> list:
         return self._all("SELECT qualification_type_id, auto_granted_value FROM "
-                         "qualification_types WHERE realm = ? AND auto_granted = 1 AND "
-                         "status = 'Active'", (realm,))
+                         "qualification_types WHERE realm = ? AND requester = ? AND "
+                         "auto_granted = 1 AND status = 'Active'", acct)
 
-    def block(self, realm: str, worker_id: str, reason: str, now: float) -> None:
-        self._run("INSERT INTO worker_blocks VALUES (?, ?, ?, ?) ON CONFLICT (realm, worker_id) "
-                  "DO UPDATE SET reason = excluded.reason", (realm, worker_id, reason, now))
+    def block(self, acct: Account, worker_id: str, reason: str, now: float) -> None:
+        self._run("INSERT INTO worker_blocks (realm, worker_id, reason, created, requester) "
+                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT (realm, requester, worker_id) DO UPDATE "
+                  "SET reason = excluded.reason",
+                  (acct.realm, worker_id, reason, now, acct.requester))
 
-    def unblock(self, realm: str, worker_id: str) -> None:
-        self._run("DELETE FROM worker_blocks WHERE realm = ? AND worker_id = ?",
-                  (realm, worker_id))
+    def unblock(self, acct: Account, worker_id: str) -> None:
+        self._run("DELETE FROM worker_blocks WHERE realm = ? AND requester = ? AND "
+                  "worker_id = ?", (*acct, worker_id))
 
-    def blocks(self, realm: str, after: str | None, limit: int) -> list:
-        sql, args = "SELECT * FROM worker_blocks WHERE realm = ?", [realm]
+    def blocks(self, acct: Account, after: str | None, limit: int) -> list:
+        sql, args = "SELECT * FROM worker_blocks WHERE realm = ? AND requester = ?", [*acct]
         if after is not None:
             sql += " AND worker_id > ?"
             args.append(after)
         return self._all(sql + " ORDER BY worker_id LIMIT ?", [*args, limit])
 
-    def is_blocked(self, realm: str, worker_id: str) -> bool:
-        return self._one("SELECT 1 FROM worker_blocks WHERE realm = ? AND worker_id = ?",
-                         (realm, worker_id)) is not None
+    def blocked_by(self, realm: str, worker_id: str) -> set[str]:
+        """The requesters who blocked the worker."""
+        return {r[0] for r in self._all("SELECT requester FROM worker_blocks WHERE realm = ? "
+                                        "AND worker_id = ?", (realm, worker_id))}
 
-    def insert_notification(self, realm: str, worker_id: str, subject: str, message: str,
+    def insert_notification(self, acct: Account, worker_id: str, subject: str, message: str,
                             now: float) -> None:
-        self._run("INSERT INTO notifications (realm, worker_id, subject, message, created) "
-                  "VALUES (?, ?, ?, ?, ?)", (realm, worker_id, subject, message, now))
+        self._run("INSERT INTO notifications (realm, worker_id, subject, message, created, "
+                  "requester) VALUES (?, ?, ?, ?, ?, ?)",
+                  (acct.realm, worker_id, subject, message, now, acct.requester))
 
     # -- workers -------------------------------------------------------------------------------
     def worker(self, realm: str, worker_id: str):
@@ -499,8 +595,8 @@ class Store:
     def open_groups(self, realm: str, worker_id: str, now: float) -> list:
         """HIT types with a HIT the worker has not taken and that has a free slot."""
         return self._all(
-            "SELECT t.hit_type_id, t.title, t.description, t.keywords, t.reward_cents, "
-            "t.assignment_duration, t.qual_json, COUNT(*) AS hits, MIN(h.expiration) AS expires "
+            "SELECT t.hit_type_id, t.requester, t.title, t.description, t.keywords, "
+            "t.reward_cents, t.assignment_duration, t.qual_json, COUNT(*) AS hits, MIN(h.expiration) AS expires "
             "FROM hits h JOIN hit_types t ON t.realm = h.realm AND t.hit_type_id = h.hit_type_id "
             "WHERE h.realm = ? AND h.disposed = 0 AND h.expiration > ? AND h.max_assignments > "
             f"(SELECT COUNT(*) FROM assignments a WHERE a.realm = h.realm AND a.hit_id = h.hit_id "

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from study.marketplace import paging
+from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
 from study.marketplace.ids import new_id
 from study.marketplace.money import fee_cents, fmt_cents, parse_cents, require_funds
@@ -70,16 +71,17 @@ def hit_dicts(market, realm: str, rows) -> list[dict]:
     return out
 
 
-def hit_row(market, realm: str, hit_id: str):
-    row = market.store.hit_row(realm, hit_id)
+def hit_row(market, acct: Account, hit_id: str):
+    """The requester's own HIT; another requester's is as absent as one never made."""
+    row = market.store.hit_row(acct.realm, hit_id, acct.requester)
     if row is None:
         raise RequestError(f"Hit {hit_id} does not exist. {stamp(market.now())}",
                            "AWS.MechanicalTurk.HitDoesNotExist")
     return row
 
 
-def hit_dict(market, realm: str, hit_id: str) -> dict:
-    return hit_dicts(market, realm, [hit_row(market, realm, hit_id)])[0]
+def hit_dict(market, acct: Account, hit_id: str) -> dict:
+    return hit_dicts(market, acct.realm, [hit_row(market, acct, hit_id)])[0]
 
 
 # -- checks -------------------------------------------------------------------------------------
@@ -88,7 +90,7 @@ def check_seconds(p: dict, name: str, low: int, high: int) -> None:
         raise param_error(f"{name} must be between {low} and {high} seconds (got {p[name]}).")
 
 
-def _check_hit_type_params(market, realm: str, p: dict) -> None:
+def _check_hit_type_params(market, acct: Account, p: dict) -> None:
     title = p["Title"]
     if not title.strip():
         raise param_error("Title must not be empty.")
@@ -104,7 +106,7 @@ def _check_hit_type_params(market, realm: str, p: dict) -> None:
         raise param_error(f"Reward {p['Reward']} is below the minimum of 0.01.")
     check_seconds(p, "AssignmentDurationInSeconds", MIN_DURATION_S, MAX_DURATION_S)
     check_seconds(p, "AutoApprovalDelayInSeconds", 0, MAX_AUTO_APPROVAL_S)
-    check_requirements(market, realm, p.get("QualificationRequirements") or [])
+    check_requirements(market, acct, p.get("QualificationRequirements") or [])
 
 
 def _unsupported_hit_params(p: dict) -> None:
@@ -121,7 +123,7 @@ def _unsupported_hit_params(p: dict) -> None:
 
 
 # -- HIT types and HITs -------------------------------------------------------------------------
-def _hit_type(market, realm: str, p: dict) -> str:
+def _hit_type(market, acct: Account, p: dict) -> str:
     """The HIT type with these properties, created on first use (MTurk returns the existing
     type id when every property matches)."""
     props = {
@@ -132,23 +134,23 @@ def _hit_type(market, realm: str, p: dict) -> str:
         "QualificationRequirements": p.get("QualificationRequirements") or [],
     }
     fingerprint = json.dumps(props, sort_keys=True)
-    existing = market.store.hit_type_by_fingerprint(realm, fingerprint)
+    existing = market.store.hit_type_by_fingerprint(acct, fingerprint)
     if existing:
         return existing
     hit_type_id = new_id()
-    market.store.insert_hit_type(realm, hit_type_id, fingerprint, props,
+    market.store.insert_hit_type(acct, hit_type_id, fingerprint, props,
                                  parse_cents(props["Reward"]),
                                  json.dumps(props["QualificationRequirements"]), market.now())
     return hit_type_id
 
 
-def create_hit_type(market, realm, p):
-    _check_hit_type_params(market, realm, p)
+def create_hit_type(market, acct, p):
+    _check_hit_type_params(market, acct, p)
     with market.store.transaction():
-        return {"HITTypeId": _hit_type(market, realm, p)}
+        return {"HITTypeId": _hit_type(market, acct, p)}
 
 
-def _create_hit(market, realm: str, hit_type_id: str | None, p: dict) -> dict:
+def _create_hit(market, acct: Account, hit_type_id: str | None, p: dict) -> dict:
     store, now = market.store, market.now()
     check_seconds(p, "LifetimeInSeconds", MIN_DURATION_S, MAX_DURATION_S)
     max_assignments = p.get("MaxAssignments", 1)
@@ -161,58 +163,58 @@ def _create_hit(market, realm: str, hit_type_id: str | None, p: dict) -> dict:
     token = p.get("UniqueRequestToken")
     with store.transaction():
         if token:
-            old = store.hit_by_token(realm, token)
+            old = store.hit_by_token(acct, token)
             if old is not None and old["created"] > now - TOKEN_WINDOW_S:
                 raise RequestError(
                     f"The HIT with ID \"{old['hit_id']}\" already exists with this "
                     f"UniqueRequestToken. (HIT ID: {old['hit_id']}) {stamp(now)}",
                     "AWS.MechanicalTurk.HitAlreadyExists")
             if old is not None:
-                store.clear_hit_token(realm, old["hit_id"])
+                store.clear_hit_token(acct.realm, old["hit_id"])
         if hit_type_id is None:
-            hit_type_id = _hit_type(market, realm, p)
-        reward = store.hit_type_reward(realm, hit_type_id)
+            hit_type_id = _hit_type(market, acct, p)
+        reward = store.hit_type_reward(acct, hit_type_id)
         if reward is None:
             raise RequestError(f"HITType {hit_type_id} does not exist. {stamp(now)}",
                                "AWS.MechanicalTurk.HITTypeDoesNotExist")
-        require_funds(market, realm,
+        require_funds(market, acct,
                       max_assignments * (reward + fee_cents(reward, max_assignments)))
         hit_id = new_id()
-        store.insert_hit(realm, hit_id, hit_type_id, p["Question"], max_assignments,
+        store.insert_hit(acct, hit_id, hit_type_id, p["Question"], max_assignments,
                          now + p["LifetimeInSeconds"], p.get("RequesterAnnotation"), now, token)
-        return {"HIT": hit_dict(market, realm, hit_id)}
+        return {"HIT": hit_dict(market, acct, hit_id)}
 
 
-def create_hit(market, realm, p):
+def create_hit(market, acct, p):
     _unsupported_hit_params(p)
-    _check_hit_type_params(market, realm, p)
-    return _create_hit(market, realm, None, p)
+    _check_hit_type_params(market, acct, p)
+    return _create_hit(market, acct, None, p)
 
 
-def create_hit_with_hit_type(market, realm, p):
+def create_hit_with_hit_type(market, acct, p):
     _unsupported_hit_params(p)
-    return _create_hit(market, realm, p["HITTypeId"], p)
+    return _create_hit(market, acct, p["HITTypeId"], p)
 
 
-def get_hit(market, realm, p):
-    return {"HIT": hit_dict(market, realm, p["HITId"])}
+def get_hit(market, acct, p):
+    return {"HIT": hit_dict(market, acct, p["HITId"])}
 
 
-def _list_hits(market, realm: str, p: dict, hit_type_id: str | None = None,
+def _list_hits(market, acct: Account, p: dict, hit_type_id: str | None = None,
                status_filter: str | None = None) -> dict:
     store = market.store
     limit, after = paging.page(p)
     with store.transaction(write=False):
         if status_filter is None:
-            rows = store.hit_rows(realm, hit_type_id, after, limit + 1)
-            hits = hit_dicts(market, realm, rows[:limit])
+            rows = store.hit_rows(acct, hit_type_id, after, limit + 1)
+            hits = hit_dicts(market, acct.realm, rows[:limit])
             more = len(rows) > limit
             last = rows[limit - 1] if more else None
         else:
             # The status is computed, so filter in Python over the ordered rows.
             hits, more, last = [], False, None
-            for row in store.hit_rows(realm, hit_type_id, after, None):
-                d = hit_dicts(market, realm, [row])[0]
+            for row in store.hit_rows(acct, hit_type_id, after, None):
+                d = hit_dicts(market, acct.realm, [row])[0]
                 if d["HITStatus"] != status_filter:
                     continue
                 if len(hits) == limit:
@@ -228,12 +230,12 @@ def _list_hits(market, realm: str, p: dict, hit_type_id: str | None = None,
     return out
 
 
-def list_hits(market, realm, p):
-    return _list_hits(market, realm, p)
+def list_hits(market, acct, p):
+    return _list_hits(market, acct, p)
 
 
-def list_reviewable_hits(market, realm, p):
-    return _list_hits(market, realm, p, p.get("HITTypeId"), p.get("Status", "Reviewable"))
+def list_reviewable_hits(market, acct, p):
+    return _list_hits(market, acct, p, p.get("HITTypeId"), p.get("Status", "Reviewable"))
 
 
 def _deleted(market, h) -> RequestError:
@@ -241,63 +243,63 @@ def _deleted(market, h) -> RequestError:
                         "AWS.MechanicalTurk.InvalidHITState")
 
 
-def update_expiration_for_hit(market, realm, p):
+def update_expiration_for_hit(market, acct, p):
     with market.store.transaction():
-        h = hit_row(market, realm, p["HITId"])
+        h = hit_row(market, acct, p["HITId"])
         if h["disposed"]:
             raise _deleted(market, h)
         # A time in the past expires the HIT now, as MTurk did.
         now = market.now()
         expire_at = min(max(float(p["ExpireAt"]), now), now + MAX_DURATION_S)
-        market.store.set_hit(realm, h["hit_id"], "expiration", expire_at)
+        market.store.set_hit(acct.realm, h["hit_id"], "expiration", expire_at)
     return {}
 
 
-def update_hit_review_status(market, realm, p):
+def update_hit_review_status(market, acct, p):
     revert = p.get("Revert", False)
     with market.store.transaction():
-        d = hit_dict(market, realm, p["HITId"])
+        d = hit_dict(market, acct, p["HITId"])
         need = "Reviewing" if revert else "Reviewable"
         if d["HITStatus"] != need:
             raise RequestError(
                 f"This HIT is currently in the state '{d['HITStatus']}'.  This operation can "
                 f"be called with a status of: {need} {stamp(market.now())}",
                 "AWS.MechanicalTurk.InvalidHITState")
-        market.store.set_hit(realm, p["HITId"], "reviewing", 0 if revert else 1)
+        market.store.set_hit(acct.realm, p["HITId"], "reviewing", 0 if revert else 1)
     return {}
 
 
-def update_hit_type_of_hit(market, realm, p):
+def update_hit_type_of_hit(market, acct, p):
     store = market.store
     with store.transaction():
-        h = hit_row(market, realm, p["HITId"])
-        if store.hit_type_reward(realm, p["HITTypeId"]) is None:
+        h = hit_row(market, acct, p["HITId"])
+        if store.hit_type_reward(acct, p["HITTypeId"]) is None:
             raise RequestError(f"HITType {p['HITTypeId']} does not exist. "
                                f"{stamp(market.now())}", "AWS.MechanicalTurk.HITTypeDoesNotExist")
         if h["disposed"]:
             raise _deleted(market, h)
-        store.set_hit(realm, h["hit_id"], "hit_type_id", p["HITTypeId"])
+        store.set_hit(acct.realm, h["hit_id"], "hit_type_id", p["HITTypeId"])
     return {}
 
 
-def delete_hit(market, realm, p):
+def delete_hit(market, acct, p):
     store = market.store
     with store.transaction():
-        d = hit_dict(market, realm, p["HITId"])
+        d = hit_dict(market, acct, p["HITId"])
         if d["HITStatus"] == "Disposed":
             return {}
         if d["HITStatus"] not in ("Reviewable", "Reviewing") \
-                or store.count_submitted(realm, p["HITId"]):
+                or store.count_submitted(acct.realm, p["HITId"]):
             raise RequestError(
                 f"This HIT is currently in the state '{d['HITStatus']}'.  This operation can "
                 f"be called with a status of: Reviewable, Reviewing (and every submitted "
                 f"assignment approved or rejected). {stamp(market.now())}",
                 "AWS.MechanicalTurk.InvalidHITState")
-        store.set_hit(realm, p["HITId"], "disposed", 1)
+        store.set_hit(acct.realm, p["HITId"], "disposed", 1)
     return {}
 
 
-def create_additional_assignments_for_hit(market, realm, p):
+def create_additional_assignments_for_hit(market, acct, p):
     store = market.store
     n = p["NumberOfAdditionalAssignments"]
     if n < 1:
@@ -306,14 +308,14 @@ def create_additional_assignments_for_hit(market, realm, p):
     token = p.get("UniqueRequestToken")
     with store.transaction():
         if token:
-            old = store.extension_by_token(realm, token)
+            old = store.extension_by_token(acct, token)
             if old is not None and old["created"] > now - TOKEN_WINDOW_S:
                 raise RequestError(
                     f"The assignments for HIT {old['hit_id']} were already created with "
                     f"this UniqueRequestToken. {stamp(now)}",
                     "AWS.MechanicalTurk.DuplicateRequest")
-            store.forget_extension(realm, token)
-        h = hit_row(market, realm, p["HITId"])
+            store.forget_extension(acct, token)
+        h = hit_row(market, acct, p["HITId"])
         if h["disposed"]:
             raise _deleted(market, h)
         old_max = h["max_assignments"]
@@ -324,8 +326,8 @@ def create_additional_assignments_for_hit(market, realm, p):
                 f"(requested {old_max + n}). {stamp(now)}",
                 "AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease")
         reward = h["reward_cents"]
-        require_funds(market, realm, n * (reward + fee_cents(reward, old_max + n)))
-        store.add_max_assignments(realm, h["hit_id"], n)
+        require_funds(market, acct, n * (reward + fee_cents(reward, old_max + n)))
+        store.add_max_assignments(acct.realm, h["hit_id"], n)
         if token:
-            store.insert_extension(realm, token, h["hit_id"], now)
+            store.insert_extension(acct, token, h["hit_id"], now)
     return {}

@@ -16,7 +16,7 @@ from study.marketplace import (
     requester_workers,
     sweeps,
 )
-from study.marketplace.datastore import Store
+from study.marketplace.datastore import Account, Store
 
 OPERATIONS: dict[str, Callable] = {
     "CreateHITType": hits.create_hit_type,
@@ -66,6 +66,7 @@ class Market:
         self.throttle = throttle
         self.faults = faults
         self.cookie_secret = self.store.meta("cookie_secret")
+        self._accounts: set[Account] = set()
 
     def now(self) -> float:
         return float(self.clock())
@@ -73,6 +74,11 @@ class Market:
     def sweep(self, realm: str) -> None:
         sweeps.sweep(self, realm)
 
-    def call(self, operation: str, realm: str, params: dict) -> dict:
-        """Answer one Requester API operation (raises RequestError)."""
-        return OPERATIONS[operation](self, realm, params)
+    def call(self, operation: str, realm: str, key_id: str, params: dict) -> dict:
+        """Answer one Requester API operation for the requester `key_id` (raises
+        RequestError). Each key is its own requester, with an account made on first use."""
+        acct = Account(realm, key_id)
+        if acct not in self._accounts:
+            self.store.open_account(acct)
+            self._accounts.add(acct)
+        return OPERATIONS[operation](self, acct, params)

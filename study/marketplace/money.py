@@ -1,4 +1,11 @@
-"""Money: dollar amounts as integer cents, MTurk's commission, and a realm's account."""
+"""Money: dollar amounts as integer cents, MTurk's commission, and a requester's account.
+
+A requester's AvailableBalance is what it has not yet paid out. Making a HIT holds the reward
+and commission of every assignment it may still pay for: OnHoldBalance is that sum, and new
+work (a HIT, more assignments, a bonus) is refused with InsufficientFunds when it would not fit
+in what is available and not held. A HIT's hold shrinks as its assignments are approved (paid)
+or rejected, and goes when it expires (but for work still in progress) or is deleted.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from study.marketplace.datastore import POOL, Account
 from study.marketplace.errors import RequestError
 
 CURRENCY_RE = re.compile(r"^[0-9]+(\.)?[0-9]{0,2}$")
@@ -33,24 +41,46 @@ def fee_cents(amount_cents: int, max_assignments: int = 1) -> int:
     return max(MIN_FEE_CENTS, fee)
 
 
-def require_funds(market, realm: str, cost_cents: int) -> None:
-    balance = market.store.balance(realm)
-    if cost_cents > balance:
+def with_fee(reward_cents: int, max_assignments: int) -> int:
+    """What one assignment of a HIT costs the requester."""
+    return reward_cents + fee_cents(reward_cents, max_assignments)
+
+
+def held_cents(market, acct: Account) -> int:
+    """What the requester's HITs may still pay: every open slot of a HIT that has not expired,
+    and the work in progress or awaiting review of one that has."""
+    now = market.now()
+    held = 0
+    for h in market.store.outstanding(acct):
+        slots = h["max_assignments"] - h["done"] if h["expiration"] > now else h["busy"]
+        held += max(0, slots) * with_fee(h["reward_cents"], h["max_assignments"])
+    return held
+
+
+def require_funds(market, acct: Account, cost_cents: int, held: int = 0) -> None:
+    """Refuse with InsufficientFunds unless `cost_cents` fits in the balance less what is held
+    (`held`: the part of the cost that is already held for it)."""
+    balance = market.store.balance(acct)
+    free = balance - held_cents(market, acct) + held
+    if cost_cents > free:
         raise RequestError(
             f"This Requester has insufficient funds in their account to complete this "
-            f"transaction: it needs ${fmt_cents(cost_cents)} and the {realm} balance is "
-            f"${fmt_cents(balance)}.", "AWS.MechanicalTurk.InsufficientFunds")
+            f"transaction: it needs ${fmt_cents(cost_cents)} and the {acct.realm} balance is "
+            f"${fmt_cents(balance)}, of which ${fmt_cents(balance - free + held)} is held for "
+            f"HITs already made.", "AWS.MechanicalTurk.InsufficientFunds")
 
 
-def get_account_balance(market, realm, p):
-    store = market.store
-    held = sum(r["n"] * (r["reward_cents"] + fee_cents(r["reward_cents"], r["max_assignments"]))
-               for r in store.submitted_by_hit(realm))
-    return {"AvailableBalance": fmt_cents(store.balance(realm)), "OnHoldBalance": fmt_cents(held)}
+def get_account_balance(market, acct, p):
+    return {"AvailableBalance": fmt_cents(market.store.balance(acct)),
+            "OnHoldBalance": fmt_cents(held_cents(market, acct))}
 
 
-def deposit(db_path: str | Path, realm: str, amount: str) -> str:
-    """Add funds to a realm's account; returns the new balance as a dollar string."""
+def deposit(db_path: str | Path, realm: str, amount: str, requester: str | None = None) -> str:
+    """Add funds to a requester's account (`requester`: its key id); returns the new balance.
+
+    Without a key id, the funds go to the realm's only requester, or to the pool that the first
+    key to use the realm takes over. With several requesters, the key id must be given.
+    """
     from study.marketplace.datastore import Store
     if realm not in REALMS:
         raise ValueError(f"unknown realm {realm!r}")
@@ -58,8 +88,15 @@ def deposit(db_path: str | Path, realm: str, amount: str) -> str:
     store = Store(db_path)
     try:
         with store.transaction():
-            store.charge(realm, -cents)
-            balance = store.balance(realm)
+            if requester is None:
+                keys = [k for k in store.accounts(realm) if k != POOL]
+                if len(keys) > 1:
+                    raise LookupError(f"the {realm} realm has {len(keys)} requesters "
+                                      f"({', '.join(keys)}): name the one to credit")
+                requester = keys[0] if keys else POOL
+            acct = Account(realm, requester)
+            store.deposit(acct, cents)
+            balance = store.balance(acct)
     finally:
         store.close()
     return fmt_cents(balance)

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from study.marketplace import paging
+from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
 from study.marketplace.ids import new_id
 
@@ -29,7 +30,7 @@ LOCALE_COMPARATORS = {"EqualTo", "NotEqualTo", "In", "NotIn"}
 
 
 # -- a HIT's requirements, checked when it is made ----------------------------------------------
-def check_requirements(market, realm: str, reqs: list[dict]) -> None:
+def check_requirements(market, acct: Account, reqs: list[dict]) -> None:
     if len(reqs) > 10:
         raise param_error(f"A HIT can have at most 10 QualificationRequirements "
                           f"(got {len(reqs)}).")
@@ -41,11 +42,11 @@ def check_requirements(market, realm: str, reqs: list[dict]) -> None:
             raise param_error(f"{where} appears more than once.")
         seen.add(qid)
         ints, locs = r.get("IntegerValues"), r.get("LocaleValues")
-        if qid in MASTERS.values() and qid != MASTERS[realm]:
+        if qid in MASTERS.values() and qid != MASTERS[acct.realm]:
             raise param_error(f"{where}: this is the Masters qualification of the other "
-                              f"realm; use {MASTERS[realm]} here.")
-        if qid not in SYSTEM_QUALS and qid != MASTERS[realm] \
-                and market.store.qual_type(realm, qid) is None:
+                              f"realm; use {MASTERS[acct.realm]} here.")
+        if qid not in SYSTEM_QUALS and qid != MASTERS[acct.realm] \
+                and market.store.qual_type(acct, qid) is None:
             raise RequestError(f"{where}: QualificationType {qid} does not exist. "
                                f"{stamp(market.now())}",
                                "AWS.MechanicalTurk.QualificationTypeDoesNotExist")
@@ -75,20 +76,20 @@ def check_requirements(market, realm: str, reqs: list[dict]) -> None:
                 raise param_error(f"{where}: {comp} takes 1 to 15 IntegerValues.")
         elif not ints or len(ints) != 1:
             raise param_error(f"{where}: {comp} takes exactly one IntegerValue.")
-        if qid == MASTERS[realm]:
+        if qid == MASTERS[acct.realm]:
             raise param_error(f"{where}: the Masters qualification supports only Exists "
                               f"and DoesNotExist.")
 
 
 # -- evaluating requirements for a worker -------------------------------------------------------
-def qual_values(market, realm: str, worker_id: str) -> dict[str, Any]:
-    """Every qualification value the worker holds: qid -> int, or (country, subdivision)
-    for Locale."""
+def qual_values(market, acct: Account, worker_id: str) -> dict[str, Any]:
+    """Every qualification value the worker holds for this requester (the system ones and the
+    requester's own): qid -> int, or (country, subdivision) for Locale."""
     store = market.store
-    w = store.worker(realm, worker_id)
+    w = store.worker(acct.realm, worker_id)
     values: dict[str, Any] = {}
     if w is not None:
-        approved, rejected = store.worker_record(realm, worker_id)
+        approved, rejected = store.worker_record(acct.realm, worker_id)
         n_ok = w["base_approved"] + approved
         n_all = n_ok + w["base_rejected"] + rejected
         values[HITS_APPROVED] = n_ok
@@ -96,10 +97,10 @@ def qual_values(market, realm: str, worker_id: str) -> dict[str, Any]:
         values[LOCALE] = (w["country"], w["subdivision"])
         values[ADULT] = 1
         if w["masters"]:
-            values[MASTERS[realm]] = 1
-    for q in store.granted_values(realm, worker_id):
+            values[MASTERS[acct.realm]] = 1
+    for q in store.granted_values(acct, worker_id):
         values[q[0]] = q[1]
-    for t in store.auto_granted(realm):
+    for t in store.auto_granted(acct):
         values.setdefault(t[0], 1 if t[1] is None else t[1])
     return values
 
@@ -179,8 +180,8 @@ def _system_qual_dicts(realm: str) -> list[dict]:
              "AutoGranted": False} for qid, (name, desc) in items.items()]
 
 
-def _qual_type(market, realm: str, qid: str):
-    q = market.store.qual_type(realm, qid)
+def _qual_type(market, acct: Account, qid: str):
+    q = market.store.qual_type(acct, qid)
     if q is None:
         raise RequestError(f"QualificationType {qid} does not exist. {stamp(market.now())}",
                            "AWS.MechanicalTurk.QualificationTypeDoesNotExist")
@@ -203,52 +204,52 @@ def _check_qual_params(p: dict) -> None:
                               f"(got {p[name]}).")
 
 
-def create_qualification_type(market, realm, p):
+def create_qualification_type(market, acct, p):
     store = market.store
     _check_qual_params(p)
     qid = new_id()
     with store.transaction():
-        if store.qual_type_named(realm, p["Name"]):
+        if store.qual_type_named(acct, p["Name"]):
             raise RequestError(
                 f"You have already created a QualificationType with this name. A "
                 f"QualificationType's name must be unique among all of the Qualification "
                 f"Types created by the same user. {stamp(market.now())}",
                 "AWS.MechanicalTurk.QualificationTypeAlreadyExists")
-        store.insert_qual_type(realm, qid, p, market.now())
-        q = _qual_type(market, realm, qid)
+        store.insert_qual_type(acct, qid, p, market.now())
+        q = _qual_type(market, acct, qid)
     return {"QualificationType": _qual_type_dict(q)}
 
 
-def get_qualification_type(market, realm, p):
+def get_qualification_type(market, acct, p):
     qid = p["QualificationTypeId"]
-    for d in _system_qual_dicts(realm):
+    for d in _system_qual_dicts(acct.realm):
         if d["QualificationTypeId"] == qid:
             return {"QualificationType": d}
-    return {"QualificationType": _qual_type_dict(_qual_type(market, realm, qid))}
+    return {"QualificationType": _qual_type_dict(_qual_type(market, acct, qid))}
 
 
-def update_qualification_type(market, realm, p):
+def update_qualification_type(market, acct, p):
     _check_qual_params(p)
     cols = {"Description": "description", "QualificationTypeStatus": "status",
             "RetryDelayInSeconds": "retry_delay", "AutoGranted": "auto_granted",
             "AutoGrantedValue": "auto_granted_value"}
     qid = p["QualificationTypeId"]
     with market.store.transaction():
-        _qual_type(market, realm, qid)
+        _qual_type(market, acct, qid)
         for key, col in cols.items():
             if key in p:
-                market.store.set_qual_type(realm, qid, col,
+                market.store.set_qual_type(acct, qid, col,
                                            int(p[key]) if key == "AutoGranted" else p[key])
-        q = _qual_type(market, realm, qid)
+        q = _qual_type(market, acct, qid)
     return {"QualificationType": _qual_type_dict(q)}
 
 
-def list_qualification_types(market, realm, p):
+def list_qualification_types(market, acct, p):
     limit, after = paging.page(p)
     query = (p.get("Query") or "").lower()
-    items = [_qual_type_dict(q) for q in market.store.qual_types(realm)]
+    items = [_qual_type_dict(q) for q in market.store.qual_types(acct)]
     if not p.get("MustBeOwnedByCaller", False) and not p["MustBeRequestable"]:
-        items = _system_qual_dicts(realm) + items
+        items = _system_qual_dicts(acct.realm) + items
     if p["MustBeRequestable"]:
         items = [d for d in items if d["IsRequestable"]]
     if query:
@@ -263,14 +264,14 @@ def list_qualification_types(market, realm, p):
     return out
 
 
-def associate_qualification_with_worker(market, realm, p):
+def associate_qualification_with_worker(market, acct, p):
     qid = p["QualificationTypeId"]
     if qid in SYSTEM_QUALS or qid in MASTERS.values():
         raise param_error(f"{qid} is a system qualification; its values come from the "
                           f"worker's history and cannot be assigned.")
     with market.store.transaction():
-        _qual_type(market, realm, qid)
-        market.store.grant(realm, qid, p["WorkerId"], p.get("IntegerValue", 1), market.now())
+        _qual_type(market, acct, qid)
+        market.store.grant(acct.realm, qid, p["WorkerId"], p.get("IntegerValue", 1), market.now())
     return {}
 
 
@@ -279,10 +280,10 @@ def _no_qualification(market) -> RequestError:
                         f"{stamp(market.now())}", "AWS.MechanicalTurk.QualificationDoesNotExist")
 
 
-def disassociate_qualification_from_worker(market, realm, p):
+def disassociate_qualification_from_worker(market, acct, p):
     with market.store.transaction():
-        _qual_type(market, realm, p["QualificationTypeId"])
-        if not market.store.revoke(realm, p["QualificationTypeId"], p["WorkerId"]):
+        _qual_type(market, acct, p["QualificationTypeId"])
+        if not market.store.revoke(acct.realm, p["QualificationTypeId"], p["WorkerId"]):
             raise _no_qualification(market)
     return {}
 
@@ -293,18 +294,18 @@ def _qual_dict(q) -> dict:
             "Status": q["status"]}
 
 
-def get_qualification_score(market, realm, p):
-    _qual_type(market, realm, p["QualificationTypeId"])
-    q = market.store.qualification(realm, p["QualificationTypeId"], p["WorkerId"])
+def get_qualification_score(market, acct, p):
+    _qual_type(market, acct, p["QualificationTypeId"])
+    q = market.store.qualification(acct.realm, p["QualificationTypeId"], p["WorkerId"])
     if q is None:
         raise _no_qualification(market)
     return {"Qualification": _qual_dict(q)}
 
 
-def list_workers_with_qualification_type(market, realm, p):
-    _qual_type(market, realm, p["QualificationTypeId"])
+def list_workers_with_qualification_type(market, acct, p):
+    _qual_type(market, acct, p["QualificationTypeId"])
     limit, after = paging.page(p)
-    rows = market.store.qualifications(realm, p["QualificationTypeId"], p.get("Status"),
+    rows = market.store.qualifications(acct.realm, p["QualificationTypeId"], p.get("Status"),
                                        after[1] if after else None, limit + 1)
     out: dict[str, Any] = {}
     if len(rows) > limit:

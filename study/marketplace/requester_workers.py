@@ -8,23 +8,23 @@ from study.marketplace import paging
 from study.marketplace.errors import param_error
 
 
-def create_worker_block(market, realm, p):
+def create_worker_block(market, acct, p):
     if not p["Reason"].strip():
         raise param_error("Reason must not be empty.")
     with market.store.transaction():
-        market.store.block(realm, p["WorkerId"], p["Reason"], market.now())
+        market.store.block(acct, p["WorkerId"], p["Reason"], market.now())
     return {}
 
 
-def delete_worker_block(market, realm, p):
+def delete_worker_block(market, acct, p):
     with market.store.transaction():
-        market.store.unblock(realm, p["WorkerId"])
+        market.store.unblock(acct, p["WorkerId"])
     return {}
 
 
-def list_worker_blocks(market, realm, p):
+def list_worker_blocks(market, acct, p):
     limit, after = paging.page(p)
-    rows = market.store.blocks(realm, after[1] if after else None, limit + 1)
+    rows = market.store.blocks(acct, after[1] if after else None, limit + 1)
     out: dict[str, Any] = {}
     if len(rows) > limit:
         out["NextToken"] = paging.encode([0, rows[limit - 1]["worker_id"]])
@@ -34,7 +34,7 @@ def list_worker_blocks(market, realm, p):
     return out
 
 
-def notify_workers(market, realm, p):
+def notify_workers(market, acct, p):
     if not 1 <= len(p["Subject"]) <= 200:
         raise param_error("Subject must hold 1 to 200 characters.")
     if not 1 <= len(p["MessageText"]) <= 4096:
@@ -45,7 +45,7 @@ def notify_workers(market, realm, p):
     now = market.now()
     with market.store.transaction():
         for w in p["WorkerIds"]:
-            if not market.store.worked_for(realm, w):
+            if not market.store.worked_for(acct, w):
                 # MTurk only lets a requester message workers who have worked for them.
                 failures.append({"NotifyWorkersFailureCode": "HardFailure",
                                  "NotifyWorkersFailureMessage":
@@ -53,5 +53,5 @@ def notify_workers(market, realm, p):
                                      f"not done any work for you.",
                                  "WorkerId": w})
                 continue
-            market.store.insert_notification(realm, w, p["Subject"], p["MessageText"], now)
+            market.store.insert_notification(acct, w, p["Subject"], p["MessageText"], now)
     return {"NotifyWorkersFailureStatuses": failures}

@@ -4,7 +4,10 @@ realm, so a marketplace that was stopped for a week catches up on its first requ
 
 from __future__ import annotations
 
-from study.marketplace.money import fee_cents
+from collections import Counter
+
+from study.marketplace.datastore import Account
+from study.marketplace.money import with_fee
 
 
 def sweep(market, realm: str) -> None:
@@ -14,9 +17,9 @@ def sweep(market, realm: str) -> None:
         return
     with store.transaction():
         store.abandon_overdue(realm, now)
-        total = 0
+        owed: Counter = Counter()
         for r in store.auto_approval_due(realm, now):
             store.mark_approved(realm, r["assignment_id"], r["auto_approval_time"])
-            total += r["reward_cents"] + fee_cents(r["reward_cents"], r["max_assignments"])
-        if total:
-            store.charge(realm, total)
+            owed[r["requester"]] += with_fee(r["reward_cents"], r["max_assignments"])
+        for requester, cents in owed.items():
+            store.charge(Account(realm, requester), cents)

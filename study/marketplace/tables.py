@@ -1,7 +1,11 @@
 """The marketplace's tables (its own SQLite file, separate from a study's study.db).
 
 One row per realm-scoped entity; every table carries `realm` so the sandbox and the live
-marketplace share a file but never share data. Only study.marketplace.datastore runs this schema.
+marketplace share a file but never share data. What a requester makes (HIT types, HITs,
+qualification types, blocks, bonuses, messages) and its account also carry `requester`, the key
+id that made it: each key is its own requester account and sees only its own. Requester ''
+holds what no key has claimed yet (the live realm's starting funds, data from schema 1).
+Only study.marketplace.datastore runs this schema.
 """
 
 from __future__ import annotations
@@ -9,12 +13,17 @@ from __future__ import annotations
 REALMS = ("sandbox", "live")
 SANDBOX_START_CENTS = 1_000_000  # MTurk's sandbox showed $10,000.00
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Tables that gained a `requester` column in schema 2.
+BY_REQUESTER = ("accounts", "hit_types", "hits", "extensions", "qualification_types",
+                "worker_blocks", "bonuses", "notifications")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
-    realm TEXT PRIMARY KEY,
-    balance_cents INTEGER NOT NULL
+    realm TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    balance_cents INTEGER NOT NULL,
+    PRIMARY KEY (realm, requester)
 );
 CREATE TABLE IF NOT EXISTS hit_types (
     realm TEXT NOT NULL,
@@ -28,8 +37,9 @@ CREATE TABLE IF NOT EXISTS hit_types (
     auto_approval_delay INTEGER NOT NULL,
     qual_json TEXT NOT NULL,
     created REAL NOT NULL,
+    requester TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (realm, hit_type_id),
-    UNIQUE (realm, fingerprint)
+    UNIQUE (realm, requester, fingerprint)
 );
 CREATE TABLE IF NOT EXISTS hits (
     realm TEXT NOT NULL,
@@ -44,11 +54,13 @@ CREATE TABLE IF NOT EXISTS hits (
     disposed INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     unique_request_token TEXT,
+    requester TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (realm, hit_id)
 );
 CREATE INDEX IF NOT EXISTS hits_by_created ON hits (realm, created, hit_id);
+CREATE INDEX IF NOT EXISTS hits_by_requester ON hits (realm, requester, created, hit_id);
 CREATE INDEX IF NOT EXISTS hits_by_type ON hits (realm, hit_type_id, created);
-CREATE UNIQUE INDEX IF NOT EXISTS hits_by_token ON hits (realm, unique_request_token)
+CREATE UNIQUE INDEX IF NOT EXISTS hits_by_token ON hits (realm, requester, unique_request_token)
     WHERE unique_request_token IS NOT NULL;
 CREATE TABLE IF NOT EXISTS assignments (
     realm TEXT NOT NULL,
@@ -76,7 +88,8 @@ CREATE TABLE IF NOT EXISTS extensions (
     unique_request_token TEXT NOT NULL,
     hit_id TEXT NOT NULL,
     created REAL NOT NULL,
-    PRIMARY KEY (realm, unique_request_token)
+    requester TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (realm, requester, unique_request_token)
 );
 CREATE TABLE IF NOT EXISTS qualification_types (
     realm TEXT NOT NULL,
@@ -92,8 +105,9 @@ CREATE TABLE IF NOT EXISTS qualification_types (
     auto_granted INTEGER NOT NULL DEFAULT 0,
     auto_granted_value INTEGER,
     created REAL NOT NULL,
+    requester TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (realm, qualification_type_id),
-    UNIQUE (realm, name)
+    UNIQUE (realm, requester, name)
 );
 CREATE TABLE IF NOT EXISTS qualifications (
     realm TEXT NOT NULL,
@@ -109,7 +123,8 @@ CREATE TABLE IF NOT EXISTS worker_blocks (
     worker_id TEXT NOT NULL,
     reason TEXT NOT NULL,
     created REAL NOT NULL,
-    PRIMARY KEY (realm, worker_id)
+    requester TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (realm, requester, worker_id)
 );
 CREATE TABLE IF NOT EXISTS bonuses (
     realm TEXT NOT NULL,
@@ -120,17 +135,19 @@ CREATE TABLE IF NOT EXISTS bonuses (
     amount_cents INTEGER NOT NULL,
     reason TEXT NOT NULL,
     grant_time REAL NOT NULL,
-    unique_request_token TEXT
+    unique_request_token TEXT,
+    requester TEXT NOT NULL DEFAULT ''
 );
-CREATE UNIQUE INDEX IF NOT EXISTS bonuses_by_token ON bonuses (realm, unique_request_token)
-    WHERE unique_request_token IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS bonuses_by_token ON bonuses
+    (realm, requester, unique_request_token) WHERE unique_request_token IS NOT NULL;
 CREATE TABLE IF NOT EXISTS notifications (
     realm TEXT NOT NULL,
     notification_id INTEGER PRIMARY KEY,
     worker_id TEXT NOT NULL,
     subject TEXT NOT NULL,
     message TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    requester TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS workers (
     realm TEXT NOT NULL,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+from study.marketplace.datastore import Account
 from study.marketplace.errors import WorkerError
-from study.marketplace.hits import hit_dict, hit_dicts, status
+from study.marketplace.hits import hit_dicts, status
 from study.marketplace.ids import new_id
 from study.marketplace.money import fmt_cents
 from study.marketplace.qualifications import failed_requirements, guards, qual_values
@@ -47,12 +48,16 @@ def list_groups(market, realm: str, worker_id: str) -> list[dict]:
     """HIT groups with a HIT this worker may accept now."""
     market.sweep(realm)
     store = market.store
-    if store.is_blocked(realm, worker_id):
-        return []
-    values = qual_values(market, realm, worker_id)
+    blocked_by = store.blocked_by(realm, worker_id)
+    values: dict[str, dict] = {}  # per requester: their qualifications differ
     groups = []
     for r in store.open_groups(realm, worker_id, market.now()):
-        if failed_requirements(json.loads(r["qual_json"]), values, "accept"):
+        requester = r["requester"]
+        if requester in blocked_by:
+            continue
+        if requester not in values:
+            values[requester] = qual_values(market, Account(realm, requester), worker_id)
+        if failed_requirements(json.loads(r["qual_json"]), values[requester], "accept"):
             continue
         groups.append({"hit_type_id": r["hit_type_id"], "title": r["title"],
                        "description": r["description"], "keywords": r["keywords"] or "",
@@ -80,9 +85,9 @@ def worker_hit(market, realm: str, worker_id: str | None, hit_id: str, action: s
         raise WorkerError("This HIT does not exist or is no longer available.", 404)
     d = hit_dicts(market, realm, [row])[0]
     if worker_id is not None:
-        if store.is_blocked(realm, worker_id):
+        if row["requester"] in store.blocked_by(realm, worker_id):
             raise WorkerError("You cannot work on this requester's HITs.", 403)
-        values = qual_values(market, realm, worker_id)
+        values = qual_values(market, Account(realm, row["requester"]), worker_id)
         if failed_requirements(d["QualificationRequirements"], values, action):
             raise WorkerError("You do not meet the qualification requirements of this HIT.", 403)
     elif any(guards(r, action) for r in d["QualificationRequirements"]):
@@ -122,7 +127,7 @@ def work(market, realm: str, worker_id: str, assignment_id: str) -> tuple:
         raise WorkerError("This assignment is not yours.", 404)
     if a["status"] != "Accepted":
         raise WorkerError(f"This assignment is {a['status'].lower()}.", 409, "Assignment closed")
-    return a, hit_dict(market, realm, a["hit_id"])
+    return a, hit_dicts(market, realm, [market.store.hit_row(realm, a["hit_id"])])[0]
 
 
 def return_assignment(market, realm: str, worker_id: str, assignment_id: str) -> None:
