@@ -232,10 +232,18 @@ def make_blueprint() -> Blueprint:
 
     @bp.get("/worker/<realm>/hits/<hit_id>/question")
     def question(realm: str, hit_id: str):
-        q = flow.question(_market(), realm, hit_id)
+        market = _market()
+        q = flow.question(market, realm, hit_id)
         if q is None:
             return _page("message.html", 404, realm=realm, title="Not found",
                          message="This HIT does not exist.")
+        aid = request.args.get("assignmentId", PREVIEW_ID)
+        if aid != PREVIEW_ID:
+            # A page opened with an assignment submits for it: only its worker may open it.
+            try:
+                flow.work(market, realm, _current_worker(realm), aid, hit_id)
+            except WorkerError as exc:
+                return _error(realm, exc)
         if q.kind != "html":
             return redirect(q.content)
         resp = Response(q.content, content_type="text/html; charset=utf-8")
@@ -293,14 +301,17 @@ def make_blueprint() -> Blueprint:
         except limits.Refused as exc:
             return _page("message.html", exc.status, realm=realm, title="Too large",
                          message=exc.message)
+        worker, early = _need_worker(realm)
+        if early:
+            return early
         market = _market()
         try:
-            a = flow.submit(market, realm, aid, fields)
+            flow.submit(market, realm, worker, aid, fields)
         except WorkerError as exc:
             return _error(realm, exc)
         code = None
         if realm == "live":
-            code = flow.completion_code(market, a["worker_id"])
+            code = flow.completion_code(market, worker)
         return _page("submitted.html", realm=realm, assignment_id=aid, completion_code=code)
 
     return bp

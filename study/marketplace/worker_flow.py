@@ -120,10 +120,12 @@ def assignment(market, realm: str, assignment_id: str):
     return market.store.assignment(realm, assignment_id)
 
 
-def work(market, realm: str, worker_id: str, assignment_id: str) -> tuple:
-    """(assignment, HIT) for the worker's own open assignment."""
+def work(market, realm: str, worker_id: str | None, assignment_id: str,
+         hit_id: str | None = None) -> tuple:
+    """(assignment, HIT) for the worker's own open assignment (of `hit_id` when given)."""
     a = assignment(market, realm, assignment_id)
-    if a is None or a["worker_id"] != worker_id:
+    if a is None or worker_id is None or a["worker_id"] != worker_id \
+            or (hit_id is not None and a["hit_id"] != hit_id):
         raise WorkerError("This assignment is not yours.", 404)
     if a["status"] != "Accepted":
         raise WorkerError(f"This assignment is {a['status'].lower()}.", 409, "Assignment closed")
@@ -143,14 +145,16 @@ def return_assignment(market, realm: str, worker_id: str, assignment_id: str) ->
         store.set_status(realm, assignment_id, "Returned")
 
 
-def submit(market, realm: str, assignment_id: str, fields: list[tuple[str, str]]):
+def submit(market, realm: str, worker_id: str, assignment_id: str,
+           fields: list[tuple[str, str]]):
+    """Submit the worker's own assignment; another worker's is as absent as none."""
     market.sweep(realm)
     store = market.store
     now = market.now()
     with store.transaction():
         a = store.assignment(realm, assignment_id)
-        if a is None:
-            raise WorkerError("There is no such assignment.", 404)
+        if a is None or a["worker_id"] != worker_id:
+            raise WorkerError("This assignment is not yours.", 404)
         if a["status"] != "Accepted":
             what = {"Abandoned": "its time ran out", "Returned": "it was returned"}.get(
                 a["status"], "it was already submitted")
