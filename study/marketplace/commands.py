@@ -102,13 +102,20 @@ def serve_command(ctx: click.Context, host: str, port: int, db: str | None, thre
               help="Where the worker site is reachable.")
 @click.option("--completion-code", default=None, help="Code shown after each submission "
               "(default: random).")
+@click.option("--completion-url", default=None, help="Where a participant goes after each "
+              "submission, with the code in place of {code} or appended as cc=CODE (e.g. "
+              "https://app.prolific.com/submissions/complete).")
 @click.option("--db", "db", default=None, type=click.Path(dir_okay=False))
 @click.pass_context
 def invite_command(ctx, label: str, base_url: str, completion_code: str | None,
-                   db: str | None) -> None:
-    """Create an invitation link for live workers (append ?participant=ID as needed)."""
+                   completion_url: str | None, db: str | None) -> None:
+    """Create an invitation link for live workers (a platform appends ?PROLIFIC_PID=ID)."""
     from study.marketplace.invites import create_invite
-    path = create_invite(_db_path(ctx, db), label, completion_code=completion_code)
+    try:
+        path = create_invite(_db_path(ctx, db), label, completion_code=completion_code,
+                             completion_url=completion_url)
+    except ValueError as exc:
+        raise StudyError(str(exc), where="--completion-url", hint="give an http(s) URL")
     click.echo(base_url.rstrip("/") + path)
 
 

@@ -18,7 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from study.marketplace.tables import BY_REQUESTER, SANDBOX_START_CENTS, SCHEMA, SCHEMA_VERSION
+from study.marketplace.tables import (
+    ADDED_COLUMNS,
+    BY_REQUESTER,
+    SANDBOX_START_CENTS,
+    SCHEMA,
+    SCHEMA_VERSION,
+)
+
 
 class Account(NamedTuple):
     """A requester in a realm: every key is its own account, with its own data and money."""
@@ -141,6 +148,8 @@ class Store:
         """Schema 1 had one account per realm shared by every key: its rows and balances go
         to the pool, for the first key that uses each realm."""
         conn = self.conn()
+        for table, column in ADDED_COLUMNS:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         for table in BY_REQUESTER:
             conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
         # The old indexes keep their names until their tables go, so tables first, then data,
@@ -582,7 +591,7 @@ class Store:
 
     def set_worker(self, realm: str, worker_id: str, column: str, value) -> None:
         assert column in ("country", "subdivision", "base_approved", "base_rejected", "masters",
-                          "participant_id", "invite_token")
+                          "participant_id", "invite_token", "platform")
         self._run(f"UPDATE workers SET {column} = ? WHERE realm = ? AND worker_id = ?",
                   (value, realm, worker_id))
 
@@ -615,18 +624,23 @@ class Store:
             f"a.hit_id = h.hit_id AND a.worker_id = ? AND a.status IN {OPEN}) "
             "ORDER BY h.created, h.hit_id LIMIT ?", (realm, hit_type_id, now, worker_id, limit))]
 
-    # -- invitations (live realm) --------------------------------------------------------------
+    # -- invitations and participants (live realm) ---------------------------------------------
     def insert_invite(self, token: str, label: str, code: str, country: str,
-                      hits_approved: int, now: float) -> None:
-        self._run("INSERT INTO invites VALUES (?, 'live', ?, ?, ?, ?, ?)",
-                  (token, label, code, country, hits_approved, now))
+                      hits_approved: int, now: float, completion_url: str | None) -> None:
+        self._run("INSERT INTO invites (token, realm, label, completion_code, country, "
+                  "base_approved, created, completion_url) VALUES (?, 'live', ?, ?, ?, ?, ?, ?)",
+                  (token, label, code, country, hits_approved, now, completion_url))
 
     def invite(self, token: str):
         return self._one("SELECT * FROM invites WHERE token = ? AND realm = 'live'", (token,))
 
-    def completion_code(self, worker_id: str) -> str | None:
-        row = self._one("SELECT i.completion_code FROM workers w JOIN invites i ON "
-                        "i.token = w.invite_token WHERE w.realm = 'live' AND w.worker_id = ?",
-                        (worker_id,))
-        return row[0] if row else None
+    def invite_of(self, worker_id: str):
+        """The invitation the live worker came through."""
+        return self._one("SELECT i.* FROM workers w JOIN invites i ON i.token = w.invite_token "
+                         "WHERE w.realm = 'live' AND w.worker_id = ?", (worker_id,))
 
+    def participant(self, invite_token: str, participant_id: str) -> str | None:
+        """The live worker who joined through this invitation with this platform id."""
+        row = self._one("SELECT worker_id FROM workers WHERE realm = 'live' AND "
+                        "invite_token = ? AND participant_id = ?", (invite_token, participant_id))
+        return row[0] if row else None

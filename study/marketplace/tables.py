@@ -14,6 +14,8 @@ REALMS = ("sandbox", "live")
 SANDBOX_START_CENTS = 1_000_000  # MTurk's sandbox showed $10,000.00
 
 SCHEMA_VERSION = 2
+# Columns schema 2 added to tables that are otherwise unchanged.
+ADDED_COLUMNS = (("workers", "platform TEXT"), ("invites", "completion_url TEXT"))
 # Tables that gained a `requester` column in schema 2.
 BY_REQUESTER = ("accounts", "hit_types", "hits", "extensions", "qualification_types",
                 "worker_blocks", "bonuses", "notifications")
@@ -160,8 +162,11 @@ CREATE TABLE IF NOT EXISTS workers (
     participant_id TEXT,
     invite_token TEXT,
     created REAL NOT NULL,
+    platform TEXT,
     PRIMARY KEY (realm, worker_id)
 );
+CREATE INDEX IF NOT EXISTS workers_by_participant ON workers (realm, invite_token, participant_id)
+    WHERE participant_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS invites (
     token TEXT PRIMARY KEY,
     realm TEXT NOT NULL,
@@ -169,6 +174,7 @@ CREATE TABLE IF NOT EXISTS invites (
     completion_code TEXT NOT NULL,
     country TEXT NOT NULL DEFAULT 'US',
     base_approved INTEGER NOT NULL DEFAULT 1000,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    completion_url TEXT
 );
 """

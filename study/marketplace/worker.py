@@ -7,17 +7,17 @@ any Flask app. A worker's session is a signed cookie scoped to the realm's path.
 from __future__ import annotations
 
 import re
-import secrets
 from urllib.parse import quote, urlencode
 
 import jinja2
 from flask import Blueprint, Response, current_app, redirect, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from study.marketplace import limits
+from study.marketplace import identity, limits
 from study.marketplace import worker_flow as flow
 from study.marketplace.errors import WorkerError
 from study.marketplace.ids import worker_id_for
+from study.marketplace.invites import completion_link
 from study.marketplace.market import Market
 
 REALMS = ("sandbox", "live")
@@ -76,7 +76,7 @@ def _current_worker(realm: str) -> str | None:
 def _sign_in(resp: Response, realm: str, worker_id: str) -> Response:
     resp.set_cookie(_cookie_name(realm), _serializer().dumps({"r": realm, "w": worker_id}),
                     path=_url(f"/worker/{realm}"), httponly=True, samesite="Lax",
-                    max_age=30 * 86400)
+                    secure=request.is_secure, max_age=30 * 86400)
     return resp
 
 
@@ -194,17 +194,11 @@ def make_blueprint() -> Blueprint:
             return _page("message.html", 404, realm="live", title="Unknown invitation",
                          message="This invitation link is not valid. Check the link you were "
                                  "given.")
-        participant = (request.args.get("participant") or "").strip()[:128] or None
-        current = _current_worker("live")
-        if participant:
-            worker_id = worker_id_for(participant)
-        elif current:
-            worker_id = current
-        else:
-            worker_id = worker_id_for("P" + secrets.token_hex(8).upper())
-        flow.ensure_worker(market, "live", worker_id, country=invite["country"],
-                             hits_approved=invite["base_approved"], participant_id=participant,
-                             invite_token=token)
+        try:
+            worker_id = identity.join(market, invite, _current_worker("live"),
+                                      identity.platform_attributes(request.args))
+        except WorkerError as exc:
+            return _error("live", exc)
         return _sign_in(_see_other("/worker/live/"), "live", worker_id)
 
     @bp.get("/worker/<realm>/groups/<hit_type_id>")
@@ -309,9 +303,12 @@ def make_blueprint() -> Blueprint:
             flow.submit(market, realm, worker, aid, fields)
         except WorkerError as exc:
             return _error(realm, exc)
-        code = None
-        if realm == "live":
-            code = flow.completion_code(market, worker)
-        return _page("submitted.html", realm=realm, assignment_id=aid, completion_code=code)
+        invite = flow.invite_of(market, worker) if realm == "live" else None
+        link = completion_link(invite)
+        if link and request.headers.get("Sec-Fetch-Dest") == "document":
+            return redirect(link, code=303)  # a top-level submission goes straight back
+        return _page("submitted.html", realm=realm, assignment_id=aid,
+                     completion_code=invite["completion_code"] if invite else None,
+                     completion_link=link)
 
     return bp

@@ -170,8 +170,9 @@ def question(market, realm: str, hit_id: str):
     return None if xml is None else parse_question(xml)
 
 
-def completion_code(market, worker_id: str) -> str | None:
-    return market.store.completion_code(worker_id)
+def invite_of(market, worker_id: str):
+    """The invitation a live worker came through (its completion code and URL), or None."""
+    return market.store.invite_of(worker_id)
 
 
 def invite(market, token: str):
