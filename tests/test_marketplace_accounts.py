@@ -140,3 +140,37 @@ def test_funds_are_held_at_create_hit_and_released_on_expiry_and_delete(two):
     live.delete_hit(HITId=third["HITId"])
     assert live.get_account_balance()["OnHoldBalance"] == "6.00"
     assert live.get_account_balance()["AvailableBalance"] == "10.00"
+
+
+def test_the_hold_follows_each_assignment(two):
+    mk, a, b, clock = two
+    hit = make_hit(a, MaxAssignments=3, LifetimeInSeconds=600, AssignmentDurationInSeconds=3600)
+
+    def held():
+        return a.get_account_balance()["OnHoldBalance"]
+
+    workers = []
+    for name in ("h1", "h2", "h3"):
+        w = WorkerClient(mk.base_url)
+        w.login(name)
+        workers.append(w)
+    assert held() == "3.60"
+    a1, a2 = workers[0].accept(hit["HITId"]), workers[1].accept(hit["HITId"])
+    assert workers[0].submit(a1, {"rating_1": "1"}).status_code == 200
+    assert workers[1].return_(a2).status_code == 303
+    assert held() == "3.60"  # a returned slot can be taken again
+    available = a.get_account_balance()["AvailableBalance"]
+    a.approve_assignment(AssignmentId=a1)
+    assert held() == "2.40"
+    assert float(available) - float(a.get_account_balance()["AvailableBalance"]) == \
+        pytest.approx(1.20)
+    a3 = workers[2].accept(hit["HITId"])
+    clock.advance(601)  # expired with one assignment still being worked on
+    assert held() == "1.20"
+    assert workers[2].submit(a3, {"rating_1": "2"}).status_code == 200
+    assert held() == "1.20"
+    a.reject_assignment(AssignmentId=a3, RequesterFeedback="no")
+    assert held() == "0.00"
+    # Reopening the HIT holds its open slot again.
+    a.update_expiration_for_hit(HITId=hit["HITId"], ExpireAt=clock() + 600)
+    assert held() == "1.20"

@@ -8,7 +8,7 @@ from study.marketplace import paging
 from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
 from study.marketplace.hits import hit_dict, hit_row
-from study.marketplace.money import fee_cents, require_funds
+from study.marketplace.money import fee_cents, rehold, require_funds
 
 VISIBLE = ("Submitted", "Approved", "Rejected")  # what a requester can see of an assignment
 
@@ -82,6 +82,7 @@ def approve_assignment(market, acct, p):
         require_funds(market, acct, cost, held=cost if a["status"] == "Submitted" else 0)
         store.mark_approved(acct.realm, a["assignment_id"], now, feedback)
         store.charge(acct, cost)
+        rehold(market, acct.realm, a["hit_id"])
     return {}
 
 
@@ -96,4 +97,5 @@ def reject_assignment(market, acct, p):
             raise RequestError(f"This operation can be called with a status of: Submitted "
                                f"{stamp(now)}", "AWS.MechanicalTurk.InvalidAssignmentState")
         market.store.mark_rejected(acct.realm, a["assignment_id"], now, feedback)
+        rehold(market, acct.realm, a["hit_id"])
     return {}

@@ -147,7 +147,8 @@ class Store:
                 self._upgrade_from_1()
             self._create_tables()
             if fresh:
-                conn.execute("INSERT INTO accounts VALUES ('live', ?, ?)",
+                conn.execute("INSERT INTO accounts (realm, requester, balance_cents) "
+                             "VALUES ('live', ?, ?)",
                              (POOL, int(live_balance_cents)))
             conn.execute("INSERT OR REPLACE INTO mk_meta VALUES ('schema_version', ?)",
                          (str(SCHEMA_VERSION),))
@@ -242,16 +243,18 @@ class Store:
             realm = acct.realm
             first = self._one("SELECT 1 FROM accounts WHERE realm = ? AND requester != ?",
                               (realm, POOL)) is None
-            pool = self._one("SELECT balance_cents FROM accounts WHERE realm = ? AND "
+            pool = self._one("SELECT balance_cents, held_cents FROM accounts WHERE realm = ? AND "
                              "requester = ?", (realm, POOL))
             balance = SANDBOX_START_CENTS if realm == "sandbox" else 0
+            held = 0
             if first and pool is not None:
-                balance = pool[0]
+                balance, held = pool
                 self._run("DELETE FROM accounts WHERE realm = ? AND requester = ?", (realm, POOL))
                 for table in BY_REQUESTER[1:]:
                     self._run(f"UPDATE {table} SET requester = ? WHERE realm = ? AND "
                               f"requester = ?", (acct.requester, realm, POOL))
-            self._run("INSERT INTO accounts VALUES (?, ?, ?)", (*acct, balance))
+            self._run("INSERT INTO accounts (realm, requester, balance_cents, held_cents) "
+                      "VALUES (?, ?, ?, ?)", (*acct, balance, held))
 
     def accounts(self, realm: str) -> list[str]:
         """The requesters with an account in the realm ('' for the pool)."""
@@ -259,8 +262,8 @@ class Store:
                                         "ORDER BY requester", (realm,))]
 
     def deposit(self, acct: Account, cents: int) -> None:
-        self._run("INSERT INTO accounts VALUES (?, ?, ?) ON CONFLICT (realm, requester) DO "
-                  "UPDATE SET balance_cents = balance_cents + excluded.balance_cents",
+        self._run("INSERT INTO accounts (realm, requester, balance_cents) VALUES (?, ?, ?) "
+                  "ON CONFLICT (realm, requester) DO UPDATE SET balance_cents = balance_cents + excluded.balance_cents",
                   (*acct, cents))
 
     def balance(self, acct: Account) -> int:
@@ -272,33 +275,60 @@ class Store:
         self._run("UPDATE accounts SET balance_cents = balance_cents - ? WHERE realm = ? AND "
                   "requester = ?", (cents, *acct))
 
-    def outstanding(self, acct: Account) -> list:
-        """Per live HIT of the requester: reward, max assignments, expiration, and how many of
-        its assignments are done (approved or rejected) and busy (accepted or submitted)."""
-        return self._all(
-            "SELECT t.reward_cents, h.max_assignments, h.expiration, "
+    def held(self, acct: Account) -> int:
+        row = self._one("SELECT held_cents FROM accounts WHERE realm = ? AND requester = ?", acct)
+        return row[0] if row else 0
+
+    def hold_basis(self, realm: str, hit_id: str, now: float):
+        """What one HIT's hold is computed from: its requester, reward, max assignments, whether
+        it is open, how many assignments are done and busy, and what it holds now."""
+        return self._one(
+            "SELECT h.requester, h.disposed, h.held_cents, t.reward_cents, h.max_assignments, "
+            "h.expiration > ? AS open, "
             "(SELECT COUNT(*) FROM assignments a WHERE a.realm = h.realm AND a.hit_id = h.hit_id "
             "AND a.status IN ('Approved','Rejected')) AS done, "
             "(SELECT COUNT(*) FROM assignments a WHERE a.realm = h.realm AND a.hit_id = h.hit_id "
             "AND a.status IN ('Accepted','Submitted')) AS busy "
             "FROM hits h JOIN hit_types t ON t.realm = h.realm AND t.hit_type_id = h.hit_type_id "
-            "WHERE h.realm = ? AND h.requester = ? AND h.disposed = 0", acct)
+            "WHERE h.realm = ? AND h.hit_id = ?", (now, realm, hit_id))
+
+    def set_hold(self, acct: Account, hit_id: str, old: int, new: int) -> None:
+        self._run("UPDATE hits SET held_cents = ? WHERE realm = ? AND hit_id = ?",
+                  (new, acct.realm, hit_id))
+        self._run("UPDATE accounts SET held_cents = held_cents + ? WHERE realm = ? AND "
+                  "requester = ?", (new - old, *acct))
 
     # -- what time does: expiry sweeps ---------------------------------------------------------
     def sweep_due(self, realm: str, now: float) -> bool:
         return bool(self._one(
             "SELECT EXISTS(SELECT 1 FROM assignments WHERE realm = ? AND status = 'Accepted' "
             "AND deadline <= ?) OR EXISTS(SELECT 1 FROM assignments WHERE realm = ? AND "
-            "status = 'Submitted' AND auto_approval_time <= ?)", (realm, now, realm, now))[0])
+            "status = 'Submitted' AND auto_approval_time <= ?) OR EXISTS(SELECT 1 FROM hits "
+            "WHERE realm = ? AND expiry_swept = 0 AND expiration <= ?)",
+            (realm, now, realm, now, realm, now))[0])
 
-    def abandon_overdue(self, realm: str, now: float) -> None:
+    def abandon_overdue(self, realm: str, now: float) -> list[str]:
+        """Abandon what ran past its deadline; returns the HITs they belong to."""
+        hit_ids = [r[0] for r in self._all(
+            "SELECT DISTINCT hit_id FROM assignments WHERE realm = ? AND status = 'Accepted' "
+            "AND deadline <= ?", (realm, now))]
         self._run("UPDATE assignments SET status = 'Abandoned' WHERE realm = ? AND "
                   "status = 'Accepted' AND deadline <= ?", (realm, now))
+        return hit_ids
+
+    def expired_unswept(self, realm: str, now: float) -> list[str]:
+        """HITs whose expiry has come and not yet been accounted for (and marks it done)."""
+        hit_ids = [r[0] for r in self._all(
+            "SELECT hit_id FROM hits WHERE realm = ? AND expiry_swept = 0 AND expiration <= ?",
+            (realm, now))]
+        self._run("UPDATE hits SET expiry_swept = 1 WHERE realm = ? AND expiry_swept = 0 AND "
+                  "expiration <= ?", (realm, now))
+        return hit_ids
 
     def auto_approval_due(self, realm: str, now: float) -> list:
         return self._all(
-            "SELECT a.assignment_id, a.auto_approval_time, t.reward_cents, h.max_assignments, "
-            "h.requester FROM assignments a JOIN hits h ON h.realm = a.realm AND "
+            "SELECT a.assignment_id, a.hit_id, a.auto_approval_time, t.reward_cents, "
+            "h.max_assignments, h.requester FROM assignments a JOIN hits h ON h.realm = a.realm AND "
             "h.hit_id = a.hit_id JOIN hit_types t ON t.realm = h.realm AND "
             "t.hit_type_id = h.hit_type_id "
             "WHERE a.realm = ? AND a.status = 'Submitted' AND a.auto_approval_time <= ?",
@@ -380,7 +410,7 @@ class Store:
         return out
 
     def set_hit(self, realm: str, hit_id: str, column: str, value) -> None:
-        assert column in ("expiration", "reviewing", "hit_type_id", "disposed")
+        assert column in ("expiration", "reviewing", "hit_type_id", "disposed", "expiry_swept")
         self._run(f"UPDATE hits SET {column} = ? WHERE realm = ? AND hit_id = ?",
                   (value, realm, hit_id))
 

@@ -10,7 +10,7 @@ from study.marketplace import paging
 from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
 from study.marketplace.ids import new_id
-from study.marketplace.money import fee_cents, fmt_cents, parse_cents, require_funds
+from study.marketplace.money import fee_cents, fmt_cents, parse_cents, rehold, require_funds
 from study.marketplace.qualifications import check_requirements
 from study.marketplace.questions import parse_question
 
@@ -182,6 +182,7 @@ def _create_hit(market, acct: Account, hit_type_id: str | None, p: dict) -> dict
         hit_id = new_id()
         store.insert_hit(acct, hit_id, hit_type_id, p["Question"], max_assignments,
                          now + p["LifetimeInSeconds"], p.get("RequesterAnnotation"), now, token)
+        rehold(market, acct.realm, hit_id)
         return {"HIT": hit_dict(market, acct, hit_id)}
 
 
@@ -243,6 +244,15 @@ def _deleted(market, h) -> RequestError:
                         "AWS.MechanicalTurk.InvalidHITState")
 
 
+def _rehold_within_funds(market, acct: Account, hit_id: str) -> None:
+    """Update the HIT's hold; a hold that grows (a HIT reopened, a dearer HIT type) must fit
+    in the free funds, or the whole change is refused."""
+    before = market.store.held(acct)
+    rehold(market, acct.realm, hit_id)
+    if market.store.held(acct) > before:
+        require_funds(market, acct, 0)
+
+
 def update_expiration_for_hit(market, acct, p):
     with market.store.transaction():
         h = hit_row(market, acct, p["HITId"])
@@ -252,6 +262,8 @@ def update_expiration_for_hit(market, acct, p):
         now = market.now()
         expire_at = min(max(float(p["ExpireAt"]), now), now + MAX_DURATION_S)
         market.store.set_hit(acct.realm, h["hit_id"], "expiration", expire_at)
+        market.store.set_hit(acct.realm, h["hit_id"], "expiry_swept", int(expire_at <= now))
+        _rehold_within_funds(market, acct, h["hit_id"])
     return {}
 
 
@@ -279,6 +291,7 @@ def update_hit_type_of_hit(market, acct, p):
         if h["disposed"]:
             raise _deleted(market, h)
         store.set_hit(acct.realm, h["hit_id"], "hit_type_id", p["HITTypeId"])
+        _rehold_within_funds(market, acct, h["hit_id"])
     return {}
 
 
@@ -296,6 +309,7 @@ def delete_hit(market, acct, p):
                 f"assignment approved or rejected). {stamp(market.now())}",
                 "AWS.MechanicalTurk.InvalidHITState")
         store.set_hit(acct.realm, p["HITId"], "disposed", 1)
+        rehold(market, acct.realm, p["HITId"])
     return {}
 
 
@@ -328,6 +342,7 @@ def create_additional_assignments_for_hit(market, acct, p):
         reward = h["reward_cents"]
         require_funds(market, acct, n * (reward + fee_cents(reward, old_max + n)))
         store.add_max_assignments(acct.realm, h["hit_id"], n)
+        rehold(market, acct.realm, h["hit_id"])
         if token:
             store.insert_extension(acct, token, h["hit_id"], now)
     return {}

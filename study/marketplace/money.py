@@ -46,33 +46,36 @@ def with_fee(reward_cents: int, max_assignments: int) -> int:
     return reward_cents + fee_cents(reward_cents, max_assignments)
 
 
-def held_cents(market, acct: Account) -> int:
-    """What the requester's HITs may still pay: every open slot of a HIT that has not expired,
-    and the work in progress or awaiting review of one that has."""
-    now = market.now()
-    held = 0
-    for h in market.store.outstanding(acct):
-        slots = h["max_assignments"] - h["done"] if h["expiration"] > now else h["busy"]
-        held += max(0, slots) * with_fee(h["reward_cents"], h["max_assignments"])
-    return held
+def rehold(market, realm: str, hit_id: str) -> None:
+    """Bring one HIT's hold (and its requester's total) up to date after anything that may
+    change it: every open slot of a HIT that has not expired, the work in progress or awaiting
+    review of one that has, nothing once it is deleted. Runs inside the caller's transaction."""
+    b = market.store.hold_basis(realm, hit_id, market.now())
+    if b is None:
+        return
+    slots = 0 if b["disposed"] else (b["max_assignments"] - b["done"] if b["open"] else b["busy"])
+    new = max(0, slots) * with_fee(b["reward_cents"], b["max_assignments"])
+    if new != b["held_cents"]:
+        market.store.set_hold(Account(realm, b["requester"]), hit_id, b["held_cents"], new)
 
 
 def require_funds(market, acct: Account, cost_cents: int, held: int = 0) -> None:
     """Refuse with InsufficientFunds unless `cost_cents` fits in the balance less what is held
     (`held`: the part of the cost that is already held for it)."""
     balance = market.store.balance(acct)
-    free = balance - held_cents(market, acct) + held
+    on_hold = market.store.held(acct)
+    free = balance - on_hold + held
     if cost_cents > free:
         raise RequestError(
             f"This Requester has insufficient funds in their account to complete this "
             f"transaction: it needs ${fmt_cents(cost_cents)} and the {acct.realm} balance is "
-            f"${fmt_cents(balance)}, of which ${fmt_cents(balance - free + held)} is held for "
-            f"HITs already made.", "AWS.MechanicalTurk.InsufficientFunds")
+            f"${fmt_cents(balance)}, of which ${fmt_cents(on_hold)} is held for HITs already "
+            f"made.", "AWS.MechanicalTurk.InsufficientFunds")
 
 
 def get_account_balance(market, acct, p):
     return {"AvailableBalance": fmt_cents(market.store.balance(acct)),
-            "OnHoldBalance": fmt_cents(held_cents(market, acct))}
+            "OnHoldBalance": fmt_cents(market.store.held(acct))}
 
 
 def deposit(db_path: str | Path, realm: str, amount: str, requester: str | None = None) -> str:

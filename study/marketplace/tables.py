@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     realm TEXT NOT NULL,
     requester TEXT NOT NULL,
     balance_cents INTEGER NOT NULL,
+    -- the sum of hits.held_cents of the requester's HITs
+    held_cents INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (realm, requester)
 );
 CREATE TABLE IF NOT EXISTS hit_types (
@@ -57,8 +59,13 @@ CREATE TABLE IF NOT EXISTS hits (
     created REAL NOT NULL,
     unique_request_token TEXT,
     requester TEXT NOT NULL DEFAULT '',
+    -- what the HIT may still pay (reward and fee of its open or unfinished assignments),
+    -- and whether its expiry has been accounted for
+    held_cents INTEGER NOT NULL DEFAULT 0,
+    expiry_swept INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (realm, hit_id)
 );
+CREATE INDEX IF NOT EXISTS hits_expiring ON hits (realm, expiry_swept, expiration);
 CREATE INDEX IF NOT EXISTS hits_by_created ON hits (realm, created, hit_id);
 CREATE INDEX IF NOT EXISTS hits_by_requester ON hits (realm, requester, created, hit_id);
 CREATE INDEX IF NOT EXISTS hits_by_type ON hits (realm, hit_type_id, created);

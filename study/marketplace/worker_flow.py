@@ -10,7 +10,7 @@ from study.marketplace.datastore import Account
 from study.marketplace.errors import WorkerError
 from study.marketplace.hits import hit_dicts, status
 from study.marketplace.ids import new_id
-from study.marketplace.money import fmt_cents
+from study.marketplace.money import fmt_cents, rehold
 from study.marketplace.qualifications import failed_requirements, guards, qual_values
 from study.marketplace.questions import answers_xml, parse_question
 
@@ -143,6 +143,7 @@ def return_assignment(market, realm: str, worker_id: str, assignment_id: str) ->
             raise WorkerError(f"This assignment is {a['status'].lower()} and can no longer "
                               f"be returned.", 409)
         store.set_status(realm, assignment_id, "Returned")
+        rehold(market, realm, a["hit_id"])
 
 
 def submit(market, realm: str, worker_id: str, assignment_id: str,
