@@ -11,15 +11,11 @@ import sqlite3
 
 import botocore.session
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from study.marketplace.testing import ManualClock, running_marketplace
-from test_marketplace_support import (HTML_Q, TARGET, assert_aws_refusal, send,
-                                      submitted_assignment)
+from test_marketplace_support import HTML_Q, assert_aws_refusal, send, signed, submitted_assignment
 
 MODEL = botocore.session.get_session().get_service_model("mturk")
 OPERATIONS = ["CreateHIT", "CreateHITWithHITType", "GetHIT", "ListHITs", "UpdateExpirationForHIT",
@@ -110,11 +106,8 @@ def test_no_input_gives_a_5xx_or_changes_anything_when_refused(world, operation)
         except (ValueError, TypeError):
             return
         before = snapshot(mk.db_path)
-        req = AWSRequest("POST", mk.endpoint("sandbox") + "/", data=body.encode("utf-8", "surrogatepass"),
-                         headers={"Content-Type": "application/x-amz-json-1.1",
-                                  "X-Amz-Target": TARGET + operation})
-        SigV4Auth(Credentials(mk.key_id, mk.secret), "mturk-requester", "us-east-1").add_auth(req)
-        r = send(req)
+        r = send(signed(mk.endpoint("sandbox") + "/", operation, {}, mk.key_id, mk.secret,
+                        raw=body.encode("utf-8", "surrogatepass")))
         assert r.status_code < 500, (operation, p, r.text[:300])
         if r.status_code != 200:
             assert_aws_refusal(r)

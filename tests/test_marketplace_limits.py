@@ -22,15 +22,9 @@ def mk(tmp_path_factory):
 
 
 def _raw(mk, operation: str, body: bytes):
-    """A request whose raw body is signed by botocore's signer (any bytes at all)."""
-    req = signed(mk.endpoint("sandbox") + "/", operation, {}, mk.key_id, mk.secret)
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-    raw = AWSRequest("POST", req.url, data=body, headers={
-        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": TARGET + operation})
-    SigV4Auth(Credentials(mk.key_id, mk.secret), "mturk-requester", "us-east-1").add_auth(raw)
-    return send(raw)
+    """A request whose raw body (any bytes at all) is signed by botocore's signer."""
+    return send(signed(mk.endpoint("sandbox") + "/", operation, {}, mk.key_id, mk.secret,
+                       raw=body))
 
 
 def test_oversized_body_is_refused_before_authentication(mk):

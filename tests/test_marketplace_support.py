@@ -37,13 +37,15 @@ def submitted_assignment(mk, client, worker: str = "worker", realm: str = "sandb
 
 def signed(url: str, operation: str, body: dict, key_id: str, secret: str,
            region: str = "us-east-1", service: str = "mturk-requester",
-           sign_target: bool = True, extra: dict | None = None) -> AWSRequest:
-    """A request signed by botocore.auth.SigV4Auth; `sign_target=False` adds X-Amz-Target only
-    after signing, so it is not in SignedHeaders."""
+           sign_target: bool = True, extra: dict | None = None,
+           raw: bytes | None = None) -> AWSRequest:
+    """A request signed by botocore.auth.SigV4Auth, with `body` as JSON (or the bytes `raw`);
+    `sign_target=False` adds X-Amz-Target only after signing, so it is not in SignedHeaders."""
     headers = {"Content-Type": "application/x-amz-json-1.1", **(extra or {})}
     if sign_target:
         headers["X-Amz-Target"] = TARGET + operation
-    req = AWSRequest("POST", url, data=json.dumps(body), headers=headers)
+    data = raw if raw is not None else json.dumps(body)
+    req = AWSRequest("POST", url, data=data, headers=headers)
     SigV4Auth(Credentials(key_id, secret), service, region).add_auth(req)
     if not sign_target:
         req.headers["X-Amz-Target"] = TARGET + operation

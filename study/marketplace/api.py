@@ -21,13 +21,13 @@ from study.marketplace import limits, shapes, sigv4
 from study.marketplace.errors import RequestError
 from study.marketplace.market import OPERATIONS as ANSWERS
 from study.marketplace.market import Market
+from study.marketplace.tables import REALMS
 
 TARGET_PREFIX = "MTurkRequesterServiceV20170117."
 ERROR_NAMESPACE = "com.amazonaws.mturk.requester"
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
 OPERATIONS = tuple(ANSWERS)
-REALMS = ("sandbox", "live")
 
 
 class TokenBucket:

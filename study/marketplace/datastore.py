@@ -263,7 +263,8 @@ class Store:
 
     def deposit(self, acct: Account, cents: int) -> None:
         self._run("INSERT INTO accounts (realm, requester, balance_cents) VALUES (?, ?, ?) "
-                  "ON CONFLICT (realm, requester) DO UPDATE SET balance_cents = balance_cents + excluded.balance_cents",
+                  "ON CONFLICT (realm, requester) DO UPDATE SET "
+                  "balance_cents = balance_cents + excluded.balance_cents",
                   (*acct, cents))
 
     def balance(self, acct: Account) -> int:
@@ -328,7 +329,8 @@ class Store:
     def auto_approval_due(self, realm: str, now: float) -> list:
         return self._all(
             "SELECT a.assignment_id, a.hit_id, a.auto_approval_time, t.reward_cents, "
-            "h.max_assignments, h.requester FROM assignments a JOIN hits h ON h.realm = a.realm AND "
+            "h.max_assignments, h.requester FROM assignments a JOIN hits h ON "
+            "h.realm = a.realm AND "
             "h.hit_id = a.hit_id JOIN hit_types t ON t.realm = h.realm AND "
             "t.hit_type_id = h.hit_type_id "
             "WHERE a.realm = ? AND a.status = 'Submitted' AND a.auto_approval_time <= ?",
@@ -654,7 +656,8 @@ class Store:
         """HIT types with a HIT the worker has not taken and that has a free slot."""
         return self._all(
             "SELECT t.hit_type_id, t.requester, t.title, t.description, t.keywords, "
-            "t.reward_cents, t.assignment_duration, t.qual_json, COUNT(*) AS hits, MIN(h.expiration) AS expires "
+            "t.reward_cents, t.assignment_duration, t.qual_json, COUNT(*) AS hits, "
+            "MIN(h.expiration) AS expires "
             "FROM hits h JOIN hit_types t ON t.realm = h.realm AND t.hit_type_id = h.hit_type_id "
             "WHERE h.realm = ? AND h.disposed = 0 AND h.expiration > ? AND h.max_assignments > "
             f"(SELECT COUNT(*) FROM assignments a WHERE a.realm = h.realm AND a.hit_id = h.hit_id "

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from study.marketplace.datastore import POOL, Account
 from study.marketplace.errors import RequestError
+from study.marketplace.tables import REALMS
 
 CURRENCY_RE = re.compile(r"^[0-9]+(\.)?[0-9]{0,2}$")
 MIN_FEE_CENTS = 1
-REALMS = ("sandbox", "live")
 
 
 def parse_cents(amount: str) -> int:

@@ -1,6 +1,7 @@
 """What time does to a realm: assignments past their deadline are abandoned, submitted ones past
-their auto-approval time are approved and paid, expired HITs release what they held. Applied lazily before a request reads or writes a
-realm, so a marketplace that was stopped for a week catches up on its first request."""
+their auto-approval time are approved and paid, expired HITs release what they held. Applied
+lazily before a request reads or writes a realm, so a marketplace that was stopped for a week
+catches up on its first request."""
 
 from __future__ import annotations
 

@@ -19,8 +19,9 @@ from study.marketplace.errors import WorkerError
 from study.marketplace.ids import worker_id_for
 from study.marketplace.invites import completion_link
 from study.marketplace.market import Market
+from study.marketplace.questions import parse_question
+from study.marketplace.tables import REALMS
 
-REALMS = ("sandbox", "live")
 PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 IFRAME_SANDBOX = ("allow-scripts allow-forms allow-same-origin allow-popups "
                   "allow-top-navigation-by-user-activation")
@@ -90,7 +91,7 @@ def _submit_base(realm: str) -> str:
 
 
 def _frame_src(realm: str, hit: dict, assignment_id: str, worker_id: str | None) -> tuple[str, int]:
-    q = flow.parse_question(hit["Question"])
+    q = parse_question(hit["Question"])
     params = [("assignmentId", assignment_id), ("hitId", hit["HITId"]),
               ("turkSubmitTo", _submit_base(realm))]
     if worker_id:
