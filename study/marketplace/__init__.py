@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from study.marketplace.db import create_invite, deposit  # noqa: F401  (public API)
 from study.marketplace.ids import worker_id_for  # noqa: F401  (public API)
+from study.marketplace.invites import create_invite  # noqa: F401  (public API)
+from study.marketplace.money import deposit  # noqa: F401  (public API)
 
 KEYS_ENV = "STUDY_MARKETPLACE_KEYS"
 LIVE_BALANCE_ENV = "STUDY_MARKETPLACE_LIVE_BALANCE"

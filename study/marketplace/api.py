@@ -17,25 +17,17 @@ from typing import Callable
 
 from flask import Blueprint, Response, current_app, request
 
-from study.marketplace import shapes, sigv4
-from study.marketplace.market import Market, RequestError
+from study.marketplace import limits, shapes, sigv4
+from study.marketplace.errors import RequestError
+from study.marketplace.market import OPERATIONS as ANSWERS
+from study.marketplace.market import Market
+from study.marketplace.tables import REALMS
 
 TARGET_PREFIX = "MTurkRequesterServiceV20170117."
 ERROR_NAMESPACE = "com.amazonaws.mturk.requester"
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
-OPERATIONS = (
-    "CreateHITType", "CreateHIT", "CreateHITWithHITType", "GetHIT", "ListHITs",
-    "ListReviewableHITs", "UpdateExpirationForHIT", "UpdateHITReviewStatus", "UpdateHITTypeOfHIT",
-    "DeleteHIT", "ListAssignmentsForHIT", "GetAssignment", "ApproveAssignment", "RejectAssignment",
-    "SendBonus", "ListBonusPayments", "CreateAdditionalAssignmentsForHIT",
-    "CreateQualificationType", "GetQualificationType", "UpdateQualificationType",
-    "ListQualificationTypes", "AssociateQualificationWithWorker",
-    "DisassociateQualificationFromWorker", "GetQualificationScore",
-    "ListWorkersWithQualificationType", "CreateWorkerBlock", "DeleteWorkerBlock",
-    "ListWorkerBlocks", "NotifyWorkers", "GetAccountBalance",
-)
-REALMS = ("sandbox", "live")
+OPERATIONS = tuple(ANSWERS)
 
 
 class TokenBucket:
@@ -94,7 +86,13 @@ def _call_throttle(throttle, op: str, realm: str, key_id: str) -> bool:
 
 def handle(realm: str) -> Response:
     market = _market()
-    body = request.get_data(cache=True)
+    try:
+        # Before the signature: an unsigned request must not make the server hold its body.
+        body = limits.read_body(request.stream, request.content_length, limits.MAX_REQUEST_BYTES)
+    except limits.Refused as exc:
+        resp = error_response(exc.error_type, exc.message, exc.status)
+        resp.headers["Connection"] = "close"
+        return resp
     try:
         key_id = sigv4.verify(request.method, request.script_root + request.path,
                               request.query_string.decode("latin-1"), request.headers, body,
@@ -127,9 +125,11 @@ def handle(realm: str) -> Response:
                               "AWS.MechanicalTurk.ServiceFault")
 
     try:
-        params = json.loads(body.decode("utf-8")) if body else {}
-    except (UnicodeDecodeError, ValueError):
-        return error_response("SerializationException", "The request body is not valid JSON.")
+        params = limits.parse_json(body)
+    except limits.Refused as exc:
+        turk_code = "AWS.MechanicalTurk.ParameterValidationError" \
+            if exc.error_type == "RequestError" else None
+        return error_response(exc.error_type, exc.message, exc.status, turk_code)
     try:
         shapes.validate(op, params)
     except shapes.ValidationProblem as exc:
@@ -137,7 +137,7 @@ def handle(realm: str) -> Response:
                               "AWS.MechanicalTurk.ParameterValidationError")
     try:
         market.sweep(realm)
-        result = getattr(market, f"op_{op}")(realm, params or {})
+        result = market.call(op, realm, key_id, params or {})
     except RequestError as exc:
         return error_response(exc.error_type, exc.message, exc.status, exc.turk_code)
     except Exception:

@@ -38,6 +38,14 @@ def _keys(ctx: click.Context) -> dict[str, str]:
     return keys
 
 
+# Set deliberately rather than left at waitress's defaults: keep-alive workers past 100
+# connections waited for a free one; a client that stalls mid-request is dropped after 30 s
+# instead of 120 s; a body is cut off well before it could fill the disk (the app's own
+# limits, in study.marketplace.limits, are far smaller and answer in the API's error shape).
+WAITRESS_LIMITS = dict(connection_limit=1000, channel_timeout=30,
+                       max_request_body_size=16 << 20, max_request_header_size=64 << 10)
+
+
 @click.group("marketplace")
 def marketplace_group() -> None:
     """The bundled MTurk-compatible marketplace (Requester API and worker site)."""
@@ -65,7 +73,8 @@ def serve_command(ctx: click.Context, host: str, port: int, db: str | None, thre
     db_path = _db_path(ctx, db)
     app = create_app(db_path, keys=keys)
     try:
-        server = waitress.create_server(app, host=host, port=port, threads=threads)
+        server = waitress.create_server(app, host=host, port=port, threads=threads,
+                                        **WAITRESS_LIMITS)
     except OSError as exc:
         raise StudyError(f"cannot listen on {host}:{port}: {exc.strerror}",
                          hint="another program uses that port: pass --port N") from None
@@ -93,13 +102,20 @@ def serve_command(ctx: click.Context, host: str, port: int, db: str | None, thre
               help="Where the worker site is reachable.")
 @click.option("--completion-code", default=None, help="Code shown after each submission "
               "(default: random).")
+@click.option("--completion-url", default=None, help="Where a participant goes after each "
+              "submission, with the code in place of {code} or appended as cc=CODE (e.g. "
+              "https://app.prolific.com/submissions/complete).")
 @click.option("--db", "db", default=None, type=click.Path(dir_okay=False))
 @click.pass_context
 def invite_command(ctx, label: str, base_url: str, completion_code: str | None,
-                   db: str | None) -> None:
-    """Create an invitation link for live workers (append ?participant=ID as needed)."""
-    from study.marketplace.db import create_invite
-    path = create_invite(_db_path(ctx, db), label, completion_code=completion_code)
+                   completion_url: str | None, db: str | None) -> None:
+    """Create an invitation link for live workers (a platform appends ?PROLIFIC_PID=ID)."""
+    from study.marketplace.invites import create_invite
+    try:
+        path = create_invite(_db_path(ctx, db), label, completion_code=completion_code,
+                             completion_url=completion_url)
+    except ValueError as exc:
+        raise StudyError(str(exc), where="--completion-url", hint="give an http(s) URL")
     click.echo(base_url.rstrip("/") + path)
 
 
@@ -107,14 +123,18 @@ def invite_command(ctx, label: str, base_url: str, completion_code: str | None,
 @click.argument("amount")
 @click.option("--realm", type=click.Choice(["sandbox", "live"]), default="live",
               show_default=True)
+@click.option("--requester", default=None, metavar="KEY_ID",
+              help="The requester key to credit (needed when the realm has several).")
 @click.option("--db", "db", default=None, type=click.Path(dir_okay=False))
 @click.pass_context
-def deposit_command(ctx, amount: str, realm: str, db: str | None) -> None:
-    """Add AMOUNT dollars to a realm's balance (the live realm starts at 0.00)."""
-    from study.marketplace.db import deposit
+def deposit_command(ctx, amount: str, realm: str, requester: str | None, db: str | None) -> None:
+    """Add AMOUNT dollars to a requester's balance (the live realm starts at 0.00)."""
+    from study.marketplace.money import deposit
     try:
-        balance = deposit(_db_path(ctx, db), realm, amount)
+        balance = deposit(_db_path(ctx, db), realm, amount, requester)
     except ValueError:
         raise StudyError(f"{amount!r} is not a dollar amount", where="AMOUNT",
                          hint="write it like 250 or 250.00")
+    except LookupError as exc:
+        raise StudyError(str(exc), where="--requester", hint="pass --requester KEY_ID")
     click.echo(f"{realm} balance: ${balance}")

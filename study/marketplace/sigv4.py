@@ -3,7 +3,11 @@
 Refusals use the error types AWS sends and botocore knows: MissingAuthenticationTokenException
 (no signature), IncompleteSignatureException (a malformed Authorization header),
 UnrecognizedClientException (unknown key id), InvalidSignatureException (wrong signature, wrong
-scope, or a request time too far from the server's).
+scope, an unsigned header that steers the request, or a request time too far from the server's).
+
+Every header that decides what a request does must be signed, or a captured request could be
+replayed with a different meaning: `host`, `x-amz-date`, and every `x-amz-*` header sent
+(`x-amz-target` names the operation). The credential scope must name this service and region.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qsl, quote
 
 SERVICE = "mturk-requester"
+REGION = "us-east-1"  # MTurk's only region; boto3 clients are made with region_name=us-east-1
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW_S = 15 * 60
 
@@ -48,8 +53,20 @@ def _canonical_query(query_string: str) -> str:
     return "&".join(f"{k}={v}" for k, v in enc)
 
 
+def _must_sign(headers) -> list[str]:
+    """The headers of this request that must be in SignedHeaders, lower-case, sorted."""
+    names = {"host", "x-amz-date"}
+    names.update(k.lower() for k in headers.keys() if k.lower().startswith("x-amz-"))
+    return sorted(names)
+
+
+def _shown(name: str) -> str:
+    """'x-amz-target' as AWS writes it in messages: 'X-Amz-Target'."""
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
 def verify(method: str, path: str, query_string: str, headers, body: bytes,
-           keys: dict[str, str], now: float | None = None) -> str:
+           keys: dict[str, str], now: float | None = None, region: str = REGION) -> str:
     """Check the request's signature; return the requester key id or raise AuthError.
 
     `headers` is a case-insensitive mapping of the request headers as received.
@@ -67,6 +84,7 @@ def verify(method: str, path: str, query_string: str, headers, body: bytes,
     if len(parts) != 5 or parts[4] != "aws4_request":
         raise AuthError("IncompleteSignatureException",
                         f"Credential should be scoped to a valid region, not '{credential}'.")
+    expected_region = region
     key_id, date, region, service, _ = parts
     secret = keys.get(key_id)
     if secret is None:
@@ -75,6 +93,10 @@ def verify(method: str, path: str, query_string: str, headers, body: bytes,
     if service != SERVICE:
         raise AuthError("InvalidSignatureException",
                         f"Credential should be scoped to correct service: '{SERVICE}'.")
+    if region != expected_region:
+        raise AuthError("InvalidSignatureException",
+                        f"Credential should be scoped to a valid region, not '{region[:40]}'. "
+                        f"This marketplace signs in '{expected_region}'.")
     amz_date = headers.get("X-Amz-Date")
     if not amz_date:
         raise AuthError("IncompleteSignatureException",
@@ -94,9 +116,11 @@ def verify(method: str, path: str, query_string: str, headers, body: bytes,
                         f"Signature expired: {amz_date} is now earlier or later than the "
                         f"allowed {MAX_SKEW_S // 60} minutes from the server time.")
     names = signed_headers.split(";")
-    if "host" not in names:
-        raise AuthError("InvalidSignatureException",
-                        "'Host' must be a 'SignedHeader' in the AWS Authorization.")
+    for name in _must_sign(headers):
+        if name not in names:
+            raise AuthError("InvalidSignatureException",
+                            f"'{_shown(name)}' must be a 'SignedHeader' in the AWS "
+                            f"Authorization.")
     canonical_headers = ""
     for name in names:
         value = headers.get(name)

@@ -7,17 +7,21 @@ any Flask app. A worker's session is a signed cookie scoped to the realm's path.
 from __future__ import annotations
 
 import re
-import secrets
 from urllib.parse import quote, urlencode
 
 import jinja2
 from flask import Blueprint, Response, current_app, redirect, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from study.marketplace import identity, limits
+from study.marketplace import worker_flow as flow
+from study.marketplace.errors import WorkerError
 from study.marketplace.ids import worker_id_for
-from study.marketplace.market import Market, WorkerError, parse_question
+from study.marketplace.invites import completion_link
+from study.marketplace.market import Market
+from study.marketplace.questions import parse_question
+from study.marketplace.tables import REALMS
 
-REALMS = ("sandbox", "live")
 PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 IFRAME_SANDBOX = ("allow-scripts allow-forms allow-same-origin allow-popups "
                   "allow-top-navigation-by-user-activation")
@@ -73,12 +77,12 @@ def _current_worker(realm: str) -> str | None:
 def _sign_in(resp: Response, realm: str, worker_id: str) -> Response:
     resp.set_cookie(_cookie_name(realm), _serializer().dumps({"r": realm, "w": worker_id}),
                     path=_url(f"/worker/{realm}"), httponly=True, samesite="Lax",
-                    max_age=30 * 86400)
+                    secure=request.is_secure, max_age=30 * 86400)
     return resp
 
 
 def _error(realm: str, exc: WorkerError) -> Response:
-    return _page("message.html", exc.status, realm=realm, title="Not possible",
+    return _page("message.html", exc.status, realm=realm, title=exc.title,
                  message=exc.message)
 
 
@@ -120,12 +124,27 @@ def make_blueprint() -> Blueprint:
             from flask import abort
             abort(404)
 
+    @bp.before_request
+    def _limit_body():
+        # Checked before Flask parses a form: a worker's POST is a small form.
+        if request.method != "POST":
+            return None
+        request.max_content_length = limits.MAX_FORM_BYTES
+        length = request.content_length
+        if length is not None and length > limits.MAX_FORM_BYTES:
+            limits.drain(request.stream, length)
+            resp = _page("message.html", 413, realm=None, title="Too large",
+                         message=f"What you sent is larger than {limits.MAX_FORM_BYTES} bytes.")
+            resp.headers["Connection"] = "close"
+            return resp
+        return None
+
     @bp.get("/worker/<realm>/")
     def groups(realm: str):
         worker, early = _need_worker(realm)
         if early:
             return early
-        groups = _market().list_groups(realm, worker)
+        groups = flow.list_groups(_market(), realm, worker)
         for g in groups:
             g["href"] = _url(f"/worker/{realm}/groups/{g['hit_type_id']}")
         return _page("groups.html", realm=realm, worker=worker, groups=groups,
@@ -159,7 +178,7 @@ def make_blueprint() -> Blueprint:
             return _page("login.html", 400, realm="sandbox", action=_url("/worker/sandbox/login"),
                          error=f"Invalid profile value: {exc}")
         worker_id = worker_id_for(name)
-        _market().ensure_worker("sandbox", worker_id, **profile)
+        flow.ensure_worker(_market(), "sandbox", worker_id, **profile)
         return _sign_in(_see_other("/worker/sandbox/"), "sandbox", worker_id)
 
     @bp.post("/worker/<realm>/logout")
@@ -171,23 +190,16 @@ def make_blueprint() -> Blueprint:
     @bp.get("/worker/live/join/<token>")
     def join(token: str):
         market = _market()
-        invite = market.conn().execute("SELECT * FROM invites WHERE token = ? AND realm = 'live'",
-                                       (token,)).fetchone()
+        invite = flow.invite(market, token)
         if invite is None:
             return _page("message.html", 404, realm="live", title="Unknown invitation",
                          message="This invitation link is not valid. Check the link you were "
                                  "given.")
-        participant = (request.args.get("participant") or "").strip()[:128] or None
-        current = _current_worker("live")
-        if participant:
-            worker_id = worker_id_for(participant)
-        elif current:
-            worker_id = current
-        else:
-            worker_id = worker_id_for("P" + secrets.token_hex(8).upper())
-        market.ensure_worker("live", worker_id, country=invite["country"],
-                             hits_approved=invite["base_approved"], participant_id=participant,
-                             invite_token=token)
+        try:
+            worker_id = identity.join(market, invite, _current_worker("live"),
+                                      identity.platform_attributes(request.args))
+        except WorkerError as exc:
+            return _error("live", exc)
         return _sign_in(_see_other("/worker/live/"), "live", worker_id)
 
     @bp.get("/worker/<realm>/groups/<hit_type_id>")
@@ -195,7 +207,7 @@ def make_blueprint() -> Blueprint:
         worker, early = _need_worker(realm)
         if early:
             return early
-        hit_id = _market().pick_hit(realm, worker, hit_type_id)
+        hit_id = flow.pick_hit(_market(), realm, worker, hit_type_id)
         if hit_id is None:
             return _page("message.html", 404, realm=realm, title="No HITs left",
                          message="There are no more HITs in this group that you can work on.")
@@ -205,7 +217,7 @@ def make_blueprint() -> Blueprint:
     def preview(realm: str, hit_id: str):
         worker = _current_worker(realm)
         try:
-            hit = _market().worker_hit(realm, worker, hit_id, "preview")
+            hit = flow.worker_hit(_market(), realm, worker, hit_id, "preview")
         except WorkerError as exc:
             return _error(realm, exc)
         src, height = _frame_src(realm, hit, PREVIEW_ID, worker)
@@ -216,12 +228,17 @@ def make_blueprint() -> Blueprint:
     @bp.get("/worker/<realm>/hits/<hit_id>/question")
     def question(realm: str, hit_id: str):
         market = _market()
-        row = market.conn().execute("SELECT question FROM hits WHERE realm = ? AND hit_id = ? "
-                                    "AND disposed = 0", (realm, hit_id)).fetchone()
-        if row is None:
+        q = flow.question(market, realm, hit_id)
+        if q is None:
             return _page("message.html", 404, realm=realm, title="Not found",
                          message="This HIT does not exist.")
-        q = parse_question(row[0])
+        aid = request.args.get("assignmentId", PREVIEW_ID)
+        if aid != PREVIEW_ID:
+            # A page opened with an assignment submits for it: only its worker may open it.
+            try:
+                flow.work(market, realm, _current_worker(realm), aid, hit_id)
+            except WorkerError as exc:
+                return _error(realm, exc)
         if q.kind != "html":
             return redirect(q.content)
         resp = Response(q.content, content_type="text/html; charset=utf-8")
@@ -234,7 +251,7 @@ def make_blueprint() -> Blueprint:
         if early:
             return early
         try:
-            aid = _market().accept(realm, worker, hit_id)
+            aid = flow.accept(_market(), realm, worker, hit_id)
         except WorkerError as exc:
             return _error(realm, exc)
         return _see_other(f"/worker/{realm}/assignments/{aid}")
@@ -244,14 +261,10 @@ def make_blueprint() -> Blueprint:
         worker, early = _need_worker(realm)
         if early:
             return early
-        market = _market()
-        a = market.worker_assignment(realm, assignment_id)
-        if a is None or a["worker_id"] != worker:
-            return _error(realm, WorkerError("This assignment is not yours.", 404))
-        if a["status"] != "Accepted":
-            return _page("message.html", 409, realm=realm, title="Assignment closed",
-                         message=f"This assignment is {a['status'].lower()}.")
-        hit = market.hit_dict(market.conn(), realm, a["hit_id"])
+        try:
+            a, hit = flow.work(_market(), realm, worker, assignment_id)
+        except WorkerError as exc:
+            return _error(realm, exc)
         src, height = _frame_src(realm, hit, assignment_id, worker)
         return _page("hit.html", realm=realm, worker=worker, hit=hit, preview=False,
                      frame_src=src, frame_height=height, sandbox=IFRAME_SANDBOX,
@@ -264,7 +277,7 @@ def make_blueprint() -> Blueprint:
         if early:
             return early
         try:
-            _market().return_assignment(realm, worker, assignment_id)
+            flow.return_assignment(_market(), realm, worker, assignment_id)
         except WorkerError as exc:
             return _error(realm, exc)
         return _see_other(f"/worker/{realm}/")
@@ -278,17 +291,25 @@ def make_blueprint() -> Blueprint:
                          message="Accept the HIT before submitting it (assignmentId is missing).")
         fields = [(name, "|".join(values)) for name, values in data.lists()
                   if name != "assignmentId"]
+        try:
+            limits.check_answers(fields)
+        except limits.Refused as exc:
+            return _page("message.html", exc.status, realm=realm, title="Too large",
+                         message=exc.message)
+        worker, early = _need_worker(realm)
+        if early:
+            return early
         market = _market()
         try:
-            a = market.submit(realm, aid, fields)
+            flow.submit(market, realm, worker, aid, fields)
         except WorkerError as exc:
             return _error(realm, exc)
-        code = None
-        if realm == "live":
-            row = market.conn().execute(
-                "SELECT i.completion_code FROM workers w JOIN invites i ON i.token = w.invite_token "
-                "WHERE w.realm = 'live' AND w.worker_id = ?", (a["worker_id"],)).fetchone()
-            code = row[0] if row else None
-        return _page("submitted.html", realm=realm, assignment_id=aid, completion_code=code)
+        invite = flow.invite_of(market, worker) if realm == "live" else None
+        link = completion_link(invite)
+        if link and request.headers.get("Sec-Fetch-Dest") == "document":
+            return redirect(link, code=303)  # a top-level submission goes straight back
+        return _page("submitted.html", realm=realm, assignment_id=aid,
+                     completion_code=invite["completion_code"] if invite else None,
+                     completion_link=link)
 
     return bp

@@ -1,0 +1,101 @@
+"""Requester operations on assignments: list, read, approve, reject."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from study.marketplace import paging
+from study.marketplace.datastore import Account
+from study.marketplace.errors import RequestError, param_error, stamp
+from study.marketplace.hits import hit_dict, hit_row
+from study.marketplace.money import fee_cents, rehold, require_funds
+
+VISIBLE = ("Submitted", "Approved", "Rejected")  # what a requester can see of an assignment
+
+
+def assignment_dict(a) -> dict:
+    d = {
+        "AssignmentId": a["assignment_id"],
+        "WorkerId": a["worker_id"],
+        "HITId": a["hit_id"],
+        "AssignmentStatus": a["status"],
+        "AutoApprovalTime": a["auto_approval_time"],
+        "AcceptTime": a["accept_time"],
+        "SubmitTime": a["submit_time"],
+    }
+    if a["approval_time"] is not None:
+        d["ApprovalTime"] = a["approval_time"]
+    if a["rejection_time"] is not None:
+        d["RejectionTime"] = a["rejection_time"]
+    d["Deadline"] = a["deadline"]
+    d["Answer"] = a["answer"]
+    if a["requester_feedback"] is not None:
+        d["RequesterFeedback"] = a["requester_feedback"]
+    return d
+
+
+def assignment_row(market, acct: Account, aid: str):
+    """A submitted (or reviewed) assignment of the requester's HITs, or AssignmentDoesNotExist."""
+    a = market.store.assignment(acct.realm, aid)
+    if a is None or a["status"] not in VISIBLE or a["requester"] != acct.requester:
+        raise RequestError(f"Assignment {aid} does not exist. {stamp(market.now())}",
+                           "AWS.MechanicalTurk.AssignmentDoesNotExist")
+    return a
+
+
+def list_assignments_for_hit(market, acct, p):
+    hit_row(market, acct, p["HITId"])
+    statuses = p.get("AssignmentStatuses") or list(VISIBLE)
+    limit, after = paging.page(p)
+    rows = market.store.assignments_of_hit(acct.realm, p["HITId"], statuses, after, limit + 1)
+    out: dict[str, Any] = {}
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        out["NextToken"] = paging.encode([last["accept_time"], last["assignment_id"]])
+    rows = rows[:limit]
+    out["NumResults"] = len(rows)
+    out["Assignments"] = [assignment_dict(a) for a in rows]
+    return out
+
+
+def get_assignment(market, acct, p):
+    a = assignment_row(market, acct, p["AssignmentId"])
+    return {"Assignment": assignment_dict(a), "HIT": hit_dict(market, acct, a["hit_id"])}
+
+
+def approve_assignment(market, acct, p):
+    store = market.store
+    feedback = p.get("RequesterFeedback")
+    if feedback is not None and len(feedback) > 1024:
+        raise param_error("RequesterFeedback is longer than 1024 characters.")
+    now = market.now()
+    with store.transaction():
+        a = assignment_row(market, acct, p["AssignmentId"])
+        allowed = ("Submitted", "Rejected") if p.get("OverrideRejection") else ("Submitted",)
+        if a["status"] not in allowed:
+            raise RequestError(
+                f"This operation can be called with a status of: {', '.join(allowed)} "
+                f"{stamp(now)}", "AWS.MechanicalTurk.InvalidAssignmentState")
+        reward, max_a = store.hit_cost_basis(acct.realm, a["hit_id"])
+        cost = reward + fee_cents(reward, max_a)
+        # Submitted work was paid for when its HIT was made; overturning a rejection was not.
+        require_funds(market, acct, cost, held=cost if a["status"] == "Submitted" else 0)
+        store.mark_approved(acct.realm, a["assignment_id"], now, feedback)
+        store.charge(acct, cost)
+        rehold(market, acct.realm, a["hit_id"])
+    return {}
+
+
+def reject_assignment(market, acct, p):
+    feedback = p["RequesterFeedback"]
+    if not feedback.strip() or len(feedback) > 1024:
+        raise param_error("RequesterFeedback must hold 1 to 1024 characters.")
+    now = market.now()
+    with market.store.transaction():
+        a = assignment_row(market, acct, p["AssignmentId"])
+        if a["status"] != "Submitted":
+            raise RequestError(f"This operation can be called with a status of: Submitted "
+                               f"{stamp(now)}", "AWS.MechanicalTurk.InvalidAssignmentState")
+        market.store.mark_rejected(acct.realm, a["assignment_id"], now, feedback)
+        rehold(market, acct.realm, a["hit_id"])
+    return {}
