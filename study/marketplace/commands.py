@@ -98,8 +98,9 @@ def serve_command(ctx: click.Context, host: str, port: int, db: str | None, thre
 
 @marketplace_group.command("invite")
 @click.option("--label", default="invite", show_default=True, help="A note for your records.")
-@click.option("--base-url", default="http://127.0.0.1:8766", show_default=True,
-              help="Where the worker site is reachable.")
+@click.option("--base-url", default=None,
+              help="Where the worker site is reachable (default: the study's hosting.base_url, "
+                   "else http://127.0.0.1:8766).")
 @click.option("--completion-code", default=None, help="Code shown after each submission "
               "(default: random).")
 @click.option("--completion-url", default=None, help="Where a participant goes after each "
@@ -111,6 +112,9 @@ def invite_command(ctx, label: str, base_url: str, completion_code: str | None,
                    completion_url: str | None, db: str | None) -> None:
     """Create an invitation link for live workers (a platform appends ?PROLIFIC_PID=ID)."""
     from study.marketplace.invites import create_invite
+    if base_url is None:
+        study = _study_or_none(ctx)
+        base_url = study.settings.hosting.base_url if study else "http://127.0.0.1:8766"
     try:
         path = create_invite(_db_path(ctx, db), label, completion_code=completion_code,
                              completion_url=completion_url)
