@@ -74,4 +74,6 @@ def test_an_acr_study_runs_end_to_end_by_settings_alone(tmp_path, run_cli):
     report = json.loads((root / "reports" / "report.json").read_text())
     assert report["scale"]["higher_is_better"] is True and report["scale"]["low"] == 1
     ranked = [m["method"] for m in sorted(report["methods"], key=lambda m: m["rank"])]
-    assert ranked[0] == "reference" and ranked[-1] == "input", ranked
+    # The input and the global blur are 0.1 apart in truth (3.80 and 3.70 of 4): workers as
+    # noisy as real subjects may order them either way at two ratings per item.
+    assert ranked[0] == "reference" and "input" in ranked[-2:], ranked

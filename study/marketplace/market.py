@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from study.marketplace import db as mdb
-from study.marketplace.ids import new_id, WORKER_ID_RE
+from study.marketplace.ids import WORKER_ID_RE, new_id as random_id
 from study.marketplace.money import fee_cents, fmt_cents, parse_cents
 
 DAY = 86400
@@ -181,11 +181,14 @@ class Market:
 
     def __init__(self, db_path: str | Path, keys: dict[str, str] | None = None,
                  clock: Callable[[], float] | None = None, throttle=None, faults=None,
-                 live_balance: str | None = None):
+                 live_balance: str | None = None, new_id: Callable[[], str] | None = None):
         self.db_path = str(db_path)
         mdb.init_db(self.db_path, parse_cents(live_balance) if live_balance else 0)
         self.keys = dict(keys or {})
         self.clock = clock or time.time
+        # Where new HIT, HIT type, qualification and assignment ids come from (a simulation
+        # that must repeat itself injects a seeded source).
+        self.new_id = new_id or random_id
         self.throttle = throttle
         self.faults = faults
         self.pool = mdb.Pool(self.db_path)
@@ -420,7 +423,7 @@ class Market:
                            (realm, fingerprint)).fetchone()
         if row:
             return row[0]
-        hit_type_id = new_id()
+        hit_type_id = self.new_id()
         conn.execute(
             "INSERT INTO hit_types VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (realm, hit_type_id, fingerprint, props["Title"], props["Description"],
@@ -479,7 +482,7 @@ class Market:
                                    "AWS.MechanicalTurk.HITTypeDoesNotExist")
             cost = max_assignments * (t[0] + fee_cents(t[0], max_assignments))
             self._require_funds(conn, realm, cost)
-            hit_id = new_id()
+            hit_id = self.new_id()
             conn.execute(
                 "INSERT INTO hits (realm, hit_id, hit_type_id, question, max_assignments, "
                 "expiration, requester_annotation, created, unique_request_token) "
@@ -862,7 +865,7 @@ class Market:
     def op_CreateQualificationType(self, realm, p):
         conn = self.conn()
         self._check_qual_params(p)
-        qid = new_id()
+        qid = self.new_id()
         with mdb.write(conn):
             exists = conn.execute("SELECT 1 FROM qualification_types WHERE realm = ? AND name = ?",
                                   (realm, p["Name"])).fetchone()
@@ -1267,7 +1270,7 @@ class Market:
                 if mine["status"] == "Accepted":
                     return mine["assignment_id"]
                 raise WorkerError("You have already worked on this HIT.", 409)
-            aid = new_id()
+            aid = self.new_id()
             conn.execute("INSERT INTO assignments (realm, assignment_id, hit_id, worker_id, status,"
                          " accept_time, deadline) VALUES (?, ?, ?, ?, 'Accepted', ?, ?)",
                          (realm, aid, hit_id, worker_id, now, now + h["assignment_duration"]))
