@@ -42,12 +42,26 @@ def test_every_item_in_one_hit_with_gold_and_deterministic(study):
     assert all(r["reference_path"] == r["result_path"] and (r["expected_min"],
                r["expected_max"]) == (0, 1) for r in rows)
     control = conn.execute("SELECT * FROM items WHERE kind = 'gold_control'").fetchall()
-    assert all(r["method"] == "input" and (r["expected_min"], r["expected_max"]) == (3, 4)
+    assert all(r["method"] == "input" and (r["expected_min"], r["expected_max"]) == (2, 4)
                for r in control)
     # A different seed gives a different order.
     set_config(study.root, "[design]\nitems_per_hit = 10\nratings_per_item = 5\nseed = 99\n")
     other = design.make_design(Study.open(study.root), conn)
     assert other.fingerprint() != d1.fingerprint()
+
+
+def test_repeats_per_hit_show_test_items_twice(study):
+    set_config(study.root, "[design]\nrepeats_per_hit = 1\n")
+    repeated = Study.open(study.root)
+    conn = repeated.connect()
+    plain = design.make_design(study, conn)
+    d = design.make_design(repeated, conn)
+    assert len(d.hits) == len(plain.hits)
+    for hit, before in zip(d.hits, plain.hits):
+        assert len(hit) == len(before) + 1
+        twice = [k for k in set(hit) if hit.count(k) == 2]
+        assert len(twice) == 1 and twice[0][2] == "test"
+        assert hit.index(twice[0]) != len(hit) - 1 - hit[::-1].index(twice[0])
 
 
 def test_design_frozen_after_publication(study):
