@@ -12,11 +12,10 @@ from skimage import data, filters, transform
 
 from study.config import default_settings
 from study.errors import StudyError
-from study.simulate import (build_crowd, hit_key, item_true_scores, planted_ranking,
+from study.simulate import (build_crowd, hit_key, item_true_scores, pages, planted_ranking,
                             planted_scores, true_score)
-from study.simulate import pages
-from study.simulate.workers import (CAREFUL, DEFAULT_MIX, KINDS, SATISFICER, SLOPPY, SPAMMER, STRAIGHTLINER,
-                                    WorkerModel, apportion, worker_ids)
+from study.simulate.workers import (CAREFUL, DEFAULT_MIX, KINDS, SATISFICER, SLOPPY, SPAMMER,
+                                    STRAIGHTLINER, WorkerModel, apportion, worker_ids)
 
 
 def small(img: np.ndarray, h: int = 96, w: int = 128) -> np.ndarray:
@@ -154,8 +153,6 @@ def test_worker_kinds_answer_as_their_kind():
 def _subject_figures(frame):
     """Bias SD, mean inconsistency and mean worker-to-others correlation of a ratings table
     (image, method, worker, score), as the careful workers' fit measures them."""
-    import pandas as pd
-
     d = frame.assign(item=frame["image"].astype(str) + "/" + frame["method"].astype(str))
     d["dev"] = d["score"] - d.groupby("item")["score"].transform("mean")
     bias = d.groupby("worker")["dev"].mean()
@@ -169,7 +166,6 @@ def _subject_figures(frame):
 @pytest.mark.parametrize("name", ["nflx_public_raw", "vqeg_hd3_raw"])
 def test_careful_workers_match_real_subjects(name):
     import pandas as pd
-
     from conftest import SUBJECTIVE_DATA
 
     real = pd.read_csv(SUBJECTIVE_DATA / f"{name}.csv")
@@ -491,10 +487,9 @@ MIX = {"careful": 0.5, "spammer": 0.25, "straightliner": 1 / 16, "sloppy": 1 / 1
 
 
 def test_a_crowd_rates_real_hits_on_the_marketplace(tmp_path, image_host, run_cli, study_dir):
+    from study.marketplace.ids import SeededIds
     from study.marketplace.testing import running_marketplace
     from study.simulate import simulate_crowd
-
-    from study.marketplace.ids import SeededIds
 
     hits = _hit_items(image_host, n_hits=10, k=4)
     with running_marketplace(tmp_path / "a", new_id=SeededIds(7)) as mk:

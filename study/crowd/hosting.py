@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import sqlite3
 import struct
 import zlib
-import sqlite3
 from pathlib import Path
 
 from study.errors import StudyError

@@ -16,7 +16,8 @@ import itertools
 import threading
 import time
 from collections import deque
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from study.simulate.workers import stream
 
