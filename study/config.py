@@ -198,8 +198,8 @@ straightline_var = 0.1
 consensus_min_corr = 0.0
 # Most an assignment's ratings may stray from the consensus so far (RMS in scale levels, after
 # the worker's own offset; measured once 5 of its items have a consensus). Real subjects stray
-# about 0.6.
-max_inconsistency = 1.2
+# about 0.6, up to 1.2 against an early consensus of a few ratings; uniform spammers about 1.8.
+max_inconsistency = 1.5
 # Most two ratings of a repeated pair (design.repeats_per_hit) may differ, in levels.
 repeat_max_difference = 2
 # Workers with this many failed assignments are blocked.

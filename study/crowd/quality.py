@@ -27,7 +27,7 @@ class Policy:
     min_seconds_per_item: float = 2.0
     straightline_var: float = 0.1
     consensus_min_corr: float = 0.0
-    max_inconsistency: float = 1.2
+    max_inconsistency: float = 1.5
     repeat_max_difference: int = 2
     block_after_failures: int = 2
 
