@@ -113,16 +113,18 @@ def test_decisions():
 
 def test_right_gold_and_consistent_ratings_are_never_excluded():
     """A worker whose gold answers are right and whose ratings follow the consensus is kept,
-    however fast, and even when a HIT's items happen to look alike."""
+    even when a HIT's items happen to look alike (and so do the ratings)."""
     policy = Policy()
     consensus = {i: 3.0 + 0.1 * (i % 3) for i in range(9)}
-    alike = assess(_rated([3, 3, 3, 3, 3, 3, 3, 3, 3], seconds=1.5, gold=GOOD_GOLD), consensus)
+    alike = assess(_rated([3, 3, 3, 3, 3, 3, 3, 3, 3], gold=GOOD_GOLD), consensus)
     assert alike.inconsistency is not None and alike.inconsistency <= policy.max_inconsistency
     assert decide(alike, policy) == ("approve", "")
-    # The same pattern with a gold answer wrong is still a straight-liner.
-    wrong_gold = assess(_rated([3] * 9, seconds=1.5, gold=((1, (2, 0, 1)), (2, (4, 2, 4)))),
-                        consensus)
+    # The same pattern with a gold answer wrong is still a straight-liner ...
+    wrong_gold = assess(_rated([3] * 9, gold=((1, (2, 0, 1)), (2, (4, 2, 4)))), consensus)
     assert decide(wrong_gold, policy)[0] == "exclude"
+    # ... and rating faster than a person can look is still too fast.
+    fast = assess(_rated([3] * 9, seconds=0.8, gold=GOOD_GOLD), consensus)
+    assert decide(fast, policy)[0] == "exclude"
 
 
 def test_inconsistent_ratings_and_repeats_rated_apart_are_excluded():

@@ -7,9 +7,10 @@ Decisions: "approve" (paid, ratings used), "exclude" (paid, ratings not used: do
 and "reject" (not paid; only for clear failures, always with a written reason).
 
 An assignment whose gold answers are all right and whose ratings are shown consistent (close to
-the consensus on enough items, and a repeated pair rated alike) is always approved: speed, a
-narrow spread of ratings or a weak correlation on a HIT whose items happen to look alike are no
-reason to drop an honest worker.
+the consensus on enough items, and a repeated pair rated alike), at a human pace, is always
+approved: a narrow spread of ratings or a weak correlation on a HIT whose items happen to look
+alike are no reason to drop an honest worker. (Speed still counts: a fast random rater can be
+lucky on two check pairs and, over nine items, land near the consensus.)
 """
 
 from __future__ import annotations
@@ -153,11 +154,11 @@ def decide(checks: Checks, policy: Policy, problems: list[str] | None = None) ->
     if checks.repeat_difference is not None and \
             checks.repeat_difference > policy.repeat_max_difference:
         doubts.append(f"a repeated pair was rated {checks.repeat_difference} levels apart")
-    if not doubts and shown_consistent(checks, policy):
-        return "approve", ""
     if checks.median_seconds is not None and checks.median_seconds < policy.min_seconds_per_item:
         doubts.append(f"median {checks.median_seconds:.1f} s per item below "
                       f"{policy.min_seconds_per_item} s")
+    if not doubts and shown_consistent(checks, policy):
+        return "approve", ""
     if checks.variance is not None and checks.variance < policy.straightline_var:
         doubts.append(f"straight-lining (rating variance {checks.variance:.3f} below "
                       f"{policy.straightline_var})")
