@@ -120,8 +120,12 @@ items_per_hit = 10
 ratings_per_item = 5
 # Gold items in every HIT: the reference against itself (expected 0 or 1) ...
 gold_reference = true
-# ... and this method's output against the reference (expected 3 or 4); "" for none.
+# ... and this method's output against the reference (expected at the worse three levels,
+# 2 to 4 on the default scale); "" for none.
 gold_control_method = "input"
+# Test items shown twice in each HIT, for test-retest consistency (0 = none). The second
+# rating judges the worker and is left out of the analysis.
+repeats_per_hit = 0
 # Seed of the HIT design; leave it out to use study.seed.
 # seed = 0
 
@@ -181,8 +185,9 @@ s3_presign_seconds = 604800
 max_usd = 200.0
 
 [quality]
-# A worker whose gold accuracy is below this is excluded from the analysis ...
-gold_min_accuracy = 0.75
+# An assignment whose gold accuracy is below this is excluded from the analysis (one check pair
+# of two missed is not enough: real subjects, biased by half a level, miss one now and then) ...
+gold_min_accuracy = 0.5
 # ... and rejected (with this written reason) only below this clear-failure threshold.
 reject_below_gold_accuracy = 0.25
 # Assignments faster than this per item are flagged as too fast.
@@ -191,6 +196,12 @@ min_seconds_per_item = 2.0
 straightline_var = 0.1
 # Minimum Pearson correlation with the consensus so far for an assignment to count.
 consensus_min_corr = 0.0
+# Most an assignment's ratings may stray from the consensus so far (RMS in scale levels, after
+# the worker's own offset; measured once 5 of its items have a consensus). Real subjects stray
+# about 0.6, up to 1.2 against an early consensus of a few ratings; uniform spammers about 1.8.
+max_inconsistency = 1.5
+# Most two ratings of a repeated pair (design.repeats_per_hit) may differ, in levels.
+repeat_max_difference = 2
 # Workers with this many failed assignments are blocked.
 block_after_failures = 2
 # Bonus per approved assignment in USD (0 = none), and the reason the worker sees.
@@ -282,6 +293,7 @@ class DesignSection:
     ratings_per_item: int = _opt(lo=1, hi=1000)
     gold_reference: bool
     gold_control_method: str
+    repeats_per_hit: int = _opt(lo=0, hi=5)
     # Left out of the template on purpose: study.seed is used then.
     seed: int | None = _opt(lo=0, default=None)
 
@@ -349,6 +361,8 @@ class QualitySection:
     min_seconds_per_item: float = _opt(lo=0)
     straightline_var: float = _opt(lo=0)
     consensus_min_corr: float = _opt(lo=-1, hi=1)
+    max_inconsistency: float = _opt(lo=0, lo_open=True)
+    repeat_max_difference: int = _opt(lo=0)
     block_after_failures: int = _opt(lo=0)
     bonus_usd: Decimal = _opt(lo=0, hi=1000)
     bonus_reason: str

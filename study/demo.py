@@ -16,16 +16,19 @@ import click
 
 from study.errors import StudyError
 
-# Demo-sized design: 5 images x 5 methods = 25 items; enough ratings per item for a clear
-# ranking, and enough workers that spammers and straight-liners turn up among them.
+# The seed's design size: 10 images x 5 methods = 50 items. Twelve ratings per item rank the
+# methods right on seeds 0-7 with workers as noisy as real subjects (ten missed once: the global
+# blur and the input lie 0.3 apart in truth); enough workers that spammers and straight-liners
+# turn up among them.
 DEMO_SETTINGS = {
-    ("design", "ratings_per_item"): 10,
+    ("design", "ratings_per_item"): 12,
     ("design", "items_per_hit"): 9,
     ("hit", "max_hits_per_worker"): 3,
     ("hit", "reward"): '"0.40"',
     ("hit", "expected_seconds_per_hit"): 150,
-    # Short, so that slots held by workers who walked away free up within the demo.
-    ("hit", "assignment_duration_s"): 40,
+    # The crowd works in simulated time: slots held by workers who walked away free up ten
+    # simulated minutes later, without the demo waiting for them.
+    ("hit", "assignment_duration_s"): 600,
     ("budget", "max_usd"): 200.0,
 }
 
@@ -38,6 +41,40 @@ def _set(toml_text: str, section: str, key: str, value: Any) -> str:
     if n != 1:
         raise RuntimeError(f"setting {section}.{key} not found in the template")
     return new
+
+
+# Share of a photo's width each of its two crops keeps (they overlap in the middle).
+CROP_WIDTH = 0.6
+
+
+def crop_in_two(data_dir: Path) -> int:
+    """Make each demo photo two images: its left and right crops, input, reference and depth
+    alike. A study of the seed's size (10 images) from the five bundled photos, without
+    rendering the slow reference twice. Returns the number of images."""
+    from PIL import Image
+
+    test = Path(data_dir) / "test"
+    folders = {"original": ".jpg", "bokeh": ".jpg", "original_depth": ".png"}
+    ids = sorted((p.stem for p in (test / "original").glob("*.jpg")), key=int)
+    photos = {}
+    for old in ids:
+        for folder, ext in folders.items():
+            with Image.open(test / folder / f"{old}{ext}") as im:
+                im.load()
+            photos[old, folder] = im
+    for new, old in enumerate(ids):
+        for folder, ext in folders.items():
+            im = photos[old, folder]
+            w, h = im.size
+            cw = round(w * CROP_WIDTH)
+            for side, left in enumerate((0, w - cw)):
+                crop = im.crop((left, 0, left + cw, h))
+                target = test / folder / f"{2 * new + side + 1}{ext}"
+                if ext == ".jpg":
+                    crop.save(target, quality=95)
+                else:
+                    crop.save(target)
+    return 2 * len(ids)
 
 
 def _stage(title: str) -> float:
@@ -53,12 +90,15 @@ def _cli(*args: str) -> None:
 
 
 def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 512,
-             port: int = 8765, rounds: int = 8) -> dict[str, Any]:
+             port: int = 8765, rounds: int = 8,
+             mix: dict[str, float] | None = None) -> dict[str, Any]:
     from study.dataset import create_study
+    from study.marketplace.ids import SeededIds
     from study.marketplace.server import serve_in_thread
     from study.render.demodata import build_demo_dataset
-    from study.simulate import simulate_crowd
+    from study.simulate import SimulatedClock, simulate_crowd
     from study.simulate.scoring import planted_ranking, planted_scores
+    from study.simulate.workers import LOW_QUALITY
     from study.studydir import Study
     from study.web import create_app
     from study.service import announce_service, free_port, serve_file
@@ -73,7 +113,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
 
     t = _stage("1/7 demo dataset")
     build_demo_dataset(data_dir, size=size, seed=seed)
-    click.echo(f"built {data_dir} ({time.perf_counter() - t:.1f} s)")
+    n_images = crop_in_two(data_dir)
+    click.echo(f"built {data_dir}: {n_images} images ({time.perf_counter() - t:.1f} s)")
 
     t = _stage("2/7 study folder")
     port = free_port(port or None)
@@ -94,7 +135,10 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     click.echo(f"rendered in {time.perf_counter() - t:.1f} s")
 
     study = Study.open(study_root)
-    app = create_app(study)
+    # The marketplace runs on simulated time and seeded ids, which the crowd moves: the outcome
+    # depends on the seed alone, not on how fast this machine is.
+    clock = SimulatedClock()
+    app = create_app(study, clock=clock, new_id=SeededIds(seed))
     url, stop = serve_in_thread(app, host="127.0.0.1", port=port)
     announce_service(study, url)
     try:
@@ -106,7 +150,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
         for round_no in range(1, rounds + 1):
             t = _stage(f"5/7 simulated crowd, round {round_no}")
             result = simulate_crowd(f"{url}/worker/sandbox", workers=workers,
-                                    seed=seed + 1000 * round_no, progress=False)
+                                    seed=seed + 1000 * round_no, mix=mix, progress=False,
+                                    clock=clock)
             crowd_results.append(result)
             submitted = sum(w.submitted for w in result.workers)
             click.echo(f"{submitted} assignment(s) submitted in {time.perf_counter() - t:.1f} s")
@@ -114,12 +159,9 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
             _cli("--study", study_root, "collect")
             if gather(study)["collect"].get("complete"):
                 break
-            if submitted == 0:
-                # The open slots are held by workers who accepted and walked away: wait for
-                # their assignments to expire (hit.assignment_duration_s) before the next round.
-                wait = study.settings.hit.assignment_duration_s + 2
-                click.echo(f"waiting {wait} s for abandoned assignments to expire")
-                time.sleep(wait)
+            # Slots still held by workers who accepted and walked away free up when their
+            # assignments expire (hit.assignment_duration_s), in simulated time.
+            clock.advance(study.settings.hit.assignment_duration_s + 1)
 
         t = _stage("7/7 report")
         _cli("--study", study_root, "report")
@@ -140,26 +182,43 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     planted = planted_ranking(planted_scores(pairs))
     report = json.loads((study.reports_dir / "report.json").read_text())
     ranked = [m["method"] for m in sorted(report["methods"], key=lambda m: m["mos"])]
-    bad_workers = set()
+    planted_bad, worked = set(), set()
     for res in crowd_results:
-        worked = {w.worker_id for w in res.workers if w.submitted}
-        bad_workers |= (set(res.spammers) | set(res.straight_liners)) & worked
+        worked |= {w.worker_id for w in res.workers if w.submitted}
+        planted_bad |= set(res.low_quality_workers)
+    planted_bad &= worked
     flagged = {w["worker"] for w in report["workers"] if w.get("screening") not in (None, "kept")}
+    conn = study.connect()
+    try:
+        doubted = {r[0] for r in conn.execute(
+            "SELECT DISTINCT worker_id FROM assignments WHERE decision IN ('exclude', 'reject')")}
+    finally:
+        conn.close()
     summary = {
         "study": str(study_root),
+        "images": n_images,
         "planted_ranking": planted,
         "report_ranking": ranked,
         "ranking_matches": planted == ranked,
-        "spammers": sorted(bad_workers),
-        "spammers_flagged": sorted(bad_workers & flagged),
+        "workers": len(worked),
+        "low_quality": sorted(planted_bad),
+        # Workers the report screened out, and workers quality control excluded or rejected
+        # at collect, against the workers planted as low quality.
+        "flags": _precision_recall(flagged & worked, planted_bad),
+        "collect_flags": _precision_recall(doubted & worked, planted_bad),
         "seconds": round(time.perf_counter() - started, 1),
     }
     click.secho("\n== result", bold=True)
     click.echo("planted order (closest to the f/1.8 photo first): " + " < ".join(planted))
     click.echo("report order  (lowest MOS first):                 " + " < ".join(ranked))
     click.echo("ranking matches the planted order: " + ("yes" if summary["ranking_matches"] else "NO"))
-    click.echo(f"spammers and straight-liners flagged: {len(summary['spammers_flagged'])} of "
-               f"{len(summary['spammers'])}")
+    click.echo(f"{len(planted_bad)} of {len(worked)} workers who submitted were planted as low "
+               f"quality ({', '.join(LOW_QUALITY)})")
+    for label, key in (("screened out by the report", "flags"),
+                       ("excluded or rejected at collect", "collect_flags")):
+        f = summary[key]
+        click.echo(f"  {label}: {f['flagged']} workers, {f['caught']} of them planted; "
+                   f"precision {_fmt(f['precision'])}, recall {_fmt(f['recall'])}")
     click.echo(f"\nfinished in {summary['seconds']} s")
     click.echo(f"  study folder: {study_root}")
     for name in sorted(p.name for p in study.reports_dir.glob("report.*")):
@@ -167,6 +226,17 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     click.echo(f"  dashboard:    run `study serve --study {study_root}` and open the link it prints")
     (directory / "demo-summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _precision_recall(flagged: set[str], planted: set[str]) -> dict[str, Any]:
+    caught = len(flagged & planted)
+    return {"flagged": len(flagged), "planted": len(planted), "caught": caught,
+            "precision": caught / len(flagged) if flagged else None,
+            "recall": caught / len(planted) if planted else None}
+
+
+def _fmt(share: float | None) -> str:
+    return "-" if share is None else f"{share:.2f}"
 
 
 @click.command("demo")
@@ -178,9 +248,16 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
               help="Height of the demo images in pixels.")
 @click.option("--port", type=int, default=8765, show_default=True,
               help="Port for the in-process service (a free one if taken).")
-def demo_command(directory: str, workers: int, seed: int, size: int, port: int) -> None:
+@click.option("--mix", default=None,
+              help="Worker kinds and shares, as for `study simulate --mix`, e.g. "
+                   "careful=0.7,satisficer=0.3.")
+def demo_command(directory: str, workers: int, seed: int, size: int, port: int,
+                 mix: str | None) -> None:
     """Run a whole study end to end on demo data (default folder: ./demo-study)."""
-    summary = run_demo(Path(directory), workers=workers, seed=seed, size=size, port=port)
+    from study.simulate import parse_mix
+
+    summary = run_demo(Path(directory), workers=workers, seed=seed, size=size, port=port,
+                       mix=parse_mix(mix) if mix else None)
     if not summary["ranking_matches"]:
         raise StudyError("the report's ranking differs from the planted one",
                          where=str(Path(directory) / "demo-summary.json"))

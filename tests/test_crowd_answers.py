@@ -104,10 +104,45 @@ def test_decisions():
     assert contrary.consensus_corr < 0 and decide(contrary, policy)[0] == "exclude"
     one_gold_wrong = assess(_rated([0, 1, 3, 4], gold=((1, (0, 0, 1)), (2, (0, 3, 4)))),
                             consensus)
-    assert decide(one_gold_wrong, policy)[0] == "exclude"  # 0.5: doubt, not proof
+    assert decide(one_gold_wrong, policy)[0] == "approve"  # honest raters miss one now and then
+    assert decide(one_gold_wrong, Policy(gold_min_accuracy=0.75))[0] == "exclude"
     empty = assess([Rated(1, None, None, False)], consensus)
     d, why = decide(empty, policy, ["answer is not well-formed XML"])
     assert d == "reject" and "well-formed" in why
+
+
+def test_right_gold_and_consistent_ratings_are_never_excluded():
+    """A worker whose gold answers are right and whose ratings follow the consensus is kept,
+    even when a HIT's items happen to look alike (and so do the ratings)."""
+    policy = Policy()
+    consensus = {i: 3.0 + 0.1 * (i % 3) for i in range(9)}
+    alike = assess(_rated([3, 3, 3, 3, 3, 3, 3, 3, 3], gold=GOOD_GOLD), consensus)
+    assert alike.inconsistency is not None and alike.inconsistency <= policy.max_inconsistency
+    assert decide(alike, policy) == ("approve", "")
+    # The same pattern with a gold answer wrong is still a straight-liner ...
+    wrong_gold = assess(_rated([3] * 9, gold=((1, (2, 0, 1)), (2, (4, 2, 4)))), consensus)
+    assert decide(wrong_gold, policy)[0] == "exclude"
+    # ... and rating faster than a person can look is still too fast.
+    fast = assess(_rated([3] * 9, seconds=0.8, gold=GOOD_GOLD), consensus)
+    assert decide(fast, policy)[0] == "exclude"
+
+
+def test_inconsistent_ratings_and_repeats_rated_apart_are_excluded():
+    policy = Policy()
+    consensus = {i: float(i % 5) for i in range(10)}
+    scattered = assess(_rated([4, 0, 4, 0, 4, 1, 3, 0, 4, 0], gold=GOOD_GOLD), consensus)
+    assert scattered.inconsistency > policy.max_inconsistency
+    d, why = decide(scattered, policy)
+    assert d == "exclude" and "stray" in why
+    # Item 1 shown twice: rated 1 and then 4.
+    rated = _rated([0, 1, 2, 3, 4, 0, 1, 2], gold=GOOD_GOLD) + [Rated(1, 4, 5.0, True)]
+    repeat = assess(rated, consensus)
+    assert repeat.repeat_difference == 3
+    d, why = decide(repeat, policy)
+    assert d == "exclude" and "repeated pair" in why
+    again = assess(_rated([0, 1, 2, 3, 4, 0, 1, 2], gold=GOOD_GOLD) + [Rated(1, 2, 5.0, True)],
+                   consensus)
+    assert again.repeat_difference == 1 and decide(again, policy)[0] == "approve"
 
 
 def test_helpers():

@@ -42,12 +42,26 @@ def test_every_item_in_one_hit_with_gold_and_deterministic(study):
     assert all(r["reference_path"] == r["result_path"] and (r["expected_min"],
                r["expected_max"]) == (0, 1) for r in rows)
     control = conn.execute("SELECT * FROM items WHERE kind = 'gold_control'").fetchall()
-    assert all(r["method"] == "input" and (r["expected_min"], r["expected_max"]) == (3, 4)
+    assert all(r["method"] == "input" and (r["expected_min"], r["expected_max"]) == (2, 4)
                for r in control)
     # A different seed gives a different order.
     set_config(study.root, "[design]\nitems_per_hit = 10\nratings_per_item = 5\nseed = 99\n")
     other = design.make_design(Study.open(study.root), conn)
     assert other.fingerprint() != d1.fingerprint()
+
+
+def test_repeats_per_hit_show_test_items_twice(study):
+    set_config(study.root, "[design]\nrepeats_per_hit = 1\n")
+    repeated = Study.open(study.root)
+    conn = repeated.connect()
+    plain = design.make_design(study, conn)
+    d = design.make_design(repeated, conn)
+    assert len(d.hits) == len(plain.hits)
+    for hit, before in zip(d.hits, plain.hits):
+        assert len(hit) == len(before) + 1
+        twice = [k for k in set(hit) if hit.count(k) == 2]
+        assert len(twice) == 1 and twice[0][2] == "test"
+        assert hit.index(twice[0]) != len(hit) - 1 - hit[::-1].index(twice[0])
 
 
 def test_design_frozen_after_publication(study):
@@ -88,11 +102,11 @@ def test_page_follows_the_contract(study):
     for label in ("0 \u2013 almost identical", "1 \u2013 mostly similar", "2 \u2013 similar",
                   "3 \u2013 somewhat similar", "4 \u2013 mostly different"):
         assert label in html
-    # Opaque image URLs: a content hash, never a method or file name.
+    # Opaque image URLs, one per appearance, never a method or file name.
     srcs = [a["src"] for tag, a in t if tag == "img"]
-    assert len(srcs) == 2 * len(items)
+    assert len(srcs) == 2 * len(items) == len(set(srcs))
     for src in srcs:
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/img/[0-9a-f]{64}\.(png|jpg)", src)
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/img/[0-9a-f]{104}\.(png|jpg)", src)
     for method in METHODS:
         assert f"/{method}" not in html
     classes = [a["class"] for tag, a in t if tag == "img"]
@@ -108,6 +122,49 @@ def test_gold_items_look_like_test_items(study):
     shapes = {re.sub(r'"[^"]*"', '""', re.sub(r"Pair \d+", "", s)) for s in sections}
     shapes = {re.sub(r"_\d+", "_", s) for s in shapes}
     assert len(shapes) == 1
+
+
+def test_gold_items_cannot_be_found_from_the_page_source(study):
+    """The reference against itself, and the control's image that is also a test item, show
+    distinct URLs and distinct bytes at every appearance; the pixels are the same."""
+    import hashlib
+    import io
+
+    import numpy as np
+    from flask import Flask
+    from PIL import Image
+
+    from study.crowd.pages import tasks_blueprint
+
+    conn = study.connect()
+    design.ensure_design(study, conn)
+    hosting = Hosting(study, conn)
+    app = Flask("t")
+    app.register_blueprint(tasks_blueprint(study))
+    client = app.test_client()
+    served: dict[str, list[tuple[str, bytes]]] = {}     # source file -> (URL, bytes) shown
+    for h in range(design.design_hit_count(conn)):
+        rows = design.hit_items(conn, h)
+        for row, item in zip(rows, page_items(conn, hosting, h)):
+            for side in ("reference", "result"):
+                url = item[f"{side}_url"]
+                body = client.get(url[url.index("/img/"):])
+                assert body.status_code == 200
+                served.setdefault(row[f"{side}_path"], []).append((url, body.data))
+    urls = [u for shown in served.values() for u, _ in shown]
+    blobs = [hashlib.sha256(b).hexdigest() for shown in served.values() for _, b in shown]
+    assert len(set(urls)) == len(urls) and len(set(blobs)) == len(blobs)
+    gold = conn.execute("SELECT * FROM items WHERE kind = 'gold_reference'").fetchone()
+    assert len(served[gold["reference_path"]]) >= 2      # both sides of the gold, and more
+    for path, shown in served.items():
+        with open(path, "rb") as fh:
+            truth = np.asarray(Image.open(fh).convert("RGB"))
+        for _, data in shown:
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), truth)
+    # A name not sealed by this study's key is not served.
+    name = urls[0].rsplit("/", 1)[1]
+    forged = ("0" if name[30] != "0" else "1").join((name[:30], name[31:]))
+    assert client.get(f"/img/{forged}").status_code == 404
 
 
 def test_html_question_size_limit_with_long_urls(study):

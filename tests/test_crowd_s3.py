@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from study.crowd import design
-from study.crowd.hosting import Hosting, file_sha256
+from study.crowd.hosting import Hosting
 from study.crowd.pages import question_xml
 from study.errors import StudyError
 from study.studydir import Study
@@ -46,42 +46,45 @@ def s3_study(tmp_path, endpoint, bucket, presign=3600):
     return Study.open(root)
 
 
-def test_uploads_once_content_addressed_with_presigned_urls(tmp_path, s3_endpoint, aws_env):
+def test_uploads_each_appearance_once_with_presigned_urls(tmp_path, s3_endpoint, aws_env):
     s3(s3_endpoint).create_bucket(Bucket="hits")
     study = s3_study(tmp_path, s3_endpoint, "hits")
     conn = study.connect()
     design.ensure_design(study, conn)
     xml = question_xml(study, conn, Hosting(study, conn), 0)
-    urls = re.findall(r'src="([^"]+)"', xml)
-    assert urls and all("X-Amz-Signature" in u.replace("&amp;", "&") for u in urls)
+    urls = [u.replace("&amp;", "&") for u in re.findall(r'src="([^"]+)"', xml)]
+    assert urls and all("X-Amz-Signature" in u for u in urls)
     client = s3(s3_endpoint)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="hits")["Contents"]]
-    assert all(re.fullmatch(r"imgs/[0-9a-f]{64}\.(png|jpg)", k) for k in keys)
+    # One object per appearance (two per item of the HIT), named opaquely.
+    assert len(keys) == len(urls) == 2 * len(design.hit_items(conn, 0))
+    assert all(re.fullmatch(r"imgs/a/[0-9a-f]{104}\.(png|jpg)", k) for k in keys)
     head = client.head_object(Bucket="hits", Key=keys[0])
     assert "immutable" in head["CacheControl"] and head["ContentType"].startswith("image/")
-    # The URL serves exactly the hosted bytes.
-    url = urls[0].replace("&amp;", "&")
-    body = requests.get(url, timeout=10).content
-    sha = re.search(r"/imgs/([0-9a-f]{64})\.", url).group(1)
-    rows = {r["sha256"]: r for r in conn.execute("SELECT * FROM hosted_images")}
-    assert rows[sha]["location"].startswith("s3://hits/imgs/")
+    # Each URL serves its own bytes; all show the pixels of the image behind them.
     import hashlib
-    assert hashlib.sha256(body).hexdigest() == sha
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    bodies = [requests.get(u, timeout=10).content for u in urls]
+    assert len({hashlib.sha256(b).hexdigest() for b in bodies}) == len(bodies)
+    row = design.hit_items(conn, 0)[0]
+    first = np.asarray(Image.open(io.BytesIO(bodies[0])).convert("RGB"))
+    assert np.array_equal(first, np.asarray(Image.open(row["reference_path"]).convert("RGB")))
     cors = client.get_bucket_cors(Bucket="hits")["CORSRules"][0]
     assert cors["AllowedOrigins"] == ["*"] and "GET" in cors["AllowedMethods"]
     # A second publication of every HIT uploads nothing again.
+    for h in range(design.design_hit_count(conn)):
+        question_xml(study, conn, Hosting(study, conn), h)
     before = {o["Key"]: o["LastModified"] for o in
               client.list_objects_v2(Bucket="hits")["Contents"]}
     for h in range(design.design_hit_count(conn)):
         question_xml(study, conn, Hosting(study, conn), h)
     after = {o["Key"]: o["LastModified"] for o in
              client.list_objects_v2(Bucket="hits")["Contents"]}
-    assert set(before) <= set(after)
-    assert all(after[k] == before[k] for k in before)
-    n_images = len({r["reference_path"] for r in conn.execute("SELECT * FROM items")}
-                   | {r["result_path"] for r in conn.execute("SELECT * FROM items")})
-    assert len(after) == len({file_sha256(p) for r in conn.execute("SELECT * FROM items")
-                              for p in (r["reference_path"], r["result_path"])}) <= n_images
+    assert after == before
 
 
 def test_public_bucket_urls(tmp_path, s3_endpoint, aws_env):
@@ -89,9 +92,9 @@ def test_public_bucket_urls(tmp_path, s3_endpoint, aws_env):
     study = s3_study(tmp_path, s3_endpoint, "public", presign=0)
     conn = study.connect()
     design.ensure_design(study, conn)
-    url = Hosting(study, conn).url_for(conn.execute("SELECT result_path FROM items")
-                                       .fetchone()[0])
-    assert re.fullmatch(re.escape(s3_endpoint) + r"/public/imgs/[0-9a-f]{64}\.png", url)
+    url = Hosting(study, conn).appearance_url(conn.execute("SELECT result_path FROM items")
+                                              .fetchone()[0], 0, 1, "result")
+    assert re.fullmatch(re.escape(s3_endpoint) + r"/public/imgs/a/[0-9a-f]{104}\.png", url)
 
 
 def test_missing_bucket_is_a_clear_error(tmp_path, s3_endpoint, aws_env):

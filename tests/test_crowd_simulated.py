@@ -3,7 +3,7 @@ has R valid ratings, with the spammers and straight-liners excluded."""
 
 from __future__ import annotations
 
-from study.crowd.collect import collect
+from study.crowd.collect import REPEAT_REASON, collect
 from study.crowd.publish import publish
 from study.crowd.ratings import ratings_frame
 from study.crowd.status import crowd_status
@@ -67,11 +67,47 @@ def test_an_acr_study_runs_end_to_end_by_settings_alone(tmp_path, run_cli):
     frame = ratings_frame(study, valid_only=True)
     assert set(frame.score) <= {1, 2, 3, 4, 5} and frame.score.max() == 5
     gold = frame[frame.gold]
-    # The reference against itself is rated at the good end.
-    assert (gold[gold.method == "reference"].score >= 4).all()
+    # The reference against itself is rated at the good end (honest raters may miss one check
+    # pair of two and still count).
+    assert (gold[gold.method == "reference"].score >= 4).mean() >= 0.75
     run_cli("--study", root, "report", "--format", "json")
     import json
     report = json.loads((root / "reports" / "report.json").read_text())
     assert report["scale"]["higher_is_better"] is True and report["scale"]["low"] == 1
     ranked = [m["method"] for m in sorted(report["methods"], key=lambda m: m["rank"])]
-    assert ranked[0] == "reference" and ranked[-1] == "input", ranked
+    # Scatter, the global blur and the input lie within 0.35 of each other in truth (3.46, 3.70,
+    # 3.80 of 4): workers as noisy as real subjects may order them any way at two ratings per
+    # item. The reference and depth-blend (2.61) stand apart.
+    assert ranked[:2] == ["reference", "depth-blend"], ranked
+
+
+def test_a_repeated_pair_judges_the_worker_and_counts_once(tmp_path):
+    """design.repeats_per_hit = 1: every HIT shows one test item twice; collect keeps the first
+    rating for the analysis and measures how far the two lie apart."""
+    import json
+
+    root = photo_dataset_study(tmp_path, ratings_per_item=2)
+    set_config(root, "[design]\nitems_per_hit = 10\nratings_per_item = 2\nrepeats_per_hit = 1\n")
+    quiet = lambda _m: None  # noqa: E731
+    with study_service(root) as (url, _market):
+        study = Study.open(root)
+        publish(study, "sandbox", echo=quiet)
+        simulate_crowd(f"{url}/worker/sandbox", workers=6, seed=3, mix={"careful": 1.0},
+                       concurrency=6, progress=False, deadline_s=120)
+        collect(study, echo=quiet)
+    conn = study.connect()
+    assignments = conn.execute("SELECT * FROM assignments").fetchall()
+    assert assignments
+    for a in assignments:
+        rows = conn.execute("SELECT r.*, i.kind FROM ratings r JOIN items i USING (item_id) "
+                            "WHERE assignment_id = ?", (a["assignment_id"],)).fetchall()
+        repeats = [r for r in rows if r["reason"] == REPEAT_REASON]
+        assert len(repeats) == 1 and repeats[0]["kind"] == "test" and not repeats[0]["valid"]
+        first = [r for r in rows if r["item_id"] == repeats[0]["item_id"] and r["valid"]]
+        assert len(first) == 1 or a["decision"] != "approve"
+        checks = json.loads(a["quality_json"])["checks"]
+        assert checks["repeat_difference"] == abs(repeats[0]["score"] - (
+            [r for r in rows if r["item_id"] == repeats[0]["item_id"]
+             and r["position"] != repeats[0]["position"]][0]["score"]))
+    valid = ratings_frame(study, valid_only=True)
+    assert not valid[~valid.gold].duplicated(["image", "method", "worker"]).any()

@@ -112,8 +112,10 @@ def store_assignment(conn: sqlite3.Connection, realm: str, hit_index: int, a: di
         for pos, ans in parsed.items.items():
             valid, reason = ans.valid, ans.reason
             if valid and items[pos] in seen:
-                # Possible only through a top-up HIT; the first rating of an item counts.
+                # A top-up HIT, or a pair the design repeats; the first rating of an item counts.
                 valid, reason = False, REPEAT_REASON
+            if valid and items[pos] is not None:
+                seen.add(items[pos])
             conn.execute(
                 "INSERT OR IGNORE INTO ratings (assignment_id, position, item_id, worker_id, "
                 "score, seconds, valid, reason) VALUES (?,?,?,?,?,?,?,?)",

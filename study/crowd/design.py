@@ -1,9 +1,11 @@
 """Study design: items (image x method, plus gold items) and their grouping into HITs.
 
 Every test item sits in exactly one HIT and every HIT is asked of R workers (MaxAssignments = R),
-so a worker, who can do a HIT only once, never rates the same test item twice. Gold items (the
-reference against itself, and a clearly different control against the reference) are added to
-every HIT and look exactly like test items. The design is a pure function of the study's images,
+so a worker, who can do a HIT only once, never rates the same test item twice for the analysis.
+Gold items (the reference against itself, and a clearly different control against the
+reference) are added to every HIT and look exactly like test items. With design.repeats_per_hit
+a HIT also shows some of its test items a second time (test-retest); collect judges the worker
+on both ratings and analyses the first. The design is a pure function of the study's images,
 done renders, settings and seed.
 """
 
@@ -22,8 +24,14 @@ from study.errors import StudyError
 GOLD_REFERENCE = "gold_reference"
 GOLD_CONTROL = "gold_control"
 # Expected ratings: the identical pair at one of the two best levels ("almost identical" or
-# "mostly similar" on the similarity scale), the control at one of the two worst.
+# "mostly similar" on the similarity scale); the control in the worse half of the scale (2 to 4
+# of 0..4). Real subjects, whose biases spread by about 0.4 levels, put a clearly different
+# control at "similar" often enough that asking for the two worst levels dropped honest workers.
 GOLD_LEVELS = 2
+
+
+def control_levels(scale: Scale) -> tuple[int, int]:
+    return scale.worst_levels(math.ceil(len(scale.levels) / 2))
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
             if path is not None:
                 golds[GOLD_CONTROL].append(Item(
                     img["image_id"], control, GOLD_CONTROL, img["reference_path"],
-                    str(study.resolve(path)), *scale.worst_levels(GOLD_LEVELS)))
+                    str(study.resolve(path)), *control_levels(scale)))
     if len(golds[GOLD_CONTROL]) > 1:
         golds[GOLD_CONTROL] = _clearly_different(conn, control, golds[GOLD_CONTROL])
     if control and not golds[GOLD_CONTROL]:
@@ -119,6 +127,9 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
             pool = golds[kind]
             if pool:
                 members.append(pool[(h + shift) % len(pool)])
+        if s.design.repeats_per_hit:
+            # Test-retest: some of the HIT's test items a second time, somewhere else.
+            members += rng.sample(list(chunk), min(s.design.repeats_per_hit, len(chunk)))
         rng.shuffle(members)
         hits.append([m.key for m in members])
     used = {key for hit in hits for key in hit}

@@ -1,17 +1,28 @@
-"""Image hosting under opaque, content-addressed names.
+"""Image hosting under opaque names.
 
-Workers must not learn which method made an image, so an image is known only by the SHA-256 of
-its bytes. "service" mode keeps a copy in `<study>/hosted/<sha256>.<ext>` that `study serve`
-publishes at `{base_url}/img/<sha256>.<ext>`; "s3" mode uploads each image once to
-`<prefix><sha256>.<ext>` and hands out presigned GET URLs (or plain URLs of a public bucket when
+Workers must not learn which method made an image, so an image is stored under the SHA-256 of
+its bytes: "service" mode keeps a copy in `<study>/hosted/<sha256>.<ext>`; "s3" mode uploads it
+once to `<prefix><sha256>.<ext>`.
+
+Nor may a page's source tell a gold item from a test item: the reference against itself would
+show one URL twice, and the gold control's image the URL of a test item. So every appearance of
+an image (a HIT, a position, a side) has a name of its own, and its bytes carry an invisible
+per-appearance nonce (a PNG text chunk, a JPEG comment): no two appearances share a URL or bytes,
+and the pixels are untouched. The name is the image's hash sealed with a key from the study's
+secrets, so `study serve` needs no table to find the image behind it
+(`{base_url}/img/<name>.<ext>`); in "s3" mode each appearance is its own object under
+`<prefix>a/<name>.<ext>`, given by presigned GET URLs (or plain URLs of a public bucket when
 s3_presign_seconds = 0).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import sqlite3
+import struct
+import zlib
 from pathlib import Path
 
 from study.errors import StudyError
@@ -53,6 +64,59 @@ def image_ext(path: Path) -> str:
     return ext
 
 
+SIDES = ("reference", "result")
+_NONCE_BYTES = 12
+_TAG_BYTES = 8
+
+
+def naming_key(study) -> bytes:
+    """The key that seals appearance names: from the study's secrets, never shown to workers."""
+    secret = study.secrets()["aws_secret_access_key"]
+    return hashlib.sha256(b"study-image-appearances\0" + secret.encode()).digest()
+
+
+def _keystream(key: bytes, nonce: bytes) -> bytes:
+    return hmac.new(key, b"stream" + nonce, hashlib.sha256).digest()
+
+
+def appearance_name(key: bytes, sha: str, hit_index: int, position: int, side: str) -> str:
+    """The opaque name of one appearance of the image `sha` (hex SHA-256)."""
+    nonce = hmac.new(key, f"appearance:{hit_index}:{position}:{side}:{sha}".encode(),
+                     hashlib.sha256).digest()[:_NONCE_BYTES]
+    sealed = bytes(a ^ b for a, b in zip(bytes.fromhex(sha), _keystream(key, nonce)))
+    tag = hmac.new(key, b"tag" + nonce + sealed, hashlib.sha256).digest()[:_TAG_BYTES]
+    return (nonce + sealed + tag).hex()
+
+
+def image_of_appearance(key: bytes, name: str) -> tuple[str, bytes] | None:
+    """(hex SHA-256 of the image, the appearance's nonce) for a name this key sealed, else None."""
+    try:
+        raw = bytes.fromhex(name)
+    except ValueError:
+        return None
+    if len(raw) != _NONCE_BYTES + 32 + _TAG_BYTES:
+        return None
+    nonce, sealed, tag = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:-_TAG_BYTES], raw[-_TAG_BYTES:]
+    expected = hmac.new(key, b"tag" + nonce + sealed, hashlib.sha256).digest()[:_TAG_BYTES]
+    if not hmac.compare_digest(tag, expected):
+        return None
+    return bytes(a ^ b for a, b in zip(sealed, _keystream(key, nonce))).hex(), nonce
+
+
+def with_nonce(data: bytes, ext: str, nonce: bytes) -> bytes:
+    """The image's bytes with an invisible nonce added: a PNG tEXt chunk before IEND, or a JPEG
+    comment segment after SOI. The decoded pixels are the same."""
+    text = b"Comment\0" + nonce.hex().encode()
+    if ext == "png" and data[-12:-8] == b"\0\0\0\0" and data[-8:-4] == b"IEND":
+        chunk = struct.pack(">I", len(text)) + b"tEXt" + text + \
+            struct.pack(">I", zlib.crc32(b"tEXt" + text) & 0xFFFFFFFF)
+        return data[:-12] + chunk + data[-12:]
+    if ext == "jpg" and data[:2] == b"\xff\xd8":
+        return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]
+    raise StudyError("an image to host is neither a whole PNG nor a JPEG",
+                     hint="save the result again as .png or .jpg")
+
+
 def hosted_dir(study) -> Path:
     return study.root / "hosted"
 
@@ -84,6 +148,7 @@ class Hosting:
         self.presign = hosting.s3_presign_seconds
         self._hashes: dict[str, tuple[str, str]] = {}
         self._s3 = None
+        self._key: bytes | None = None
         if self.mode == "s3" and not self.bucket:
             raise StudyError("hosting.mode is \"s3\" but no bucket is named",
                              where="study.toml hosting.s3_bucket",
@@ -144,13 +209,13 @@ class Hosting:
             atomic_write_bytes(target, Path(path).read_bytes(), mode=0o644)
         return str(target)
 
-    def _key(self, sha: str, ext: str) -> str:
+    def _object_key(self, sha: str, ext: str) -> str:
         return f"{self.prefix}{sha}.{ext}"
 
     def _put_s3(self, path, sha: str, ext: str) -> str:
         from botocore.exceptions import ClientError
 
-        key = self._key(sha, ext)
+        key = self._object_key(sha, ext)
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
@@ -163,14 +228,47 @@ class Hosting:
 
     def url(self, sha: str, ext: str) -> str:
         if self.mode == "s3":
-            key = self._key(sha, ext)
-            if self.presign <= 0:
-                base = (self.s3.meta.endpoint_url or "").rstrip("/")
-                return f"{base}/{self.bucket}/{key}"
-            return self.s3.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key},
-                ExpiresIn=min(self.presign, 604800))
+            return self._s3_url(self._object_key(sha, ext))
         return f"{self.base_url}/img/{sha}.{ext}"
+
+    def _s3_url(self, key: str) -> str:
+        if self.presign <= 0:
+            base = (self.s3.meta.endpoint_url or "").rstrip("/")
+            return f"{base}/{self.bucket}/{key}"
+        return self.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=min(self.presign, 604800))
 
     def url_for(self, path: str | Path) -> str:
         return self.url(*self.host(path))
+
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = naming_key(self.study)
+        return self._key
+
+    def appearance_url(self, path: str | Path, hit_index: int, position: int, side: str) -> str:
+        """The URL of the image at `path` as it appears on one side of one item of one HIT."""
+        # Service mode serves every appearance from one hosted copy; S3 stores each one.
+        sha, ext = self.identify(path) if self.mode == "s3" else self.host(path)
+        name = appearance_name(self.key, sha, hit_index, position, side)
+        if self.mode == "s3":
+            key = f"{self.prefix}a/{name}.{ext}"
+            self._put_s3_appearance(path, key, ext, name)
+            return self._s3_url(key)
+        return f"{self.base_url}/img/{name}.{ext}"
+
+    def _put_s3_appearance(self, path, key: str, ext: str, name: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+            return
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+        _, nonce = image_of_appearance(self.key, name)
+        body = with_nonce(Path(path).read_bytes(), ext, nonce)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body,
+                           ContentType=CONTENT_TYPES[ext], CacheControl=CACHE_CONTROL)

@@ -11,7 +11,8 @@ from urllib.parse import urlparse
 
 from study import store
 from study.crowd import design
-from study.crowd.hosting import CACHE_CONTROL, CONTENT_TYPES, Hosting, hosted_dir
+from study.crowd.hosting import (CACHE_CONTROL, CONTENT_TYPES, SIDES, Hosting, hosted_dir,
+                                 image_of_appearance, naming_key, with_nonce)
 from study.errors import StudyError
 
 HTML_QUESTION_MAX_BYTES = 65535
@@ -56,8 +57,11 @@ def page_items(conn: sqlite3.Connection, hosting: Hosting, hit_index: int) -> li
     rows = design.hit_items(conn, hit_index)
     if not rows:
         raise StudyError(f"HIT {hit_index} has no items", where=str(hit_index))
-    return [{"position": r["position"], "reference_url": hosting.url_for(r["reference_path"]),
-             "result_url": hosting.url_for(r["result_path"])} for r in rows]
+    # Every appearance has its own URL and bytes: the page source cannot tell gold items.
+    return [{"position": r["position"],
+             **{f"{side}_url": hosting.appearance_url(r[f"{side}_path"], hit_index,
+                                                      r["position"], side)
+                for side in SIDES}} for r in rows]
 
 
 def render_page(items: list[dict], title: str, scale, action: str = "",
@@ -128,10 +132,12 @@ def render_task_page(study, key: str, args) -> str:
 
 
 _IMAGE_NAME = re.compile(r"^([0-9a-f]{64})\.(png|jpg)$")
+_APPEARANCE_NAME = re.compile(r"^([0-9a-f]{104})\.(png|jpg)$")
 
 
 def tasks_blueprint(study):
-    """`/tasks/<hit_key>` (ExternalQuestion pages) and `/img/<sha256>.<ext>` (hosted images)."""
+    """`/tasks/<hit_key>` (ExternalQuestion pages) and `/img/<name>.<ext>` (hosted images: one
+    name per appearance, or the image's SHA-256 as pages published before used)."""
     from flask import Blueprint, Response, abort, request, send_file
 
     bp = Blueprint("crowd_tasks", __name__)
@@ -146,8 +152,13 @@ def tasks_blueprint(study):
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
+    key: list[bytes] = []
+
     @bp.get("/img/<name>")
     def image(name: str):
+        m = _APPEARANCE_NAME.match(name)
+        if m:
+            return appearance(m.group(1), m.group(2))
         m = _IMAGE_NAME.match(name)
         path = hosted_dir(study) / name
         # A link placed in hosted/ would serve whatever it points at: never follow one.
@@ -158,5 +169,18 @@ def tasks_blueprint(study):
         resp.headers["Cache-Control"] = CACHE_CONTROL
         resp.headers["Access-Control-Allow-Origin"] = "*"
         return resp
+
+    def appearance(name: str, ext: str):
+        if not key:
+            key.append(naming_key(study))
+        found = image_of_appearance(key[0], name)
+        path = hosted_dir(study) / f"{found[0]}.{ext}" if found else None
+        if path is None or not path.is_file():
+            abort(404)
+        resp = Response(with_nonce(path.read_bytes(), ext, found[1]), mimetype=CONTENT_TYPES[ext])
+        resp.set_etag(name)
+        resp.headers["Cache-Control"] = CACHE_CONTROL
+        resp.headers["Access-Control-Allow-Origin"] = "*"
+        return resp.make_conditional(request)
 
     return bp

@@ -1,8 +1,16 @@
-"""Quality control of one assignment: gold answers, time on task, straight-lining and agreement
-with the consensus so far; and the policy that turns those checks into a decision.
+"""Quality control of one assignment: gold answers, time on task, straight-lining, agreement
+with the consensus so far, how far its ratings stray from that consensus (model-based
+inconsistency) and how a repeated pair was rated twice (test-retest); and the policy that turns
+those checks into a decision.
 
 Decisions: "approve" (paid, ratings used), "exclude" (paid, ratings not used: doubt is not proof)
 and "reject" (not paid; only for clear failures, always with a written reason).
+
+An assignment whose gold answers are all right and whose ratings are shown consistent (close to
+the consensus on enough items, and a repeated pair rated alike), at a human pace, is always
+approved: a narrow spread of ratings or a weak correlation on a HIT whose items happen to look
+alike are no reason to drop an honest worker. (Speed still counts: a fast random rater can be
+lucky on two check pairs and, over nine items, land near the consensus.)
 """
 
 from __future__ import annotations
@@ -15,11 +23,13 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class Policy:
-    gold_min_accuracy: float = 0.75
+    gold_min_accuracy: float = 0.5
     reject_below_gold_accuracy: float = 0.25
     min_seconds_per_item: float = 2.0
     straightline_var: float = 0.1
     consensus_min_corr: float = 0.0
+    max_inconsistency: float = 1.5
+    repeat_max_difference: int = 2
     block_after_failures: int = 2
 
 
@@ -49,10 +59,18 @@ class Checks:
     variance: float | None = None
     consensus_corr: float | None = None
     consensus_items: int = 0
+    # RMS distance of the ratings from the consensus, after the worker's own offset.
+    inconsistency: float | None = None
+    # Largest difference between two ratings of one repeated item.
+    repeat_difference: int | None = None
 
     @property
     def gold_accuracy(self) -> float | None:
         return self.gold_correct / self.gold_total if self.gold_total else None
+
+
+# Items with a consensus needed before the inconsistency of an assignment is measured.
+MIN_CONSENSUS_ITEMS = 5
 
 
 def pearson(xs: list[float], ys: list[float]) -> float | None:
@@ -91,7 +109,29 @@ def assess(rated: list[Rated], consensus: dict[int, float]) -> Checks:
     checks.consensus_items = len(pairs)
     if pairs:
         checks.consensus_corr = pearson([p[0] for p in pairs], [p[1] for p in pairs])
+    if len(pairs) >= MIN_CONSENSUS_ITEMS:
+        residuals = [a - b for a, b in pairs]
+        offset = statistics.fmean(residuals)
+        checks.inconsistency = math.sqrt(statistics.fmean((r - offset) ** 2 for r in residuals))
+    first: dict[int, int] = {}
+    for r in valid:
+        if r.expected is not None or r.item_id is None:
+            continue
+        if r.item_id in first:
+            diff = abs(int(r.score) - first[r.item_id])
+            checks.repeat_difference = max(diff, checks.repeat_difference or 0)
+        else:
+            first[r.item_id] = int(r.score)
     return checks
+
+
+def shown_consistent(checks: Checks, policy: Policy) -> bool:
+    """Gold all right, and ratings close to the consensus on enough items, and any repeated
+    pair rated within one level."""
+    return (checks.gold_total > 0 and checks.gold_correct == checks.gold_total
+            and checks.inconsistency is not None
+            and checks.inconsistency <= policy.max_inconsistency
+            and (checks.repeat_difference is None or checks.repeat_difference <= 1))
 
 
 def decide(checks: Checks, policy: Policy, problems: list[str] | None = None) -> tuple[str, str]:
@@ -108,9 +148,17 @@ def decide(checks: Checks, policy: Policy, problems: list[str] | None = None) ->
         doubts.append(f"gold accuracy {acc:.2f} below {policy.gold_min_accuracy}")
     if checks.valid < checks.total / 2:
         doubts.append(f"only {checks.valid} of {checks.total} ratings valid")
+    if checks.inconsistency is not None and checks.inconsistency > policy.max_inconsistency:
+        doubts.append(f"ratings stray from the consensus (inconsistency "
+                      f"{checks.inconsistency:.2f} above {policy.max_inconsistency})")
+    if checks.repeat_difference is not None and \
+            checks.repeat_difference > policy.repeat_max_difference:
+        doubts.append(f"a repeated pair was rated {checks.repeat_difference} levels apart")
     if checks.median_seconds is not None and checks.median_seconds < policy.min_seconds_per_item:
         doubts.append(f"median {checks.median_seconds:.1f} s per item below "
                       f"{policy.min_seconds_per_item} s")
+    if not doubts and shown_consistent(checks, policy):
+        return "approve", ""
     if checks.variance is not None and checks.variance < policy.straightline_var:
         doubts.append(f"straight-lining (rating variance {checks.variance:.3f} below "
                       f"{policy.straightline_var})")

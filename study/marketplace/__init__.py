@@ -35,7 +35,7 @@ def keys_from_env(value: str | None = None) -> dict[str, str]:
 
 def register(app, db_path: str | Path, keys: dict[str, str] | None = None,
              clock: Callable[[], float] | None = None, throttle=None, faults=None,
-             live_balance: str | None = None):
+             live_balance: str | None = None, new_id: Callable[[], str] | None = None):
     """Mount the Requester API and the worker site on `app`; returns the Market.
 
     keys: requester key id -> secret, merged with $STUDY_MARKETPLACE_KEYS.
@@ -46,6 +46,7 @@ def register(app, db_path: str | Path, keys: dict[str, str] | None = None,
       work) or "fault-after" (the work is done, the answer is a ServiceFault).
     live_balance: the live realm's starting balance in dollars when the database is created
       (default $STUDY_MARKETPLACE_LIVE_BALANCE or 0.00); the sandbox starts at 10000.00.
+    new_id: a callable giving each new id (default: random ids; `ids.SeededIds` repeats).
     """
     from study.marketplace.api import make_blueprint, make_throttle
     from study.marketplace.market import Market
@@ -56,7 +57,7 @@ def register(app, db_path: str | Path, keys: dict[str, str] | None = None,
     if live_balance is None:
         live_balance = os.environ.get(LIVE_BALANCE_ENV) or None
     market = Market(db_path, all_keys, clock=clock, throttle=make_throttle(throttle),
-                    faults=faults, live_balance=live_balance)
+                    faults=faults, live_balance=live_balance, new_id=new_id)
     app.extensions["marketplace"] = market
     # Each request hands its SQLite connection back to the pool when it ends.
     app.teardown_request(lambda exc: market.pool.release())
@@ -67,13 +68,13 @@ def register(app, db_path: str | Path, keys: dict[str, str] | None = None,
 
 def create_app(db_path: str | Path, keys: dict[str, str] | None = None,
                clock: Callable[[], float] | None = None, throttle=None, faults=None,
-               live_balance: str | None = None):
+               live_balance: str | None = None, new_id: Callable[[], str] | None = None):
     """A standalone Flask app serving the marketplace from the SQLite file `db_path`."""
     from flask import Flask
 
     app = Flask("study.marketplace")
     register(app, db_path, keys, clock=clock, throttle=throttle, faults=faults,
-             live_balance=live_balance)
+             live_balance=live_balance, new_id=new_id)
 
     @app.get("/")
     def index():

@@ -9,7 +9,6 @@ from typing import Any
 from study.marketplace import paging
 from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
-from study.marketplace.ids import new_id
 from study.marketplace.money import fee_cents, fmt_cents, parse_cents, rehold, require_funds
 from study.marketplace.qualifications import check_requirements
 from study.marketplace.questions import parse_question
@@ -137,7 +136,7 @@ def _hit_type(market, acct: Account, p: dict) -> str:
     existing = market.store.hit_type_by_fingerprint(acct, fingerprint)
     if existing:
         return existing
-    hit_type_id = new_id()
+    hit_type_id = market.new_id()
     market.store.insert_hit_type(acct, hit_type_id, fingerprint, props,
                                  parse_cents(props["Reward"]),
                                  json.dumps(props["QualificationRequirements"]), market.now())
@@ -179,7 +178,7 @@ def _create_hit(market, acct: Account, hit_type_id: str | None, p: dict) -> dict
                                "AWS.MechanicalTurk.HITTypeDoesNotExist")
         require_funds(market, acct,
                       max_assignments * (reward + fee_cents(reward, max_assignments)))
-        hit_id = new_id()
+        hit_id = market.new_id()
         store.insert_hit(acct, hit_id, hit_type_id, p["Question"], max_assignments,
                          now + p["LifetimeInSeconds"], p.get("RequesterAnnotation"), now, token)
         rehold(market, acct.realm, hit_id)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 
 from study.marketplace.errors import WorkerError
-from study.marketplace.ids import new_id
 
 # The participant id first, then the other attributes a platform appends to the link.
 PARTICIPANT_PARAMS = ("PROLIFIC_PID", "participant", "PARTICIPANT_ID")
@@ -61,7 +60,7 @@ def join(market, invite, current: str | None, attributes: dict[str, str]) -> str
             return current
         if holder is not None:
             raise _taken()
-        worker_id = new_id("A", 14)
+        worker_id = market.new_id("A", 14)
         store.insert_worker("live", worker_id, {
             "country": invite["country"], "subdivision": None,
             "base_approved": invite["base_approved"], "base_rejected": 0, "masters": 0,

@@ -30,3 +30,19 @@ def worker_id_for(name: str) -> str:
     cleaned = re.sub(r"[^A-Z0-9]", "", name.upper())[:40]
     digest = base64.b32encode(hashlib.sha256(name.encode("utf-8")).digest()).decode()[:8]
     return "A" + cleaned + digest
+
+
+class SeededIds:
+    """New ids from a seeded stream, for a simulation that must give the same ids (and so the
+    same choice of HIT for each worker) every time it runs. Thread-safe."""
+
+    def __init__(self, seed: int | str):
+        import random
+        import threading
+
+        self._rng = random.Random(f"marketplace-ids:{seed}")
+        self._lock = threading.Lock()
+
+    def __call__(self, first: str = "3", length: int = 30) -> str:
+        with self._lock:
+            return first + "".join(self._rng.choice(_ALPHABET) for _ in range(length - 1))

@@ -17,6 +17,7 @@ from study.marketplace import (
     sweeps,
 )
 from study.marketplace.datastore import Account, Store
+from study.marketplace.ids import new_id as random_id
 
 OPERATIONS: dict[str, Callable] = {
     "CreateHITType": hits.create_hit_type,
@@ -57,12 +58,15 @@ class Market:
 
     def __init__(self, db_path: str | Path, keys: dict[str, str] | None = None,
                  clock: Callable[[], float] | None = None, throttle=None, faults=None,
-                 live_balance: str | None = None):
+                 live_balance: str | None = None, new_id: Callable[..., str] | None = None):
         self.db_path = str(db_path)
         self.store = Store(self.db_path, money.parse_cents(live_balance) if live_balance else 0)
         self.pool = self.store.pool
         self.keys = dict(keys or {})
         self.clock = clock or time.time
+        # Where new HIT, HIT type, qualification, assignment and worker ids come from (a
+        # simulation that must repeat itself injects a seeded source).
+        self.new_id = new_id or random_id
         self.throttle = throttle
         self.faults = faults
         self.cookie_secret = self.store.meta("cookie_secret")

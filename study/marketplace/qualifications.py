@@ -9,7 +9,6 @@ from typing import Any
 from study.marketplace import paging
 from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
-from study.marketplace.ids import new_id
 
 DAY = 86400
 # System qualification types (ids as MTurk published them).
@@ -207,7 +206,7 @@ def _check_qual_params(p: dict) -> None:
 def create_qualification_type(market, acct, p):
     store = market.store
     _check_qual_params(p)
-    qid = new_id()
+    qid = market.new_id()
     with store.transaction():
         if store.qual_type_named(acct, p["Name"]):
             raise RequestError(

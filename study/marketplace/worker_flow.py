@@ -9,7 +9,6 @@ import json
 from study.marketplace.datastore import Account
 from study.marketplace.errors import WorkerError
 from study.marketplace.hits import hit_dicts, status
-from study.marketplace.ids import new_id
 from study.marketplace.money import fmt_cents, rehold
 from study.marketplace.qualifications import failed_requirements, guards, qual_values
 from study.marketplace.questions import answers_xml, parse_question
@@ -109,7 +108,7 @@ def accept(market, realm: str, worker_id: str, hit_id: str) -> str:
             if mine["status"] == "Accepted":
                 return mine["assignment_id"]
             raise WorkerError("You have already worked on this HIT.", 409)
-        aid = new_id()
+        aid = market.new_id()
         store.insert_assignment(realm, aid, hit_id, worker_id, now,
                                 now + h["assignment_duration"])
         return aid

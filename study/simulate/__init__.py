@@ -12,15 +12,16 @@ import click
 
 from study.errors import StudyError
 from study.simulate.crowd import SimulationResult, Submission, WorkerOutcome, hit_key, simulate_crowd
+from study.simulate.schedule import SimulatedClock
 from study.simulate.scoring import (item_true_scores, perceptual_distance, planted_ranking,
                                     planted_scores, true_score)
 from study.simulate.workers import DEFAULT_MIX, KINDS, LOW_QUALITY, WorkerModel, build_crowd
 
 __all__ = [
-    "DEFAULT_MIX", "KINDS", "LOW_QUALITY", "SimulationResult", "Submission", "WorkerModel",
-    "WorkerOutcome", "build_crowd", "hit_key", "item_true_scores", "perceptual_distance",
-    "planted_ranking", "planted_scores", "simulate_command", "simulate_crowd", "true_score",
-    "worker_site_url",
+    "DEFAULT_MIX", "KINDS", "LOW_QUALITY", "SimulatedClock", "SimulationResult", "Submission",
+    "WorkerModel", "WorkerOutcome", "build_crowd", "hit_key", "item_true_scores",
+    "parse_mix", "perceptual_distance", "planted_ranking", "planted_scores", "simulate_command",
+    "simulate_crowd", "true_score", "worker_site_url",
 ]
 
 
@@ -45,7 +46,7 @@ def _check_published(study, realm: str) -> None:
                          "rate", hint=f"run `study publish --{realm}` first")
 
 
-def _parse_mix(text: str) -> dict[str, float]:
+def parse_mix(text: str) -> dict[str, float]:
     mix: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         kind, sep, share = part.partition("=")
@@ -71,9 +72,10 @@ def _parse_mix(text: str) -> dict[str, float]:
               help="Base URL of any running marketplace (default: this study's `study serve`).")
 @click.option("--mix", default=None,
               help="Worker kinds and shares, e.g. careful=0.6,sloppy=0.15,spammer=0.1,"
-                   "straightliner=0.05,returner=0.05,abandoner=0.05.")
+                   "straightliner=0.05,returner=0.05,abandoner=0.05; also satisficer (plausible "
+                   "ratings from a coarse impression at a normal pace).")
 @click.option("--concurrency", type=int, default=8, show_default=True,
-              help="Worker sessions at once.")
+              help="Workers in session at once (in simulated time).")
 @click.option("--max-hits-per-worker", type=int, default=None,
               help="HITs one worker takes at most (default: the study's hit.max_hits_per_worker).")
 @click.option("--deadline", "deadline_s", type=float, default=900.0, show_default=True,
@@ -83,8 +85,8 @@ def _parse_mix(text: str) -> dict[str, float]:
 def simulate_command(ctx: click.Context, n_workers: int, seed: int | None, realm: str,
                      base_url: str | None, mix: str | None, concurrency: int,
                      max_hits_per_worker: int | None, deadline_s: float, as_json: bool) -> None:
-    """Run a simulated crowd against the worker site: careful and sloppy raters, spammers,
-    straight-liners, and workers who return or abandon HITs. Deterministic with --seed."""
+    """Run a simulated crowd against the worker site: careful and sloppy raters, satisficers,
+    spammers, straight-liners, and workers who return or abandon HITs. Deterministic with --seed."""
     if realm != "sandbox":
         raise StudyError("simulated workers only work in the sandbox realm", where="--realm",
                          hint="live HITs are for real people; use --realm sandbox")
@@ -103,7 +105,7 @@ def simulate_command(ctx: click.Context, n_workers: int, seed: int | None, realm
             max_hits_per_worker = study.settings.hit.max_hits_per_worker or None
     result = simulate_crowd(worker_site_url(base_url, realm), workers=n_workers,
                             seed=0 if seed is None else seed,
-                            mix=_parse_mix(mix) if mix else None, concurrency=concurrency,
+                            mix=parse_mix(mix) if mix else None, concurrency=concurrency,
                             max_hits_per_worker=max_hits_per_worker,
                             progress=not as_json, deadline_s=deadline_s)
     if as_json:
@@ -113,7 +115,7 @@ def simulate_command(ctx: click.Context, n_workers: int, seed: int | None, realm
     click.echo(f"{result.requests} requests in {result.elapsed_s:.1f} s"
                + ("; stopped at the deadline" if result.deadline_reached else ""))
     if result.low_quality_workers:
-        click.echo("planted low-quality workers (spammers, straight-liners): "
+        click.echo("planted low-quality workers (satisficers, spammers, straight-liners): "
                    + ", ".join(result.low_quality_workers))
     errors = [(w.worker_id, e) for w in result.workers for e in w.errors]
     for wid, e in errors[:10]:

@@ -6,8 +6,9 @@ its preview), accept, open the task page the work page frames, load the two imag
 item, rate, and submit the form to turkSubmitTo. Returners and abandoners accept and then hand
 the HIT back or walk away.
 
-Workers take turns through a bounded thread pool (each turn is one HIT, then the worker queues
-again), so HITs spread over the whole crowd rather than going to whoever started first.
+When each worker acts is decided in simulated time by `schedule.run_schedule` (one event at a
+time, in an order fixed by the seed), so which worker gets which HIT, and so the whole outcome,
+depends on the seed alone and not on how fast the machine is.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import base64
 import hashlib
 import random
 import re
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
@@ -27,8 +26,9 @@ import requests
 
 from study.errors import StudyError
 from study.simulate import pages, scoring
-from study.simulate.workers import (KINDS, LEVELS, LOW_QUALITY, SPAMMER, STRAIGHTLINER, WorkerModel,
-                                    build_crowd)
+from study.simulate.schedule import SimulatedClock, run_schedule
+from study.simulate.workers import (KINDS, LEVELS, LOW_QUALITY, SPAMMER, STRAIGHTLINER,
+                                    WorkerModel, build_crowd)
 
 RETRIES = 4                 # extra attempts after a connection error or a 5xx/429
 BACKOFF_S = 0.2             # first pause; doubles each attempt, capped
@@ -89,6 +89,7 @@ class SimulationResult:
     # Seconds per successful request, by step: login, list, preview, accept (with the
     # redirect to the work page), task, image, return, submit.
     latencies: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    simulated_s: float = 0.0     # simulated time from the first arrival to the last event
 
     @property
     def submissions(self) -> list[Submission]:
@@ -110,7 +111,7 @@ class SimulationResult:
 
     @property
     def low_quality_workers(self) -> list[str]:
-        """Spammers and straight-liners: the workers a study's quality control should flag."""
+        """Satisficers, spammers and straight-liners: the workers quality control should flag."""
         return self.ids_of(*LOW_QUALITY)
 
     def by_kind(self) -> dict[str, dict[str, int]]:
@@ -160,7 +161,8 @@ class SimulationResult:
                 d.pop("submissions")
             workers.append(d)
         return {"worker_site_url": self.worker_site_url, "seed": self.seed,
-                "elapsed_s": round(self.elapsed_s, 3), "requests": self.requests,
+                "elapsed_s": round(self.elapsed_s, 3),
+                "simulated_s": round(self.simulated_s, 3), "requests": self.requests,
                 "deadline_reached": self.deadline_reached, "by_kind": self.by_kind(),
                 "totals": self.totals(), "spammers": self.spammers,
                 "straightliners": self.straightliners,
@@ -169,40 +171,31 @@ class SimulationResult:
 
 
 class _Images:
-    """Images by URL, fetched once for the whole crowd (as a shared browser cache would),
-    kept only in the small prepared form the true score needs."""
+    """Images as a shared browser cache would hold them: fetched once per URL, and known by
+    their pixels. The same picture may be served under many URLs and with different bytes (the
+    page gives every appearance its own), so what a worker compares is the decoded content."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._prepared: dict[str, np.ndarray] = {}
-        self._url_locks: dict[str, threading.Lock] = {}
+        self._content: dict[str, str] = {}            # URL -> content id
+        self._prepared: dict[str, np.ndarray] = {}    # content id -> prepared grey image
         self._scores: dict[tuple[str, str], float] = {}
 
-    def prepared(self, url: str, http: "_Http") -> np.ndarray:
-        with self._lock:
-            if url in self._prepared:
-                return self._prepared[url]
-            lock = self._url_locks.setdefault(url, threading.Lock())
-        with lock:
-            with self._lock:
-                if url in self._prepared:
-                    return self._prepared[url]
-            img = scoring.prepare(scoring.decode_image(_fetch_bytes(url, http)))
-            with self._lock:
-                self._prepared[url] = img
-            return img
+    def content(self, url: str, http: "_Http") -> str:
+        if url not in self._content:
+            pixels = scoring.decode_image(_fetch_bytes(url, http))
+            cid = hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()[:32]
+            if cid not in self._prepared:
+                self._prepared[cid] = scoring.prepare(pixels)
+            self._content[url] = cid
+        return self._content[url]
 
-    def true_score(self, reference_url: str, result_url: str, http: "_Http") -> float:
-        key = (reference_url, result_url)
-        with self._lock:
-            if key in self._scores:
-                return self._scores[key]
-        ref = self.prepared(reference_url, http)
-        res = self.prepared(result_url, http)
-        score = scoring.score_from_distance(scoring.distance(ref, res))
-        with self._lock:
-            self._scores[key] = score
-        return score
+    def true_score(self, reference: str, result: str) -> float:
+        """The true score of two content ids."""
+        key = (reference, result)
+        if key not in self._scores:
+            self._scores[key] = scoring.score_from_distance(
+                scoring.distance(self._prepared[reference], self._prepared[result]))
+        return self._scores[key]
 
 
 def _fetch_bytes(url: str, http: "_Http") -> bytes:
@@ -221,36 +214,32 @@ class _Counter:
     """Requests made, and the latency of each successful one by step of the worker's path."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self.value = 0
         self.latencies: dict[str, list[float]] = {}
 
     def add(self) -> None:
-        with self._lock:
-            self.value += 1
+        self.value += 1
 
     def record(self, step: str, seconds: float) -> None:
-        with self._lock:
-            self.latencies.setdefault(step, []).append(seconds)
+        self.latencies.setdefault(step, []).append(seconds)
 
 
 class _Http:
     """One worker's browser: a cookie session with bounded retries and backoff on connection
-    errors and server faults, and the simulation's global deadline."""
+    errors and server faults, and the simulation's wall-clock deadline."""
 
     def __init__(self, session: requests.Session, deadline: float, counter: _Counter,
-                 jitter: random.Random, stop: threading.Event) -> None:
+                 jitter: random.Random) -> None:
         self.session = session
         self.deadline = deadline
         self.counter = counter
         self.jitter = jitter
-        self.stop = stop
 
     def request(self, method: str, url: str, step: str = "other", **kw) -> requests.Response:
         last: str = ""
         for attempt in range(RETRIES + 1):
             remaining = self.deadline - time.monotonic()
-            if remaining <= 0 or self.stop.is_set():
+            if remaining <= 0:
                 raise DeadlineReached()
             self.counter.add()
             t0 = time.perf_counter()
@@ -274,18 +263,11 @@ class _Http:
         raise SiteUnavailable(f"{method} {url}: {last} after {RETRIES + 1} attempts")
 
 
-def _strip_query(url: str) -> str:
-    # The image is named by its path: a presigned URL's signature changes, and so does the
-    # host and port the images are served from from one run to the next.
-    if url.startswith("data:"):
-        return "data:" + hashlib.sha256(url.encode()).hexdigest()
-    return urlsplit(url).path
-
-
-def hit_key(items: dict[int, tuple[str, str]]) -> str:
-    """A HIT's identity as the worker sees it: which images sit at which position. The same
-    HIT content gives the same answers from the same worker in any run."""
-    text = "\n".join(f"{p} {_strip_query(a)} {_strip_query(b)}" for p, (a, b) in sorted(items.items()))
+def hit_key(contents: dict[int, tuple[str, str]]) -> str:
+    """A HIT's identity as the worker sees it: which pictures (content ids) sit at which
+    position. The same HIT content gives the same answers from the same worker in any run,
+    whatever URLs it was served under."""
+    text = "\n".join(f"{p} {a} {b}" for p, (a, b) in sorted(contents.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -296,6 +278,9 @@ def _landed_before(r: requests.Response) -> bool:
 
 
 class _Worker:
+    """One worker's session. `begin` takes a HIT and works on it; `finish` submits it. Each
+    returns the next step and the simulated seconds until it, or None when the worker leaves."""
+
     def __init__(self, model: WorkerModel, site: str, images: _Images, http: _Http,
                  max_hits: int | None, on_submit) -> None:
         self.model = model
@@ -308,24 +293,31 @@ class _Worker:
         self.signed_in = False
         self.exhausted_groups: set[str] = set()
         self.failed_turns = 0
+        self.pending: tuple[str, dict, Submission] | None = None   # (action, form, submission)
 
-    # One turn: at most one HIT. Returns whether the worker wants another turn.
-    def turn(self) -> bool:
+    def begin(self) -> tuple[str, float] | None:
+        return self._guarded(self._begin)
+
+    def finish(self) -> tuple[str, float] | None:
+        return self._guarded(self._finish)
+
+    def _guarded(self, step) -> tuple[str, float] | None:
         try:
-            more = self._turn()
+            following = step()
             self.failed_turns = 0
-            return more
+            return following
         except DeadlineReached:
             self.out.stopped = "deadline"
-            return False
+            return None
         except (SiteUnavailable, pages.PageError, requests.RequestException, OSError,
                 ValueError) as exc:
+            self.pending = None
             self.out.errors.append(f"{type(exc).__name__}: {exc}")
             self.failed_turns += 1
             if self.failed_turns >= MAX_FAILED_TURNS:
                 self.out.stopped = "errors"
-                return False
-            return True
+                return None
+            return "begin", self.model.pause(f"failed-{len(self.out.errors)}")
 
     def _sign_in(self) -> None:
         r = self.http.request("POST", f"{self.site}/login", step="login",
@@ -338,10 +330,10 @@ class _Worker:
             self.out.worker_id = assigned
         self.signed_in = True
 
-    def _turn(self) -> bool:
+    def _begin(self) -> tuple[str, float] | None:
         if self.max_hits is not None and self.out.accepted - self.out.returned >= self.max_hits:
             self.out.stopped = "max_hits"
-            return False
+            return None
         if not self.signed_in:
             self._sign_in()
         for _ in range(MAX_ACCEPT_TRIES):
@@ -352,7 +344,7 @@ class _Worker:
                       if (g.hit_type_id or g.url) not in self.exhausted_groups]
             if not groups:
                 self.out.stopped = "no_work"
-                return False
+                return None
             for group in groups:
                 accepted = self._try_group(group)
                 if accepted is None:
@@ -361,7 +353,7 @@ class _Worker:
                     return self._work(*accepted)
             # Every group's HIT went to someone else between preview and accept: look again.
         self.out.stopped = "no_work"
-        return False
+        return None
 
     def _try_group(self, group: pages.HitGroup):
         """Preview the group's next HIT and accept it. None: nothing here for this worker;
@@ -393,7 +385,7 @@ class _Worker:
         self.out.returned_hits.append(hit_id)
         return True
 
-    def _work(self, hit_id: str, work: requests.Response) -> bool:
+    def _work(self, hit_id: str, work: requests.Response) -> tuple[str, float] | None:
         self.out.accepted += 1
         nth = self.out.accepted - 1
         src = pages.question_frame_src(work.text, work.url)
@@ -406,25 +398,27 @@ class _Worker:
             if r.status_code >= 400:
                 raise pages.PageError(f"task page {src} answered HTTP {r.status_code}")
             task = pages.task_page(r.text, r.url)
+            items = {it.position: (it.reference_url, it.result_url) for it in task.items}
+            contents = {p: (self.images.content(a, self.http), self.images.content(b, self.http))
+                        for p, (a, b) in items.items()}
         except pages.PageError:
             # A person hands back a HIT whose page is broken rather than sit on it.
             self._return(assignment_id, hit_id)
             raise
-        items = {it.position: (it.reference_url, it.result_url) for it in task.items}
-        key = hit_key(items)
+        key = hit_key(contents)
 
         leaving = self.model.leaves(key, nth)
         if leaving == "return":
             if not self._return(assignment_id, hit_id):
                 raise pages.PageError(f"the return of {assignment_id} was refused")
-            return True
+            return "begin", self.model.pause(key)
         if leaving == "abandon":
             self.out.abandoned += 1
             self.out.abandoned_assignments.append(assignment_id)
             self.out.stopped = "abandoned"
-            return False
+            return None
 
-        true_scores = {p: self.images.true_score(a, b, self.http) for p, (a, b) in items.items()}
+        true_scores = {p: self.images.true_score(a, b) for p, (a, b) in contents.items()}
         answer = self.model.answer(key, true_scores)
         form = {k: v for k, v in task.hidden.items() if not k.startswith("seconds_")}
         form["assignmentId"] = assignment_id
@@ -441,15 +435,25 @@ class _Worker:
             action = urljoin(r.url, task.action)
         else:
             action = f"{self.site}/mturk/externalSubmit"
-        rs = self.http.request("POST", action, data=form, step="submit")
-        if rs.status_code >= 400 and not _landed_before(rs):
-            raise pages.PageError(f"submit of {assignment_id} answered HTTP {rs.status_code}")
-        self.out.submitted += 1
-        self.out.submissions.append(Submission(
+        self.pending = (action, form, Submission(
             self.model.worker_id, self.model.kind, hit_id, assignment_id, key,
             dict(answer.ratings), dict(answer.seconds), true_scores, items, answer.comments))
+        # The worker holds the assignment while rating; the submit is a later event.
+        return "finish", self.model.hit_seconds(key, answer)
+
+    def _finish(self) -> tuple[str, float] | None:
+        if self.pending is None:
+            return "begin", 0.0
+        action, form, submission = self.pending
+        self.pending = None
+        rs = self.http.request("POST", action, data=form, step="submit")
+        if rs.status_code >= 400 and not _landed_before(rs):
+            raise pages.PageError(f"submit of {submission.assignment_id} answered HTTP "
+                                  f"{rs.status_code}")
+        self.out.submitted += 1
+        self.out.submissions.append(submission)
         self.on_submit()
-        return True
+        return "begin", self.model.pause(submission.hit_key)
 
 
 def _check_site(site: str, timeout: float) -> None:
@@ -469,13 +473,17 @@ def _check_site(site: str, timeout: float) -> None:
 def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
                    mix: dict[str, float] | None = None, concurrency: int = 8,
                    max_hits_per_worker: int | None = None, progress: bool = True,
-                   deadline_s: float = 900.0) -> SimulationResult:
+                   deadline_s: float = 900.0, clock: SimulatedClock | None = None
+                   ) -> SimulationResult:
     """Run `workers` simulated workers against the worker site at `worker_site_url`
-    (`{base}/worker/sandbox`) until no HIT is left for any of them or `deadline_s` passes.
+    (`{base}/worker/sandbox`) until no HIT is left for any of them or `deadline_s` (wall-clock
+    seconds) passes.
 
-    `mix` maps worker kinds (careful, sloppy, spammer, straightliner, returner, abandoner) to
-    shares; `concurrency` bounds the sessions working at once. Answers are deterministic in
-    `seed`: a worker's ratings of a HIT depend only on the seed, the worker and the HIT."""
+    `mix` maps worker kinds (careful, sloppy, satisficer, spammer, straightliner, returner,
+    abandoner) to shares; `concurrency` bounds the workers in session at once (in simulated
+    time). A worker's ratings of a HIT depend only on the seed, the worker and the HIT; the
+    order in which workers act depends only on the seed. Given the marketplace's `clock` (a
+    `SimulatedClock`), the crowd moves it, so the marketplace sees simulated time too."""
     if workers < 0:
         raise StudyError("the number of workers must be 0 or more", where="--workers")
     if concurrency < 1:
@@ -493,50 +501,28 @@ def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
     deadline = started + deadline_s
     counter = _Counter()
     images = _Images()
-    stop = threading.Event()
     bar = None
     if progress:
         from study.progress import progress as progress_of
         bar = progress_of(None, "simulated crowd", "HITs submitted")
-    bar_lock = threading.Lock()
 
     def on_submit() -> None:
         if bar is not None:
-            with bar_lock:
-                bar.update(1)
+            bar.update(1)
 
     sims: list[_Worker] = []
     for m in crowd:
         session = requests.Session()
         session.headers["User-Agent"] = "study-simulated-worker/1"
-        http = _Http(session, deadline, counter, random.Random(f"{seed}-{m.worker_id}"), stop)
+        http = _Http(session, deadline, counter, random.Random(f"{seed}-{m.worker_id}"))
         sims.append(_Worker(m, site, images, http, max_hits_per_worker, on_submit))
 
-    deadline_reached = False
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sim-worker")
     try:
-        pending = {pool.submit(w.turn): w for w in sims}
-        while pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                deadline_reached = True
-                break
-            done, _ = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
-            for fut in done:
-                w = pending.pop(fut)
-                try:
-                    again = fut.result()
-                except Exception as exc:  # a bug in one session must not end the others
-                    w.out.errors.append(f"{type(exc).__name__}: {exc}")
-                    w.out.stopped = "crashed"
-                    again = False
-                if again:
-                    pending[pool.submit(w.turn)] = w
+        deadline_reached, simulated_s = run_schedule(sims, seed=seed, concurrency=concurrency,
+                                                     deadline=deadline, clock=clock)
         if any(w.out.stopped == "deadline" for w in sims):
             deadline_reached = True
     finally:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
         for w in sims:
             if not w.out.stopped:
                 w.out.stopped = "deadline"
@@ -544,4 +530,5 @@ def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
         if bar is not None:
             bar.close()
     return SimulationResult(site, seed, [w.out for w in sims], time.monotonic() - started,
-                            counter.value, deadline_reached, counter.latencies)
+                            counter.value, deadline_reached, counter.latencies,
+                            simulated_s=simulated_s)

@@ -1,8 +1,8 @@
 """Simulated workers: who they are and how they answer.
 
 Everything a worker decides is drawn from random streams keyed by (seed, worker, what it
-decides about), never from a stream shared across threads, so a worker's answers to a HIT are
-the same whatever order the thread pool happens to run things in.
+decides about), never from a shared stream, so a worker's answers to a HIT are the same
+whichever order things happen in.
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ import numpy as np
 
 CAREFUL = "careful"
 SLOPPY = "sloppy"
+SATISFICER = "satisficer"
 SPAMMER = "spammer"
 STRAIGHTLINER = "straightliner"
 RETURNER = "returner"
 ABANDONER = "abandoner"
 
-KINDS = (CAREFUL, SLOPPY, SPAMMER, STRAIGHTLINER, RETURNER, ABANDONER)
-# Kinds whose ratings carry no information about the images: a study's quality control
-# should exclude them.
-LOW_QUALITY = (SPAMMER, STRAIGHTLINER)
+KINDS = (CAREFUL, SLOPPY, SATISFICER, SPAMMER, STRAIGHTLINER, RETURNER, ABANDONER)
+# Kinds whose ratings carry (almost) no information about the images: a study's quality
+# control should exclude them.
+LOW_QUALITY = (SATISFICER, SPAMMER, STRAIGHTLINER)
 
 DEFAULT_MIX: dict[str, float] = {
     CAREFUL: 0.60,
@@ -36,9 +37,32 @@ DEFAULT_MIX: dict[str, float] = {
 
 LEVELS = 5  # ratings 0..4
 
+# Careful workers are matched to the real subjects of the two shared datasets
+# (tests/data/subjective: Netflix public, 26 subjects x 79 items; VQEG HD3, 24 x 72; both 5-level
+# ACR like this 0..4 scale). Measured there: SD of the subjects' biases (mean deviation from the
+# item means) 0.30 and 0.42; mean residual SD after the bias ("inconsistency") 0.61 and 0.60;
+# mean correlation of a subject with the mean of the others 0.88 and 0.86. Fitted by letting
+# crowds of careful workers of each dataset's size rate its items, with the dataset's item
+# means as true scores (answers rounded and clipped as here), over a grid of latent bias SD and
+# noise range: bias ~ N(0, 0.45) and noise SD ~ U(0.45, 0.75) give 0.35 and 0.38, 0.56 and
+# 0.60, 0.88 and 0.85 (tests/test_simulate.py holds them within 0.05 of the real figures).
+# Rounding and clipping shrink the latent bias and add to the noise, hence the latent values.
+CAREFUL_BIAS_SD = 0.45
+CAREFUL_NOISE_SD = (0.45, 0.75)
+# A satisficer answers from a coarse impression: it sees when two photos are identical or
+# glaringly different (so it passes the gold checks) and otherwise stays near the middle,
+# weakly following the truth, at a careful worker's pace.
+SATISFICER_SLOPE = 0.3
+SATISFICER_NOISE_SD = 0.9
+SATISFICER_OBVIOUS = (0.3, 3.2)   # true scores below / above which the difference is obvious
+
 # Probability that a returner returns a HIT it accepted (the first one always: it looked
 # at the task, found it longer than it wanted, and handed it back).
 RETURN_PROBABILITY = 0.35
+
+# Seconds spent on a HIT besides its items (instructions, loading), and between two HITs.
+OVERHEAD_S = (5.0, 20.0)
+PAUSE_S = (2.0, 15.0)
 
 COMMENTS = (
     "",
@@ -128,11 +152,16 @@ class WorkerModel:
         if kind not in KINDS:
             raise ValueError(f"unknown worker kind {kind!r}")
         rng = stream(seed, "traits", worker_id)
-        bias = float(rng.normal(0.0, 0.3))
+        bias = float(rng.normal(0.0, CAREFUL_BIAS_SD))
         if kind in (CAREFUL, RETURNER, ABANDONER):
             # Returners and abandoners rate carefully whenever they do finish a HIT.
-            return cls(worker_id, kind, seed, bias=bias, noise_sd=float(rng.uniform(0.3, 0.5)),
+            return cls(worker_id, kind, seed, bias=bias,
+                       noise_sd=float(rng.uniform(*CAREFUL_NOISE_SD)),
                        seconds_range=(5.0, 20.0), comment_rate=0.15)
+        if kind == SATISFICER:
+            return cls(worker_id, kind, seed, bias=float(rng.normal(0.0, 0.3)),
+                       noise_sd=SATISFICER_NOISE_SD, seconds_range=(4.0, 15.0),
+                       comment_rate=0.05)
         if kind == SLOPPY:
             return cls(worker_id, kind, seed, bias=float(rng.normal(0.0, 0.5)),
                        noise_sd=float(rng.uniform(0.8, 1.2)), seconds_range=(2.0, 7.0),
@@ -163,6 +192,8 @@ class WorkerModel:
                 r = uniform
             elif self.kind == STRAIGHTLINER:
                 r = self.straight_level
+            elif self.kind == SATISFICER:
+                r = self._impression(true_scores[p], noise)
             else:
                 r = int(np.clip(round(true_scores[p] + self.bias + self.noise_sd * noise),
                                 0, LEVELS - 1))
@@ -172,6 +203,26 @@ class WorkerModel:
         if self.comment_rate and rng.random() < self.comment_rate:
             comments = COMMENTS[int(rng.integers(1, len(COMMENTS)))]
         return Answer(ratings, seconds, comments)
+
+    def _impression(self, truth: float, noise: float) -> int:
+        obvious_same, obvious_different = SATISFICER_OBVIOUS
+        if truth < obvious_same:
+            return 0
+        if truth > obvious_different:
+            return LEVELS - 1 - int(noise > 1.0)
+        middle = (LEVELS - 1) / 2
+        r = middle + SATISFICER_SLOPE * (truth - middle) + self.bias + self.noise_sd * noise
+        return int(np.clip(round(r), 1, LEVELS - 2))
+
+    def hit_seconds(self, hit_key: str, answer: Answer) -> float:
+        """Simulated seconds from accepting a HIT to submitting it: the items' times plus
+        reading the page and waiting for it to load."""
+        rng = stream(self.seed, "overhead", self.worker_id, hit_key)
+        return sum(answer.seconds.values()) + float(rng.uniform(*OVERHEAD_S))
+
+    def pause(self, key: str) -> float:
+        """Simulated seconds before this worker looks for its next HIT."""
+        return float(stream(self.seed, "pause", self.worker_id, key).uniform(*PAUSE_S))
 
     def leaves(self, hit_key: str, nth: int) -> str | None:
         """What this worker does with the nth HIT it accepted (0-based), before working on it:
