@@ -87,7 +87,7 @@ def cli(ctx: click.Context, study_dir: str | None) -> None:
 def init_command(directory: str, dataset_path: str, n_images: int | None,
                  image_ids: str | None, seed: int, split: str | None, name: str | None) -> None:
     """Create a study folder DIRECTORY from a dataset."""
-    from study.dataset import create_study
+    from study.create import create_study
 
     if n_images is not None and image_ids:
         raise StudyError("--images and --image-ids cannot be used together",

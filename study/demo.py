@@ -92,7 +92,7 @@ def _cli(*args: str) -> None:
 def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 512,
              port: int = 8765, rounds: int = 8,
              mix: dict[str, float] | None = None) -> dict[str, Any]:
-    from study.dataset import create_study
+    from study.create import create_study
     from study.marketplace.ids import SeededIds
     from study.marketplace.server import serve_in_thread
     from study.render.demodata import build_demo_dataset
