@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium")]
 
 
-def accepted_task_url(site: str) -> str:
+def accepted_task_url(site: str) -> tuple[str, list[dict]]:
+    """The task page of a HIT that worker BROWSER1 accepted, and that worker's session cookies
+    (the page of an accepted assignment opens for its worker only)."""
     s = requests.Session()
     s.post(f"{site}/login", data={"worker_id": "BROWSER1"})
     listing = s.get(f"{site}/")
@@ -28,7 +30,8 @@ def accepted_task_url(site: str) -> str:
     form = [a for t, a in tags(preview.text) if t == "form" and a.get("id") == "accept-form"]
     work = s.post(urljoin(preview.url, form[0]["action"]))
     frame = [a for t, a in tags(work.text) if t == "iframe" and a.get("id") == "question-frame"]
-    return urljoin(work.url, frame[0]["src"])
+    cookies = [{"name": c.name, "value": c.value, "url": site} for c in s.cookies]
+    return urljoin(work.url, frame[0]["src"]), cookies
 
 
 @pytest.mark.parametrize("question", ["html", "external"])
@@ -40,13 +43,15 @@ def test_rating_page_in_chromium(tmp_path, question):
     with study_service(root) as (url, _market):
         study = Study.open(root)
         publish(study, "sandbox", echo=lambda _m: None)
-        task_url = accepted_task_url(f"{url}/worker/sandbox")
+        task_url, cookies = accepted_task_url(f"{url}/worker/sandbox")
         query = {k: v[0] for k, v in parse_qs(urlsplit(task_url).query).items()}
         preview_url = task_url.replace(query["assignmentId"], "ASSIGNMENT_ID_NOT_AVAILABLE")
         errors: list[str] = []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            context = browser.new_context(viewport={"width": 1200, "height": 900})
+            context.add_cookies(cookies)
+            page = context.new_page()
             page.on("pageerror", lambda e: errors.append(str(e)))
             # Preview: submit stays disabled even with every item rated.
             page.goto(preview_url)
