@@ -4,15 +4,14 @@ delete, extend; and each HIT as the API shows it."""
 from __future__ import annotations
 
 import json
-from typing import Any
-
 from study.marketplace import paging
 from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
-from study.marketplace.ids import new_id
+from study.marketplace.ids import group_id_for, new_id
 from study.marketplace.money import fee_cents, fmt_cents, parse_cents, rehold, require_funds
 from study.marketplace.qualifications import check_requirements
 from study.marketplace.questions import parse_question
+from study.marketplace.shapes import wire_time
 
 DAY = 86400
 MIN_DURATION_S = 30
@@ -41,8 +40,8 @@ def hit_dicts(market, realm: str, rows) -> list[dict]:
         d = {
             "HITId": h["hit_id"],
             "HITTypeId": h["hit_type_id"],
-            "HITGroupId": h["hit_type_id"],
-            "CreationTime": h["created"],
+            "HITGroupId": group_id_for(realm, h["hit_type_id"]),
+            "CreationTime": wire_time(h["created"]),
             "Title": h["title"],
             "Description": h["description"],
             "Question": h["question"],
@@ -54,7 +53,7 @@ def hit_dicts(market, realm: str, rows) -> list[dict]:
             "MaxAssignments": h["max_assignments"],
             "Reward": fmt_cents(h["reward_cents"]),
             "AutoApprovalDelayInSeconds": h["auto_approval_delay"],
-            "Expiration": h["expiration"],
+            "Expiration": wire_time(h["expiration"]),
             "AssignmentDurationInSeconds": h["assignment_duration"],
         })
         if h["requester_annotation"] is not None:
@@ -76,7 +75,7 @@ def hit_row(market, acct: Account, hit_id: str):
     row = market.store.hit_row(acct.realm, hit_id, acct.requester)
     if row is None:
         raise RequestError(f"Hit {hit_id} does not exist. {stamp(market.now())}",
-                           "AWS.MechanicalTurk.HitDoesNotExist")
+                           "AWS.MechanicalTurk.HITDoesNotExist")
     return row
 
 
@@ -207,28 +206,21 @@ def _list_hits(market, acct: Account, p: dict, hit_type_id: str | None = None,
     limit, after = paging.page(p)
     with store.transaction(write=False):
         if status_filter is None:
-            rows = store.hit_rows(acct, hit_type_id, after, limit + 1)
-            hits = hit_dicts(market, acct.realm, rows[:limit])
-            more = len(rows) > limit
-            last = rows[limit - 1] if more else None
+            rows = store.hit_rows(acct, hit_type_id, after, limit)
+            hits = hit_dicts(market, acct.realm, rows)
         else:
             # The status is computed, so filter in Python over the ordered rows.
-            hits, more, last = [], False, None
+            hits, rows = [], []
             for row in store.hit_rows(acct, hit_type_id, after, None):
                 d = hit_dicts(market, acct.realm, [row])[0]
                 if d["HITStatus"] != status_filter:
                     continue
-                if len(hits) == limit:
-                    more = True
-                    break
                 hits.append(d)
-                last = row
-    out: dict[str, Any] = {}
-    if more and last is not None:
-        out["NextToken"] = paging.encode([last["created"], last["hit_id"]])
-    out["NumResults"] = len(hits)
-    out["HITs"] = hits
-    return out
+                rows.append(row)
+                if len(hits) == limit:
+                    break
+    last = [rows[-1]["created"], rows[-1]["hit_id"]] if rows else None
+    return paging.answer("HITs", hits, last)
 
 
 def list_hits(market, acct, p):
@@ -325,9 +317,8 @@ def create_additional_assignments_for_hit(market, acct, p):
             old = store.extension_by_token(acct, token)
             if old is not None and old["created"] > now - TOKEN_WINDOW_S:
                 raise RequestError(
-                    f"The assignments for HIT {old['hit_id']} were already created with "
-                    f"this UniqueRequestToken. {stamp(now)}",
-                    "AWS.MechanicalTurk.DuplicateRequest")
+                    f"The idempotency token \"{token}\" has already been processed. "
+                    f"{stamp(now)}", "AWS.MechanicalTurk.DuplicateRequest")
             store.forget_extension(acct, token)
         h = hit_row(market, acct, p["HITId"])
         if h["disposed"]:

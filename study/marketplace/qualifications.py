@@ -10,6 +10,7 @@ from study.marketplace import paging
 from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
 from study.marketplace.ids import new_id
+from study.marketplace.shapes import wire_time
 
 DAY = 86400
 # System qualification types (ids as MTurk published them).
@@ -150,7 +151,7 @@ def failed_requirements(reqs: list[dict], values: dict, action: str) -> list[dic
 def _qual_type_dict(q) -> dict:
     d = {
         "QualificationTypeId": q["qualification_type_id"],
-        "CreationTime": q["created"],
+        "CreationTime": wire_time(q["created"]),
         "Name": q["name"],
         "Description": q["description"],
     }
@@ -257,11 +258,7 @@ def list_qualification_types(market, acct, p):
                  or query in d["Description"].lower() or query in d.get("Keywords", "").lower()]
     start = max(0, int(after[0])) if after else 0
     page = items[start:start + limit]
-    out: dict[str, Any] = {"NumResults": len(page)}
-    if start + limit < len(items):
-        out["NextToken"] = paging.encode([start + limit, ""])
-    out["QualificationTypes"] = page
-    return out
+    return paging.answer("QualificationTypes", page, [start + len(page), ""])
 
 
 def associate_qualification_with_worker(market, acct, p):
@@ -290,7 +287,7 @@ def disassociate_qualification_from_worker(market, acct, p):
 
 def _qual_dict(q) -> dict:
     return {"QualificationTypeId": q["qualification_type_id"], "WorkerId": q["worker_id"],
-            "GrantTime": q["grant_time"], "IntegerValue": q["integer_value"],
+            "GrantTime": wire_time(q["grant_time"]), "IntegerValue": q["integer_value"],
             "Status": q["status"]}
 
 
@@ -306,10 +303,6 @@ def list_workers_with_qualification_type(market, acct, p):
     _qual_type(market, acct, p["QualificationTypeId"])
     limit, after = paging.page(p)
     rows = market.store.qualifications(acct.realm, p["QualificationTypeId"], p.get("Status"),
-                                       after[1] if after else None, limit + 1)
-    out: dict[str, Any] = {}
-    if len(rows) > limit:
-        out["NextToken"] = paging.encode([0, rows[limit - 1]["worker_id"]])
-    out["NumResults"] = min(len(rows), limit)
-    out["Qualifications"] = [_qual_dict(q) for q in rows[:limit]]
-    return out
+                                       after[1] if after else None, limit)
+    return paging.answer("Qualifications", [_qual_dict(q) for q in rows],
+                         [0, rows[-1]["worker_id"]] if rows else None)
