@@ -107,9 +107,6 @@ def handle(realm: str) -> Response:
                               f"{TARGET_PREFIX}<Operation>.")
     op = target[len(TARGET_PREFIX):]
     if op not in OPERATIONS:
-        if shapes.operation(op) is not None:
-            return error_response("RequestError", f"The operation {op} is not supported by this "
-                                  f"marketplace.", 400, "AWS.MechanicalTurk.UnsupportedOperation")
         return error_response("UnknownOperationException", f"Unknown operation {op[:100]}.")
 
     throttle = market.throttle
@@ -151,6 +148,9 @@ def handle(realm: str) -> Response:
         return error_response("ServiceFault", "Amazon Mechanical Turk is temporarily unable to "
                               "process your request. Try your call again.", 500,
                               "AWS.MechanicalTurk.ServiceFault")
+    if op == "GetFileUploadURL":  # the file is served by this server, wherever it is
+        result["FileUploadURL"] = request.host_url.rstrip("/") + request.script_root + \
+            result["FileUploadURL"]
     resp = Response(json.dumps(result), status=200, content_type=CONTENT_TYPE)
     resp.headers["x-amzn-RequestId"] = str(uuid.uuid4())
     return resp

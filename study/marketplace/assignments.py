@@ -9,9 +9,11 @@ from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
 from study.marketplace.hits import hit_dict, hit_row
 from study.marketplace.money import fee_cents, rehold, require_funds
+from study.marketplace.notifications import announce
 from study.marketplace.shapes import wire_time
 
 VISIBLE = ("Submitted", "Approved", "Rejected")  # what a requester can see of an assignment
+UPLOAD_URL_S = 60  # GetFileUploadURL: "valid for 60 seconds"
 
 
 def assignment_dict(a) -> dict:
@@ -89,6 +91,7 @@ def approve_assignment(market, acct, p):
         store.mark_approved(acct.realm, a["assignment_id"], now, feedback)
         store.charge(acct, cost)
         rehold(market, acct.realm, a["hit_id"])
+    announce(market, acct.realm, a["hit_id"], "AssignmentApproved", a["assignment_id"])
     return {}
 
 
@@ -105,4 +108,33 @@ def reject_assignment(market, acct, p):
                                f"{stamp(now)}", "AWS.MechanicalTurk.InvalidAssignmentState")
         market.store.mark_rejected(acct.realm, a["assignment_id"], now, feedback)
         rehold(market, acct.realm, a["hit_id"])
+    announce(market, acct.realm, a["hit_id"], "AssignmentRejected", a["assignment_id"])
     return {}
+
+
+def get_file_upload_url(market, acct, p):
+    """A URL for the file the worker uploaded for the question, valid 60 seconds (a path here;
+    the API answer puts this server's address in front)."""
+    a = assignment_row(market, acct, p["AssignmentId"])
+    up = market.store.upload_of(acct.realm, a["assignment_id"], p["QuestionIdentifier"])
+    if up is None:
+        raise RequestError(f"Assignment {a['assignment_id']} has no file uploaded for the "
+                           f"question {p['QuestionIdentifier'][:100]}. {stamp(market.now())}",
+                           "AWS.MechanicalTurk.InvalidParameterValue")
+    return {"FileUploadURL": f"/worker/{acct.realm}/uploads/{up['upload_key']}?token="
+                             f"{upload_token(market, up['upload_key'])}"}
+
+
+def upload_token(market, key: str) -> str:
+    from itsdangerous import URLSafeTimedSerializer
+    return URLSafeTimedSerializer(market.cookie_secret, salt="marketplace-upload").dumps(key)
+
+
+def upload_key_of(market, token: str) -> str | None:
+    """The upload a token names, if it is at most UPLOAD_URL_S old."""
+    from itsdangerous import BadSignature, URLSafeTimedSerializer
+    try:
+        return URLSafeTimedSerializer(market.cookie_secret, salt="marketplace-upload").loads(
+            token, max_age=UPLOAD_URL_S)
+    except BadSignature:
+        return None

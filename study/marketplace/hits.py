@@ -9,6 +9,7 @@ from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
 from study.marketplace.ids import group_id_for, new_id
 from study.marketplace.money import fee_cents, fmt_cents, parse_cents, rehold, require_funds
+from study.marketplace.notifications import announce
 from study.marketplace.qualifications import check_requirements
 from study.marketplace.questions import parse_question
 from study.marketplace.shapes import wire_time
@@ -182,7 +183,9 @@ def _create_hit(market, acct: Account, hit_type_id: str | None, p: dict) -> dict
         store.insert_hit(acct, hit_id, hit_type_id, p["Question"], max_assignments,
                          now + p["LifetimeInSeconds"], p.get("RequesterAnnotation"), now, token)
         rehold(market, acct.realm, hit_id)
-        return {"HIT": hit_dict(market, acct, hit_id)}
+        out = {"HIT": hit_dict(market, acct, hit_id)}
+    announce(market, acct.realm, hit_id, "HITCreated")
+    return out
 
 
 def create_hit(market, acct, p):
@@ -256,6 +259,8 @@ def update_expiration_for_hit(market, acct, p):
         market.store.set_hit(acct.realm, h["hit_id"], "expiration", expire_at)
         market.store.set_hit(acct.realm, h["hit_id"], "expiry_swept", int(expire_at <= now))
         _rehold_within_funds(market, acct, h["hit_id"])
+    if expire_at <= now:
+        announce(market, acct.realm, h["hit_id"], "HITExpired")
     return {}
 
 
@@ -302,6 +307,7 @@ def delete_hit(market, acct, p):
                 "AWS.MechanicalTurk.InvalidHITState")
         store.set_hit(acct.realm, p["HITId"], "disposed", 1)
         rehold(market, acct.realm, p["HITId"])
+    announce(market, acct.realm, p["HITId"], "HITDisposed")
     return {}
 
 
@@ -336,4 +342,12 @@ def create_additional_assignments_for_hit(market, acct, p):
         rehold(market, acct.realm, h["hit_id"])
         if token:
             store.insert_extension(acct, token, h["hit_id"], now)
+    announce(market, acct.realm, h["hit_id"], "HITExtended")
     return {}
+
+
+def list_review_policy_results_for_hit(market, acct, p):
+    """No review policy can be attached here (CreateHIT refuses them), so a HIT's results are
+    the empty answer: its id and nothing else."""
+    hit_row(market, acct, p["HITId"])
+    return {"HITId": p["HITId"]}

@@ -69,7 +69,13 @@ def parse_question(xml_text: str) -> Question:
 
 
 def answers_xml(fields: list[tuple[str, str]]) -> str:
-    """The QuestionFormAnswers document MTurk stored for an externalSubmit."""
+    """The QuestionFormAnswers document MTurk stored for an externalSubmit: one FreeText
+    answer per submitted form field."""
+    return answer_document([(name, [("FreeText", value)]) for name, value in fields])
+
+
+def answer_document(answers: list[tuple[str, list[tuple[str, str]]]]) -> str:
+    """QuestionFormAnswers from (QuestionIdentifier, [(element, text), ...]) pairs."""
     def esc(text: str) -> str:
         # Characters XML 1.0 cannot carry become U+FFFD so the document always parses.
         text = re.sub(r"[^\x09\x0A\x0D\x20-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]", "\uFFFD",
@@ -78,8 +84,9 @@ def answers_xml(fields: list[tuple[str, str]]) -> str:
         return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
     parts = [f'<?xml version="1.0" encoding="ASCII"?><QuestionFormAnswers xmlns="{ANSWERS_NS}">']
-    for name, value in fields:
-        parts.append(f"<Answer><QuestionIdentifier>{esc(name)}</QuestionIdentifier>"
-                     f"<FreeText>{esc(value)}</FreeText></Answer>")
+    for name, elements in answers:
+        inner = "".join(f"<{el}>{esc(text)}</{el}>" for el, text in elements)
+        parts.append(f"<Answer><QuestionIdentifier>{esc(name)}</QuestionIdentifier>{inner}"
+                     f"</Answer>")
     parts.append("</QuestionFormAnswers>")
     return "".join(parts)

@@ -11,6 +11,7 @@ from study.marketplace.errors import WorkerError
 from study.marketplace.hits import hit_dicts, status
 from study.marketplace.ids import new_id
 from study.marketplace.money import fmt_cents, rehold
+from study.marketplace.notifications import announce
 from study.marketplace.qualifications import failed_requirements, guards, qual_values
 from study.marketplace.questions import answers_xml, parse_question
 
@@ -112,7 +113,8 @@ def accept(market, realm: str, worker_id: str, hit_id: str) -> str:
         aid = new_id()
         store.insert_assignment(realm, aid, hit_id, worker_id, now,
                                 now + h["assignment_duration"])
-        return aid
+    announce(market, realm, hit_id, "AssignmentAccepted", aid)
+    return aid
 
 
 def assignment(market, realm: str, assignment_id: str):
@@ -144,11 +146,13 @@ def return_assignment(market, realm: str, worker_id: str, assignment_id: str) ->
                               f"be returned.", 409)
         store.set_status(realm, assignment_id, "Returned")
         rehold(market, realm, a["hit_id"])
+    announce(market, realm, a["hit_id"], "AssignmentReturned", assignment_id)
 
 
 def submit(market, realm: str, worker_id: str, assignment_id: str,
-           fields: list[tuple[str, str]]):
-    """Submit the worker's own assignment; another worker's is as absent as none."""
+           fields: list[tuple[str, str]], answer: str | None = None):
+    """Submit the worker's own assignment; another worker's is as absent as none. `answer`:
+    the QuestionFormAnswers document when it is not one FreeText per field."""
     market.sweep(realm)
     store = market.store
     now = market.now()
@@ -161,7 +165,8 @@ def submit(market, realm: str, worker_id: str, assignment_id: str,
                 a["status"], "it was already submitted")
             raise WorkerError(f"This assignment cannot be submitted: {what}.", 409)
         store.mark_submitted(realm, assignment_id, now, now + a["auto_approval_delay"],
-                             answers_xml(fields))
+                             answer if answer is not None else answers_xml(fields))
+    announce(market, realm, a["hit_id"], "AssignmentSubmitted", assignment_id)
     return assignment(market, realm, assignment_id)
 
 
