@@ -13,7 +13,8 @@ from study.marketplace.ids import new_id
 from study.marketplace.money import fmt_cents, rehold
 from study.marketplace.notifications import announce
 from study.marketplace.qualifications import failed_requirements, guards, qual_values
-from study.marketplace.questions import answers_xml, parse_question
+from study.marketplace import questionform
+from study.marketplace.questions import answer_document, answers_xml, parse_question
 
 
 def ensure_worker(market, realm: str, worker_id: str, country: str | None = None,
@@ -150,9 +151,9 @@ def return_assignment(market, realm: str, worker_id: str, assignment_id: str) ->
 
 
 def submit(market, realm: str, worker_id: str, assignment_id: str,
-           fields: list[tuple[str, str]], answer: str | None = None):
-    """Submit the worker's own assignment; another worker's is as absent as none. `answer`:
-    the QuestionFormAnswers document when it is not one FreeText per field."""
+           fields: list[tuple[str, str]], files: dict[str, tuple[str, bytes]] | None = None):
+    """Submit the worker's own assignment; another worker's is as absent as none. `files`:
+    question id -> (file name, bytes) for a QuestionForm's FileUploadAnswers."""
     market.sweep(realm)
     store = market.store
     now = market.now()
@@ -164,10 +165,41 @@ def submit(market, realm: str, worker_id: str, assignment_id: str,
             what = {"Abandoned": "its time ran out", "Returned": "it was returned"}.get(
                 a["status"], "it was already submitted")
             raise WorkerError(f"This assignment cannot be submitted: {what}.", 409)
-        store.mark_submitted(realm, assignment_id, now, now + a["auto_approval_delay"],
-                             answer if answer is not None else answers_xml(fields))
+        q = parse_question(store.question(realm, a["hit_id"]) or "")
+        if q.kind == "form":
+            answer = _form_answer(market, realm, assignment_id, q.content, fields, files or {})
+        else:
+            answer = answers_xml(fields)
+        store.mark_submitted(realm, assignment_id, now, now + a["auto_approval_delay"], answer)
     announce(market, realm, a["hit_id"], "AssignmentSubmitted", assignment_id)
     return assignment(market, realm, assignment_id)
+
+
+def _form_answer(market, realm: str, assignment_id: str, xml: str,
+                 fields: list[tuple[str, str]], files: dict[str, tuple[str, bytes]]) -> str:
+    """A QuestionForm's answers in MTurk's answer elements; uploaded files are kept for
+    GetFileUploadURL."""
+    form = questionform.parse(xml)
+    uploads = {}
+    for ident, (filename, data) in files.items():
+        question = form.question(ident)
+        if question is None or question.kind != "upload" or not data:
+            continue
+        if len(data) > question.max_bytes:
+            raise WorkerError(f"The file for {ident} is larger than {question.max_bytes} "
+                              f"bytes.", 413, "Too large")
+        key = new_id()
+        market.store.insert_upload(realm, key, assignment_id, ident, filename[:200], data)
+        uploads[ident] = (len(data), key)
+    given = questionform.answers(form, fields, uploads)
+    missing = questionform.missing_required(form, given)
+    if missing:
+        raise WorkerError(f"Answer every required question ({', '.join(missing)}).", 400)
+    return answer_document(given)
+
+
+def uploaded(market, realm: str, key: str):
+    return market.store.upload(realm, key)
 
 
 def question(market, realm: str, hit_id: str):
