@@ -358,6 +358,11 @@ class Store:
                         "AND hit_type_id = ?", (*acct, hit_type_id))
         return None if row is None else row[0]
 
+    def hit_type_requirements(self, acct: Account, hit_type_id: str) -> str | None:
+        row = self._one("SELECT qual_json FROM hit_types WHERE realm = ? AND requester = ? "
+                        "AND hit_type_id = ?", (*acct, hit_type_id))
+        return None if row is None else row[0]
+
     def hit_row(self, realm: str, hit_id: str, requester: str | None = None):
         """The HIT, whoever made it, or only when `requester` made it."""
         if requester is None:

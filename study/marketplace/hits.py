@@ -177,6 +177,9 @@ def _create_hit(market, acct: Account, hit_type_id: str | None, p: dict) -> dict
         if reward is None:
             raise RequestError(f"HITType {hit_type_id} does not exist. {stamp(now)}",
                                "AWS.MechanicalTurk.HITTypeDoesNotExist")
+        # A qualification type deleted since the HIT type was made cannot be used for new HITs.
+        check_requirements(market, acct,
+                           json.loads(store.hit_type_requirements(acct, hit_type_id)))
         require_funds(market, acct,
                       max_assignments * (reward + fee_cents(reward, max_assignments)))
         hit_id = new_id()

@@ -98,7 +98,7 @@ def _frame_src(realm: str, hit: dict, assignment_id: str, worker_id: str | None)
     if worker_id:
         params.append(("workerId", worker_id))
     query = urlencode(params, quote_via=quote)
-    if q.kind == "html":
+    if q.kind in ("html", "form"):  # served here
         src = _url(f"/worker/{realm}/hits/{hit['HITId']}/question") + "?" + query
     else:
         src = q.content + ("&" if "?" in q.content else "?") + query
