@@ -646,6 +646,14 @@ class Store:
         self._run("UPDATE qualification_requests SET status = ?, reason = ? WHERE realm = ? AND "
                   "request_id = ?", (status, reason, realm, request_id))
 
+    # -- HIT layouts ---------------------------------------------------------------------------
+    def insert_layout(self, layout_id: str, name: str, content: str, now: float) -> None:
+        self._run("INSERT INTO hit_layouts VALUES (?, ?, ?, ?)", (layout_id, name, content, now))
+
+    def layout(self, layout_id: str) -> str | None:
+        row = self._one("SELECT content FROM hit_layouts WHERE layout_id = ?", (layout_id,))
+        return row[0] if row else None
+
     # -- uploaded files ------------------------------------------------------------------------
     def insert_upload(self, realm: str, key: str, assignment_id: str, question_id: str,
                       filename: str, content: bytes) -> None:

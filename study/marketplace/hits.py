@@ -8,6 +8,7 @@ from study.marketplace import paging
 from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
 from study.marketplace.ids import group_id_for, new_id
+from study.marketplace.layouts import question_from_layout
 from study.marketplace.money import fee_cents, fmt_cents, parse_cents, rehold, require_funds
 from study.marketplace.notifications import announce
 from study.marketplace.qualifications import check_requirements
@@ -109,17 +110,21 @@ def _check_hit_type_params(market, acct: Account, p: dict) -> None:
     check_requirements(market, acct, p.get("QualificationRequirements") or [])
 
 
-def _unsupported_hit_params(p: dict) -> None:
-    for name in ("HITLayoutId", "HITLayoutParameters"):
-        if name in p:
-            raise param_error(f"{name} is not supported by this marketplace (HIT layouts are "
-                              f"a requester-website feature); pass a Question instead.")
+def _question_params(market, p: dict) -> dict:
+    """The request with its Question: given, or filled from a HIT layout."""
     for name in ("AssignmentReviewPolicy", "HITReviewPolicy"):
         if name in p:
             raise param_error(f"{name} is not supported by this marketplace.")
+    if "HITLayoutId" in p:
+        if "Question" in p:
+            raise param_error("Give either a Question or a HITLayoutId, not both.")
+        return {**p, "Question": question_from_layout(market, p)}
+    if "HITLayoutParameters" in p:
+        raise param_error("HITLayoutParameters need a HITLayoutId.")
     if "Question" not in p:
         raise param_error("Either a Question parameter or a HITLayoutId parameter must be "
                           "provided.")
+    return p
 
 
 # -- HIT types and HITs -------------------------------------------------------------------------
@@ -192,13 +197,13 @@ def _create_hit(market, acct: Account, hit_type_id: str | None, p: dict) -> dict
 
 
 def create_hit(market, acct, p):
-    _unsupported_hit_params(p)
+    p = _question_params(market, p)
     _check_hit_type_params(market, acct, p)
     return _create_hit(market, acct, None, p)
 
 
 def create_hit_with_hit_type(market, acct, p):
-    _unsupported_hit_params(p)
+    p = _question_params(market, p)
     return _create_hit(market, acct, p["HITTypeId"], p)
 
 

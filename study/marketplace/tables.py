@@ -170,6 +170,14 @@ CREATE TABLE IF NOT EXISTS uploads (
     PRIMARY KEY (realm, upload_key)
 );
 CREATE INDEX IF NOT EXISTS uploads_by_answer ON uploads (realm, assignment_id, question_id);
+-- HIT layouts registered with `study marketplace layout add`: HTML with ${name} parameters,
+-- filled from CreateHIT's HITLayoutParameters.
+CREATE TABLE IF NOT EXISTS hit_layouts (
+    layout_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    content TEXT NOT NULL,
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS worker_blocks (
     realm TEXT NOT NULL,
     worker_id TEXT NOT NULL,
