@@ -158,6 +158,13 @@ def test_hit_group_id_differs_from_the_type_id_and_is_stable_per_type(mk):
     assert a["HITGroupId"] != a["HITTypeId"] and other["HITGroupId"] != a["HITGroupId"]
     assert re.fullmatch(r"[0-9A-Z]{30}", a["HITGroupId"])
     assert c.get_hit(HITId=a["HITId"])["HIT"]["HITGroupId"] == a["HITGroupId"]
+    # MTurk's worker links, by group id and by type id, lead to a HIT of the group.
+    w = WorkerClient(mk.base_url)
+    w.login("linker")
+    for path in (f"/worker/sandbox/mturk/preview?groupId={a['HITGroupId']}",
+                 f"/worker/sandbox/projects/{a['HITTypeId']}/tasks"):
+        r = w.http.get(mk.base_url + path)
+        assert r.status_code == 200 and r.url.rsplit("/", 1)[1] in (a["HITId"], b["HITId"])
 
 
 def test_timestamps_are_epoch_seconds_to_the_millisecond(mk):

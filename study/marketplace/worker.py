@@ -214,6 +214,17 @@ def make_blueprint() -> Blueprint:
                          message="There are no more HITs in this group that you can work on.")
         return _see_other(f"/worker/{realm}/hits/{hit_id}")
 
+    @bp.get("/worker/<realm>/mturk/preview")
+    @bp.get("/worker/<realm>/projects/<group>/tasks")
+    def group_link(realm: str, group: str | None = None):
+        # MTurk's worker links: /mturk/preview?groupId=ID and /projects/ID/tasks.
+        worker, early = _need_worker(realm)
+        if early:
+            return early
+        group = group or request.args.get("groupId", "")
+        hit_type_id = flow.hit_type_of_group(_market(), realm, worker, group[:64])
+        return _see_other(f"/worker/{realm}/groups/{quote(hit_type_id, safe='')}")
+
     @bp.get("/worker/<realm>/hits/<hit_id>")
     def preview(realm: str, hit_id: str):
         worker = _current_worker(realm)

@@ -9,7 +9,7 @@ import json
 from study.marketplace.datastore import Account
 from study.marketplace.errors import WorkerError
 from study.marketplace.hits import hit_dicts, status
-from study.marketplace.ids import new_id
+from study.marketplace.ids import group_id_for, new_id
 from study.marketplace.money import fmt_cents, rehold
 from study.marketplace.notifications import announce
 from study.marketplace.qualifications import failed_requirements, guards, qual_values
@@ -66,6 +66,15 @@ def list_groups(market, realm: str, worker_id: str) -> list[dict]:
                        "reward": fmt_cents(r["reward_cents"]), "hits": r["hits"],
                        "duration_s": r["assignment_duration"]})
     return groups
+
+
+def hit_type_of_group(market, realm: str, worker_id: str, group: str) -> str:
+    """The HIT type a worker-site link names: by HITTypeId (as Mephisto, ParlAI and Dallinger
+    built MTurk's preview links) or by HITGroupId (as MTurk's own links did)."""
+    for r in market.store.open_groups(realm, worker_id, market.now()):
+        if group in (r["hit_type_id"], group_id_for(realm, r["hit_type_id"])):
+            return r["hit_type_id"]
+    return group
 
 
 def pick_hit(market, realm: str, worker_id: str, hit_type_id: str) -> str | None:
