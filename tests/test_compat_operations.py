@@ -368,3 +368,34 @@ def assert_model_shapes(seen: dict) -> None:
         for resp in responses:
             problems += [f"{op}{p}" for p in check_shape(output, resp)] if output else []
     assert problems == []
+
+
+def test_what_time_does_is_notified_too(tmp_path, moto_endpoint):
+    aws = dict(AWS, endpoint_url=moto_endpoint)
+    sqs = boto3.client("sqs", **aws)
+    queue = sqs.create_queue(QueueName="mturk-time")["QueueUrl"]
+    clock = ManualClock()
+    with running_marketplace(tmp_path, clock=clock, aws=aws) as mk:
+        c = mk.client()
+        hit = make_hit(c, MaxAssignments=1, AutoApprovalDelayInSeconds=3600)
+        c.update_notification_settings(HITTypeId=hit["HITTypeId"], Notification={
+            "Destination": queue, "Transport": "SQS", "Version": "2014-08-15",
+            "EventTypes": ["AssignmentAbandoned", "HITReviewable", "AssignmentApproved",
+                           "HITExpired"]})
+        w = WorkerClient(mk.base_url)
+        w.login("slow")
+        late = w.accept(hit["HITId"])
+        clock.advance(601)  # past the assignment's 600 s
+        c.list_hits()  # any request lets time's changes happen
+        w2 = WorkerClient(mk.base_url)
+        w2.login("quick")
+        done = w2.accept(hit["HITId"])
+        w2.submit(done, {"a": "1"})  # the only slot is filled: Reviewable
+        clock.advance(3601)  # past the auto-approval delay and the HIT's lifetime
+        c.list_hits()
+        events = [(d["Events"][0]["EventType"], d["Events"][0].get("AssignmentId"))
+                  for d in read(sqs, queue, 4)]
+        assert sorted(events) == sorted([("AssignmentAbandoned", late),
+                                         ("HITReviewable", None),
+                                         ("AssignmentApproved", done), ("HITExpired", None)])
+        assert read(sqs, queue, 1, timeout=2) == []  # a full HIT is not Reviewable twice

@@ -310,14 +310,13 @@ class Store:
             "WHERE realm = ? AND expiry_swept = 0 AND expiration <= ?)",
             (realm, now, realm, now, realm, now))[0])
 
-    def abandon_overdue(self, realm: str, now: float) -> list[str]:
-        """Abandon what ran past its deadline; returns the HITs they belong to."""
-        hit_ids = [r[0] for r in self._all(
-            "SELECT DISTINCT hit_id FROM assignments WHERE realm = ? AND status = 'Accepted' "
-            "AND deadline <= ?", (realm, now))]
+    def abandon_overdue(self, realm: str, now: float) -> list:
+        """Abandon what ran past its deadline; returns their (assignment_id, hit_id) rows."""
+        rows = self._all("SELECT assignment_id, hit_id FROM assignments WHERE realm = ? AND "
+                         "status = 'Accepted' AND deadline <= ?", (realm, now))
         self._run("UPDATE assignments SET status = 'Abandoned' WHERE realm = ? AND "
                   "status = 'Accepted' AND deadline <= ?", (realm, now))
-        return hit_ids
+        return rows
 
     def expired_unswept(self, realm: str, now: float) -> list[str]:
         """HITs whose expiry has come and not yet been accounted for (and marks it done)."""

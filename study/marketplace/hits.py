@@ -10,7 +10,7 @@ from study.marketplace.errors import RequestError, param_error, stamp
 from study.marketplace.ids import group_id_for, new_id
 from study.marketplace.layouts import question_from_layout
 from study.marketplace.money import fee_cents, fmt_cents, parse_cents, rehold, require_funds
-from study.marketplace.notifications import announce
+from study.marketplace.notifications import announce, announce_if_reviewable
 from study.marketplace.qualifications import check_requirements
 from study.marketplace.questions import parse_question
 from study.marketplace.shapes import wire_time
@@ -269,6 +269,7 @@ def update_expiration_for_hit(market, acct, p):
         _rehold_within_funds(market, acct, h["hit_id"])
     if expire_at <= now:
         announce(market, acct.realm, h["hit_id"], "HITExpired")
+        announce_if_reviewable(market, acct.realm, h["hit_id"], expired=True)
     return {}
 
 

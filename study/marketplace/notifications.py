@@ -156,3 +156,16 @@ def announce(market, realm: str, hit_id: str, event_type: str,
                         spec["Destination"], exc_info=True)
 
     threading.Thread(target=send, name="mturk-notification", daemon=True).start()
+
+
+def announce_if_reviewable(market, realm: str, hit_id: str, expired: bool = False) -> None:
+    """HITReviewable, when the HIT has just become Reviewable: its last slot's work came in,
+    or (`expired`) it expired with slots still open. A full HIT that then expires was
+    Reviewable already."""
+    from study.marketplace.hits import hit_dicts
+    row = market.store.hit_row(realm, hit_id)
+    if row is None:
+        return
+    d = hit_dicts(market, realm, [row])[0]
+    if d["HITStatus"] == "Reviewable" and (d["NumberOfAssignmentsAvailable"] > 0) == expired:
+        announce(market, realm, hit_id, "HITReviewable")

@@ -11,7 +11,7 @@ from study.marketplace.errors import WorkerError
 from study.marketplace.hits import hit_dicts, status
 from study.marketplace.ids import group_id_for, new_id
 from study.marketplace.money import fmt_cents, rehold
-from study.marketplace.notifications import announce
+from study.marketplace.notifications import announce, announce_if_reviewable
 from study.marketplace.qualifications import failed_requirements, guards, qual_values
 from study.marketplace import questionform
 from study.marketplace.questions import answer_document, answers_xml, parse_question
@@ -181,6 +181,7 @@ def submit(market, realm: str, worker_id: str, assignment_id: str,
             answer = answers_xml(fields)
         store.mark_submitted(realm, assignment_id, now, now + a["auto_approval_delay"], answer)
     announce(market, realm, a["hit_id"], "AssignmentSubmitted", assignment_id)
+    announce_if_reviewable(market, realm, a["hit_id"])
     return assignment(market, realm, assignment_id)
 
 
