@@ -190,3 +190,16 @@ def test_malformed_requests_are_answered_in_aws_json(mk):
     del req.headers["X-Amz-Target"]
     assert_aws_refusal(send(req), "UnknownOperationException")
     assert_aws_refusal(raw(mk, "MakeCoffee", {}), "UnknownOperationException")
+
+
+def test_deleting_a_deleted_hit_says_so_as_mturk_did(mk):
+    c = mk.client()
+    hit = make_hit(c)
+    c.update_expiration_for_hit(HITId=hit["HITId"], ExpireAt=0)
+    c.delete_hit(HITId=hit["HITId"])
+    with pytest.raises(c.exceptions.RequestError) as err:
+        c.delete_hit(HITId=hit["HITId"])
+    # Dallinger treats this message as "already deleted".
+    assert "currently in the state 'Disposed'" in err.value.response["Error"]["Message"]
+    assert "This operation can be called with a status of: Reviewing, Reviewable" in \
+        err.value.response["Error"]["Message"]

@@ -305,15 +305,16 @@ def delete_hit(market, acct, p):
     store = market.store
     with store.transaction():
         d = hit_dict(market, acct, p["HITId"])
-        if d["HITStatus"] == "Disposed":
-            return {}
-        if d["HITStatus"] not in ("Reviewable", "Reviewing") \
-                or store.count_submitted(acct.realm, p["HITId"]):
+        submitted = store.count_submitted(acct.realm, p["HITId"])
+        if d["HITStatus"] not in ("Reviewable", "Reviewing") or submitted:
+            # MTurk's words (a deleted HIT too: clients match "currently in the state
+            # 'Disposed'"); MTurk gave the same for submitted work not yet reviewed.
+            why = " (every submitted assignment must be approved or rejected first)" \
+                if submitted and d["HITStatus"] != "Disposed" else ""
             raise RequestError(
                 f"This HIT is currently in the state '{d['HITStatus']}'.  This operation can "
-                f"be called with a status of: Reviewable, Reviewing (and every submitted "
-                f"assignment approved or rejected). {stamp(market.now())}",
-                "AWS.MechanicalTurk.InvalidHITState")
+                f"be called with a status of: Reviewing, Reviewable{why} "
+                f"{stamp(market.now())}", "AWS.MechanicalTurk.InvalidHITState")
         store.set_hit(acct.realm, p["HITId"], "disposed", 1)
         rehold(market, acct.realm, p["HITId"])
     announce(market, acct.realm, p["HITId"], "HITDisposed")
