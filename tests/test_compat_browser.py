@@ -50,6 +50,20 @@ IMAGE_CLASSIFICATION = """<!-- You must include this JavaScript file -->
 </crowd-form>
 """
 
+# A rating page with crowd elements in the default answer format (nested objects).
+CROWD_RATING = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
+<crowd-form>
+  <img src="${image_url}" alt="photo">
+  <p>How good is this photo?</p>
+  <crowd-radio-group>
+    <crowd-radio-button name="good" value="good">Good</crowd-radio-button>
+    <crowd-radio-button name="bad" value="bad">Bad</crowd-radio-button>
+  </crowd-radio-group>
+  <crowd-slider name="score" min="1" max="5" step="1"></crowd-slider>
+  <crowd-input name="comment" label="Anything else?"></crowd-input>
+</crowd-form>
+"""
+
 CLASSIC = """<!DOCTYPE html><html><head>
 <script type='text/javascript' src='https://s3.amazonaws.com/mturk-public/externalHIT_v1.js'></script>
 </head><body>
@@ -148,6 +162,21 @@ def test_stock_templates_and_a_layout_hit_are_completed_in_chromium(tmp_path, pa
         submitted(page)
         task = json.loads(answers(c, aid)["taskAnswers"])
         assert task == [{"category.label": "Yes"}]
+
+        rating = c.create_hit(
+            Title="Rate", Description="Rate it", Reward="0.05", LifetimeInSeconds=3600,
+            AssignmentDurationInSeconds=600,
+            Question=f'<HTMLQuestion xmlns="{HTML_NS}"><HTMLContent><![CDATA['
+                     f'{CROWD_RATING.replace("${image_url}", PIXEL)}]]></HTMLContent>'
+                     f'<FrameHeight>600</FrameHeight></HTMLQuestion>')["HIT"]
+        aid, frame = accept(page, mk, rating["HITId"])
+        frame.locator("crowd-radio-button[name=good] input").check()
+        frame.locator("crowd-slider input").evaluate("i => { i.value = '4'; }")
+        frame.locator("crowd-input input").fill("nice light")
+        frame.locator("#submitButton").click()
+        submitted(page)
+        assert json.loads(answers(c, aid)["taskAnswers"]) == [
+            {"good": {"good": True}, "bad": {"bad": False}, "score": 4, "comment": "nice light"}]
 
         aid, frame = accept(page, mk, classic["HITId"])
         frame.locator("input[name=sharpness][value='5']").check()

@@ -82,6 +82,13 @@ def _sign_in(resp: Response, realm: str, worker_id: str) -> Response:
     return resp
 
 
+def _requester_page(html: str) -> Response:
+    """A page the requester wrote (a HIT's question, a qualification test), served as is."""
+    resp = Response(html, content_type="text/html; charset=utf-8")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
 def _error(realm: str, exc: WorkerError) -> Response:
     return _page("message.html", exc.status, realm=realm, title=exc.title,
                  message=exc.message)
@@ -260,9 +267,7 @@ def make_blueprint() -> Blueprint:
         else:
             page = hit_pages.serve_html(q.content, _submit_base(realm) + "/mturk/externalSubmit",
                                         _url(f"/worker/{realm}/mturk-public"))
-        resp = Response(page, content_type="text/html; charset=utf-8")
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
+        return _requester_page(page)
 
     @bp.post("/worker/<realm>/hits/<hit_id>/accept")
     def accept(realm: str, hit_id: str):
@@ -384,9 +389,7 @@ def make_blueprint() -> Blueprint:
         page = questionform.render(questionform.parse(q["test"]),
                                    _url(f"/worker/{realm}/qualifications/{qid}/request"), {},
                                    preview=False)
-        resp = Response(page, content_type="text/html; charset=utf-8")
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
+        return _requester_page(page)
 
     @bp.post("/worker/<realm>/qualifications/<qid>/request")
     def request_qualification(realm: str, qid: str):

@@ -87,6 +87,23 @@
     host.textContent = "";
     host.appendChild(label);
   });
+  // Radio buttons of one crowd-radio-group exclude each other; each reports
+  // {value: checked} under its own name, as the element reference's output example shows.
+  var groups = 0;
+  define("crowd-radio-button", function (host) {
+    var group = host.closest("crowd-radio-group");
+    if (group && !group.crowdGroup) { group.crowdGroup = "crowd-radio-" + (++groups); }
+    var value = host.getAttribute("value") || "on";
+    var input = el("input", {"type": "radio", "value": value,
+                             "name": group ? group.crowdGroup : "crowd-radio-" + (++groups)});
+    var label = el("label", {});
+    label.appendChild(input);
+    label.appendChild(document.createTextNode(" " + host.textContent.trim()));
+    host.textContent = "";
+    host.appendChild(label);
+    host.crowdValue = function () { var v = {}; v[value] = input.checked; return v; };
+  });
+  define("crowd-radio-group", function (host) { host.style.display = "block"; });
   define("crowd-button", function (host) {
     host.style.cursor = "pointer";
     host.setAttribute("role", "button");
@@ -105,12 +122,14 @@
     function collect() {
       var out = {};
       host.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (f) {
-        if (f.form === form || f.name.indexOf("crowd-classifier-") === 0) { return; }
+        if (f.form === form || f.name.indexOf("crowd-") === 0) { return; }
         if (f.type === "radio") {
           if (!(f.name in out)) { out[f.name] = {}; }
           out[f.name][f.value] = f.checked;
         } else if (f.type === "checkbox") {
           out[f.name] = {on: f.checked};
+        } else if (f.type === "range" || f.type === "number") {
+          out[f.name] = f.value === "" ? null : Number(f.value);
         } else {
           out[f.name] = f.value;
         }
