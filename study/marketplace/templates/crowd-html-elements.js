@@ -88,7 +88,7 @@
     host.appendChild(label);
   });
   // Radio buttons of one crowd-radio-group exclude each other; each reports
-  // {value: checked} under its own name, as the element reference's output example shows.
+  // {value: checked} under its own name.
   var groups = 0;
   define("crowd-radio-button", function (host) {
     var group = host.closest("crowd-radio-group");
