@@ -43,7 +43,7 @@ def test_key_b_cannot_list_read_expire_or_delete_a_s_hits(two):
                      HITId=hit["HITId"], NumberOfAdditionalAssignments=1)):
         with pytest.raises(b.exceptions.RequestError) as err:
             call()
-        assert _code(err) == "AWS.MechanicalTurk.HitDoesNotExist"
+        assert _code(err) == "AWS.MechanicalTurk.HITDoesNotExist"
     for call in (lambda: b.get_assignment(AssignmentId=aid),
                  lambda: b.approve_assignment(AssignmentId=aid),
                  lambda: b.reject_assignment(AssignmentId=aid, RequesterFeedback="no"),

@@ -23,7 +23,10 @@ OPERATIONS = ["CreateHIT", "CreateHITWithHITType", "GetHIT", "ListHITs", "Update
               "SendBonus", "ListBonusPayments", "CreateAdditionalAssignmentsForHIT",
               "CreateQualificationType", "AssociateQualificationWithWorker",
               "ListQualificationTypes", "CreateWorkerBlock", "ListWorkerBlocks",
-              "NotifyWorkers", "GetAccountBalance"]
+              "NotifyWorkers", "GetAccountBalance", "ListHITsForQualificationType",
+              "ListQualificationRequests", "AcceptQualificationRequest",
+              "RejectQualificationRequest", "ListReviewPolicyResultsForHIT", "GetFileUploadURL",
+              "UpdateNotificationSettings"]
 HOSTILE_TEXT = st.sampled_from(["", " ", "\x00", "\ud800", "<!ENTITY x>", "${jndi:x}",
                                 "'; DROP TABLE hits; --", "\u202e" * 50, "é" * 70_000,
                                 "x" * 300, "NaN", "-1", "1e999", "0.001", "99999999.99"])

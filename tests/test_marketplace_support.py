@@ -66,7 +66,8 @@ def assert_aws_refusal(r: requests.Response, error_type: str | None = None,
         assert r.status_code == status, (r.status_code, r.text[:300])
     assert r.headers["Content-Type"].startswith("application/x-amz-json-1.1"), r.text[:300]
     body = r.json()
-    assert body["__type"].startswith("com.amazonaws.mturk.requester#") and body["Message"]
+    # MTurk's bare type: "RequestError", never "com.amazonaws...#RequestError".
+    assert "#" not in body["__type"] and body["Message"]
     if error_type is not None:
-        assert body["__type"].endswith("#" + error_type), body
+        assert body["__type"] == error_type, body
     return body

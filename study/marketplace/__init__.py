@@ -17,6 +17,7 @@ from study.marketplace.money import deposit  # noqa: F401  (public API)
 
 KEYS_ENV = "STUDY_MARKETPLACE_KEYS"
 LIVE_BALANCE_ENV = "STUDY_MARKETPLACE_LIVE_BALANCE"
+AWS_ENDPOINT_ENV = "STUDY_MARKETPLACE_AWS_ENDPOINT"
 
 
 def keys_from_env(value: str | None = None) -> dict[str, str]:
@@ -35,7 +36,8 @@ def keys_from_env(value: str | None = None) -> dict[str, str]:
 
 def register(app, db_path: str | Path, keys: dict[str, str] | None = None,
              clock: Callable[[], float] | None = None, throttle=None, faults=None,
-             live_balance: str | None = None, new_id: Callable[[], str] | None = None):
+             live_balance: str | None = None, aws: dict | None = None,
+             new_id: Callable[..., str] | None = None):
     """Mount the Requester API and the worker site on `app`; returns the Market.
 
     keys: requester key id -> secret, merged with $STUDY_MARKETPLACE_KEYS.
@@ -46,6 +48,9 @@ def register(app, db_path: str | Path, keys: dict[str, str] | None = None,
       work) or "fault-after" (the work is done, the answer is a ServiceFault).
     live_balance: the live realm's starting balance in dollars when the database is created
       (default $STUDY_MARKETPLACE_LIVE_BALANCE or 0.00); the sandbox starts at 10000.00.
+    aws: boto3 client settings for HIT event notifications to SQS/SNS (endpoint_url,
+      region_name, aws_access_key_id, aws_secret_access_key); default: boto3's own
+      configuration, with endpoint_url from $STUDY_MARKETPLACE_AWS_ENDPOINT if set.
     new_id: a callable giving each new id (default: random ids; `ids.SeededIds` repeats).
     """
     from study.marketplace.api import make_blueprint, make_throttle
@@ -56,8 +61,10 @@ def register(app, db_path: str | Path, keys: dict[str, str] | None = None,
     all_keys.update(keys_from_env())
     if live_balance is None:
         live_balance = os.environ.get(LIVE_BALANCE_ENV) or None
+    if aws is None and os.environ.get(AWS_ENDPOINT_ENV):
+        aws = {"endpoint_url": os.environ[AWS_ENDPOINT_ENV]}
     market = Market(db_path, all_keys, clock=clock, throttle=make_throttle(throttle),
-                    faults=faults, live_balance=live_balance, new_id=new_id)
+                    faults=faults, live_balance=live_balance, aws=aws, new_id=new_id)
     app.extensions["marketplace"] = market
     # Each request hands its SQLite connection back to the pool when it ends.
     app.teardown_request(lambda exc: market.pool.release())
@@ -68,13 +75,14 @@ def register(app, db_path: str | Path, keys: dict[str, str] | None = None,
 
 def create_app(db_path: str | Path, keys: dict[str, str] | None = None,
                clock: Callable[[], float] | None = None, throttle=None, faults=None,
-               live_balance: str | None = None, new_id: Callable[[], str] | None = None):
+               live_balance: str | None = None, aws: dict | None = None,
+               new_id: Callable[..., str] | None = None):
     """A standalone Flask app serving the marketplace from the SQLite file `db_path`."""
     from flask import Flask
 
     app = Flask("study.marketplace")
     register(app, db_path, keys, clock=clock, throttle=throttle, faults=faults,
-             live_balance=live_balance, new_id=new_id)
+             live_balance=live_balance, aws=aws, new_id=new_id)
 
     @app.get("/")
     def index():

@@ -24,7 +24,6 @@ from study.marketplace.market import Market
 from study.marketplace.tables import REALMS
 
 TARGET_PREFIX = "MTurkRequesterServiceV20170117."
-ERROR_NAMESPACE = "com.amazonaws.mturk.requester"
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
 OPERATIONS = tuple(ANSWERS)
@@ -62,7 +61,8 @@ def make_throttle(throttle) -> Callable | None:
 
 def error_response(error_type: str, message: str, status: int = 400,
                    turk_code: str | None = None) -> Response:
-    body = {"__type": f"{ERROR_NAMESPACE}#{error_type}", "Message": message}
+    # MTurk sent the bare type ("RequestError", "ParameterValidationError"), no namespace.
+    body = {"__type": error_type, "Message": message}
     if turk_code:
         body["TurkErrorCode"] = turk_code
     resp = Response(json.dumps(body), status=status, content_type=CONTENT_TYPE)
@@ -107,9 +107,6 @@ def handle(realm: str) -> Response:
                               f"{TARGET_PREFIX}<Operation>.")
     op = target[len(TARGET_PREFIX):]
     if op not in OPERATIONS:
-        if shapes.operation(op) is not None:
-            return error_response("RequestError", f"The operation {op} is not supported by this "
-                                  f"marketplace.", 400, "AWS.MechanicalTurk.UnsupportedOperation")
         return error_response("UnknownOperationException", f"Unknown operation {op[:100]}.")
 
     throttle = market.throttle
@@ -133,8 +130,9 @@ def handle(realm: str) -> Response:
     try:
         shapes.validate(op, params)
     except shapes.ValidationProblem as exc:
-        return error_response("RequestError", str(exc), 400,
-                              "AWS.MechanicalTurk.ParameterValidationError")
+        # What breaks the model (a null, a pattern, a length) MTurk answered as AWS's
+        # ValidationException with Coral's text, e.g. "Value null at 'requesterFeedback'".
+        return error_response("ValidationException", str(exc), 400)
     try:
         market.sweep(realm)
         result = market.call(op, realm, key_id, params or {})
@@ -150,6 +148,9 @@ def handle(realm: str) -> Response:
         return error_response("ServiceFault", "Amazon Mechanical Turk is temporarily unable to "
                               "process your request. Try your call again.", 500,
                               "AWS.MechanicalTurk.ServiceFault")
+    if op == "GetFileUploadURL":  # the file is served by this server, wherever it is
+        result["FileUploadURL"] = request.host_url.rstrip("/") + request.script_root + \
+            result["FileUploadURL"]
     resp = Response(json.dumps(result), status=200, content_type=CONTENT_TYPE)
     resp.headers["x-amzn-RequestId"] = str(uuid.uuid4())
     return resp
@@ -164,5 +165,14 @@ def make_blueprint() -> Blueprint:
             return error_response("UnknownOperationException",
                                   f"Unknown realm '{realm[:40]}': use sandbox or live.", 404)
         return handle(realm)
+
+    @bp.route("/", methods=["POST"])
+    def root():
+        # An endpoint_url without its realm: a client reads AWS's error shape, not a page.
+        limits.drain(request.stream, request.content_length)
+        base = request.host_url.rstrip("/") + request.script_root
+        return error_response("UnknownOperationException",
+                              f"There is no Requester API at '/'. Use the endpoint "
+                              f"{base}/requester/sandbox or {base}/requester/live.")
 
     return bp

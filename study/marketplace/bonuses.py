@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from study.marketplace import paging
 from study.marketplace.assignments import assignment_row
 from study.marketplace.errors import RequestError, param_error, stamp
 from study.marketplace.hits import TOKEN_WINDOW_S, hit_row
 from study.marketplace.money import fee_cents, fmt_cents, parse_cents, require_funds
+from study.marketplace.shapes import wire_time
 
 
 def send_bonus(market, acct, p):
@@ -17,16 +16,15 @@ def send_bonus(market, acct, p):
     amount = parse_cents(p["BonusAmount"])
     if amount < 1:
         raise param_error("BonusAmount must be at least 0.01.")
-    if not p["Reason"].strip():
-        raise param_error("Reason must not be empty.")
     token = p.get("UniqueRequestToken")
     with store.transaction():
         if token:
             old = store.bonus_by_token(acct, token)
             if old is not None and old["grant_time"] > now - TOKEN_WINDOW_S:
+                # MTurk's words for a repeated idempotency token.
                 raise RequestError(
-                    f"A bonus with this UniqueRequestToken was already sent for assignment "
-                    f"{old['assignment_id']}. {stamp(now)}", "AWS.MechanicalTurk.DuplicateRequest")
+                    f"The idempotency token \"{token}\" has already been processed. "
+                    f"{stamp(now)}", "AWS.MechanicalTurk.DuplicateRequest")
             if old is not None:
                 store.clear_bonus_token(acct, token)
         a = assignment_row(market, acct, p["AssignmentId"])
@@ -52,12 +50,9 @@ def list_bonus_payments(market, acct, p):
     else:
         assignment_row(market, acct, p["AssignmentId"])
         column, value = "assignment_id", p["AssignmentId"]
-    rows = market.store.bonuses(acct, column, value, after[1] if after else None, limit + 1)
-    out: dict[str, Any] = {"NumResults": min(len(rows), limit)}
-    if len(rows) > limit:
-        out["NextToken"] = paging.encode([0, rows[limit - 1]["bonus_id"]])
-    out["BonusPayments"] = [{
+    rows = market.store.bonuses(acct, column, value, after[1] if after else None, limit)
+    return paging.answer("BonusPayments", [{
         "WorkerId": b["worker_id"], "BonusAmount": fmt_cents(b["amount_cents"]),
-        "AssignmentId": b["assignment_id"], "Reason": b["reason"], "GrantTime": b["grant_time"],
-    } for b in rows[:limit]]
-    return out
+        "AssignmentId": b["assignment_id"], "Reason": b["reason"],
+        "GrantTime": wire_time(b["grant_time"]),
+    } for b in rows], [0, rows[-1]["bonus_id"]] if rows else None)

@@ -1,4 +1,5 @@
-"""`study marketplace ...`: serve the bundled marketplace, invite live workers, add funds."""
+"""`study marketplace ...`: serve the bundled marketplace, invite live workers, add funds,
+register HIT layouts."""
 
 from __future__ import annotations
 
@@ -142,3 +143,24 @@ def deposit_command(ctx, amount: str, realm: str, requester: str | None, db: str
     except LookupError as exc:
         raise StudyError(str(exc), where="--requester", hint="pass --requester KEY_ID")
     click.echo(f"{realm} balance: ${balance}")
+
+
+@marketplace_group.group("layout")
+def layout_group() -> None:
+    """HIT layouts: HTML pages with ${name} parameters, used by CreateHIT's HITLayoutId."""
+
+
+@layout_group.command("add")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--db", "db", default=None, type=click.Path(dir_okay=False))
+@click.pass_context
+def layout_add_command(ctx, name: str, file: str, db: str | None) -> None:
+    """Register the HTML in FILE as a layout called NAME; prints its HITLayoutId."""
+    from study.marketplace.layouts import add_layout
+    try:
+        layout_id = add_layout(_db_path(ctx, db), name, Path(file).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StudyError(f"the layout {file} cannot be used: {exc}", where=file,
+                         hint="give an HTML file in UTF-8 under 64 KB")
+    click.echo(layout_id)

@@ -36,6 +36,8 @@ class Account(NamedTuple):
 
 POOL = ""  # the requester of what no key has claimed yet
 OPEN = "('Accepted','Submitted','Approved','Rejected')"  # statuses that hold a HIT's slot
+NOT_DELETED = ("NOT EXISTS (SELECT 1 FROM qualification_type_deletions d WHERE d.realm = q.realm "
+               "AND d.qualification_type_id = q.qualification_type_id)")
 HIT_SQL = """SELECT h.*, t.title, t.description, t.keywords, t.reward_cents,
     t.assignment_duration, t.auto_approval_delay, t.qual_json
     FROM hits h JOIN hit_types t ON t.realm = h.realm AND t.hit_type_id = h.hit_type_id"""
@@ -308,14 +310,13 @@ class Store:
             "WHERE realm = ? AND expiry_swept = 0 AND expiration <= ?)",
             (realm, now, realm, now, realm, now))[0])
 
-    def abandon_overdue(self, realm: str, now: float) -> list[str]:
-        """Abandon what ran past its deadline; returns the HITs they belong to."""
-        hit_ids = [r[0] for r in self._all(
-            "SELECT DISTINCT hit_id FROM assignments WHERE realm = ? AND status = 'Accepted' "
-            "AND deadline <= ?", (realm, now))]
+    def abandon_overdue(self, realm: str, now: float) -> list:
+        """Abandon what ran past its deadline; returns their (assignment_id, hit_id) rows."""
+        rows = self._all("SELECT assignment_id, hit_id FROM assignments WHERE realm = ? AND "
+                         "status = 'Accepted' AND deadline <= ?", (realm, now))
         self._run("UPDATE assignments SET status = 'Abandoned' WHERE realm = ? AND "
                   "status = 'Accepted' AND deadline <= ?", (realm, now))
-        return hit_ids
+        return rows
 
     def expired_unswept(self, realm: str, now: float) -> list[str]:
         """HITs whose expiry has come and not yet been accounted for (and marks it done)."""
@@ -353,6 +354,11 @@ class Store:
 
     def hit_type_reward(self, acct: Account, hit_type_id: str) -> int | None:
         row = self._one("SELECT reward_cents FROM hit_types WHERE realm = ? AND requester = ? "
+                        "AND hit_type_id = ?", (*acct, hit_type_id))
+        return None if row is None else row[0]
+
+    def hit_type_requirements(self, acct: Account, hit_type_id: str) -> str | None:
+        row = self._one("SELECT qual_json FROM hit_types WHERE realm = ? AND requester = ? "
                         "AND hit_type_id = ?", (*acct, hit_type_id))
         return None if row is None else row[0]
 
@@ -532,32 +538,154 @@ class Store:
 
     # -- qualifications and blocks -------------------------------------------------------------
     def qual_type(self, acct: Account, qid: str):
-        return self._one("SELECT * FROM qualification_types WHERE realm = ? AND requester = ? "
-                         "AND qualification_type_id = ?", (*acct, qid))
+        """The requester's qualification type, unless it was deleted."""
+        return self._one("SELECT * FROM qualification_types q WHERE realm = ? AND "
+                         "requester = ? AND qualification_type_id = ? AND " + NOT_DELETED,
+                         (*acct, qid))
 
-    def qual_type_named(self, acct: Account, name: str) -> bool:
-        return self._one("SELECT 1 FROM qualification_types WHERE realm = ? AND requester = ? "
-                         "AND name = ?", (*acct, name)) is not None
+    def qual_type_named(self, acct: Account, name: str):
+        """(id, when it was deleted or None) of the requester's type with this name."""
+        return self._one("SELECT q.qualification_type_id, d.deleted FROM qualification_types q "
+                         "LEFT JOIN qualification_type_deletions d ON d.realm = q.realm AND "
+                         "d.qualification_type_id = q.qualification_type_id WHERE q.realm = ? "
+                         "AND q.requester = ? AND q.name = ?", (*acct, name))
 
     def insert_qual_type(self, acct: Account, qid: str, p: dict, now: float) -> None:
         self._run("INSERT INTO qualification_types (realm, qualification_type_id, name, "
                   "description, keywords, status, test, answer_key, test_duration, retry_delay, "
                   "auto_granted, auto_granted_value, created, requester) "
-                  "VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?, ?)",
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                   (acct.realm, qid, p["Name"], p["Description"], p.get("Keywords"),
-                   p["QualificationTypeStatus"], p.get("RetryDelayInSeconds"),
+                   p["QualificationTypeStatus"], p.get("Test"), p.get("AnswerKey"),
+                   p.get("TestDurationInSeconds"), p.get("RetryDelayInSeconds"),
                    int(p.get("AutoGranted", False)), p.get("AutoGrantedValue"), now,
                    acct.requester))
 
     def set_qual_type(self, acct: Account, qid: str, column: str, value) -> None:
         assert column in ("description", "status", "retry_delay", "auto_granted",
-                          "auto_granted_value")
+                          "auto_granted_value", "test", "answer_key", "test_duration")
         self._run(f"UPDATE qualification_types SET {column} = ? WHERE realm = ? AND "
                   f"requester = ? AND qualification_type_id = ?", (value, *acct, qid))
 
     def qual_types(self, acct: Account) -> list:
-        return self._all("SELECT * FROM qualification_types WHERE realm = ? AND requester = ? "
-                         "ORDER BY created, qualification_type_id", acct)
+        return self._all("SELECT * FROM qualification_types q WHERE realm = ? AND requester = ? "
+                         "AND " + NOT_DELETED + " ORDER BY created, qualification_type_id", acct)
+
+    def requestable_qual_types(self, realm: str) -> list:
+        """Every requester's active, undeleted types: what a worker may ask for."""
+        return self._all("SELECT * FROM qualification_types q WHERE realm = ? AND "
+                         "status = 'Active' AND " + NOT_DELETED + " ORDER BY name, created",
+                         (realm,))
+
+    def any_qual_type(self, realm: str, qid: str):
+        """A qualification type of any requester (the worker site's view), unless deleted."""
+        return self._one("SELECT * FROM qualification_types q WHERE realm = ? AND "
+                         "qualification_type_id = ? AND " + NOT_DELETED, (realm, qid))
+
+    def delete_qual_type(self, realm: str, qid: str, now: float) -> None:
+        self._run("INSERT OR IGNORE INTO qualification_type_deletions VALUES (?, ?, ?)",
+                  (realm, qid, now))
+        self._run("UPDATE qualification_requests SET status = 'Rejected', reason = "
+                  "'The qualification type was deleted.' WHERE realm = ? AND "
+                  "qualification_type_id = ? AND status = 'Pending'", (realm, qid))
+
+    def purge_qual_type(self, realm: str, qid: str) -> None:
+        """Forget a type whose disposal has completed (its name is free again)."""
+        for table in ("qualification_types", "qualifications", "qualification_requests",
+                      "qualification_type_deletions"):
+            self._run(f"DELETE FROM {table} WHERE realm = ? AND qualification_type_id = ?",
+                      (realm, qid))
+
+    def hits_requiring(self, acct: Account, qid: str, after: list | None, limit: int) -> list:
+        """The requester's live HITs whose type has a requirement on the qualification type."""
+        sql = (HIT_SQL + " WHERE h.realm = ? AND h.requester = ? AND h.disposed = 0 AND "
+               "t.qual_json LIKE ?")
+        args: list = [*acct, f'%"QualificationTypeId": "{qid}"%']
+        if after:
+            sql += " AND (h.created > ? OR (h.created = ? AND h.hit_id > ?))"
+            args += [after[0], after[0], after[1]]
+        return self._all(sql + " ORDER BY h.created, h.hit_id LIMIT ?", [*args, limit])
+
+    # -- qualification requests ----------------------------------------------------------------
+    def insert_qual_request(self, realm: str, request_id: str, qid: str, worker_id: str,
+                            answer: str | None, status: str, now: float) -> None:
+        self._run("INSERT INTO qualification_requests (realm, request_id, qualification_type_id,"
+                  " worker_id, answer, status, submit_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                  (realm, request_id, qid, worker_id, answer, status, now))
+
+    def latest_qual_request(self, realm: str, qid: str, worker_id: str):
+        return self._one("SELECT * FROM qualification_requests WHERE realm = ? AND "
+                         "qualification_type_id = ? AND worker_id = ? ORDER BY submit_time DESC "
+                         "LIMIT 1", (realm, qid, worker_id))
+
+    def qual_request(self, acct: Account, request_id: str):
+        """A request for one of the requester's (undeleted) types, with the type's test."""
+        return self._one("SELECT r.*, q.test FROM qualification_requests r JOIN "
+                         "qualification_types q ON q.realm = r.realm AND "
+                         "q.qualification_type_id = r.qualification_type_id WHERE r.realm = ? "
+                         "AND q.requester = ? AND r.request_id = ? AND " + NOT_DELETED,
+                         (*acct, request_id))
+
+    def pending_qual_requests(self, acct: Account, qid: str | None, after: list | None,
+                              limit: int) -> list:
+        sql = ("SELECT r.*, q.test FROM qualification_requests r JOIN qualification_types q ON "
+               "q.realm = r.realm AND q.qualification_type_id = r.qualification_type_id WHERE "
+               "r.realm = ? AND q.requester = ? AND r.status = 'Pending' AND " + NOT_DELETED)
+        args: list = [*acct]
+        if qid is not None:
+            sql += " AND r.qualification_type_id = ?"
+            args.append(qid)
+        if after:
+            sql += " AND (r.submit_time > ? OR (r.submit_time = ? AND r.request_id > ?))"
+            args += [after[0], after[0], after[1]]
+        return self._all(sql + " ORDER BY r.submit_time, r.request_id LIMIT ?", [*args, limit])
+
+    def decide_qual_request(self, realm: str, request_id: str, status: str,
+                            reason: str | None) -> None:
+        self._run("UPDATE qualification_requests SET status = ?, reason = ? WHERE realm = ? AND "
+                  "request_id = ?", (status, reason, realm, request_id))
+
+    # -- HIT layouts ---------------------------------------------------------------------------
+    def insert_layout(self, layout_id: str, name: str, content: str, now: float) -> None:
+        self._run("INSERT INTO hit_layouts VALUES (?, ?, ?, ?)", (layout_id, name, content, now))
+
+    def layout(self, layout_id: str) -> str | None:
+        row = self._one("SELECT content FROM hit_layouts WHERE layout_id = ?", (layout_id,))
+        return row[0] if row else None
+
+    # -- uploaded files ------------------------------------------------------------------------
+    def insert_upload(self, realm: str, key: str, assignment_id: str, question_id: str,
+                      filename: str, content: bytes) -> None:
+        self._run("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
+                  (realm, key, assignment_id, question_id, filename, content))
+
+    def upload_of(self, realm: str, assignment_id: str, question_id: str):
+        return self._one("SELECT upload_key, filename FROM uploads WHERE realm = ? AND "
+                         "assignment_id = ? AND question_id = ?", (realm, assignment_id,
+                                                                   question_id))
+
+    def upload(self, realm: str, key: str):
+        """The file, unless its HIT was deleted (MTurk deleted uploads with their HIT)."""
+        return self._one("SELECT u.filename, u.content FROM uploads u JOIN assignments a ON "
+                         "a.realm = u.realm AND a.assignment_id = u.assignment_id JOIN hits h ON "
+                         "h.realm = a.realm AND h.hit_id = a.hit_id WHERE u.realm = ? AND "
+                         "u.upload_key = ? AND h.disposed = 0", (realm, key))
+
+    # -- notification settings -----------------------------------------------------------------
+    def notification_setting(self, acct: Account, hit_type_id: str):
+        return self._one("SELECT spec_json, active FROM notification_settings WHERE realm = ? "
+                         "AND requester = ? AND hit_type_id = ?", (*acct, hit_type_id))
+
+    def set_notification(self, acct: Account, hit_type_id: str, spec_json: str,
+                         active: bool) -> None:
+        self._run("INSERT INTO notification_settings VALUES (?, ?, ?, ?, ?) ON CONFLICT "
+                  "(realm, requester, hit_type_id) DO UPDATE SET spec_json = excluded.spec_json,"
+                  " active = excluded.active", (*acct, hit_type_id, spec_json, int(active)))
+
+    def hit_type_of(self, realm: str, hit_id: str):
+        """(requester, hit_type_id) of a HIT."""
+        return self._one("SELECT requester, hit_type_id FROM hits WHERE realm = ? AND "
+                         "hit_id = ?", (realm, hit_id))
 
     def grant(self, realm: str, qid: str, worker_id: str, value: int, now: float) -> None:
         self._run("INSERT INTO qualifications VALUES (?, ?, ?, ?, 'Granted', ?) "

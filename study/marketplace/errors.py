@@ -26,7 +26,10 @@ class WorkerError(Exception):
 
 
 def param_error(message: str) -> RequestError:
-    return RequestError(message, "AWS.MechanicalTurk.ParameterValidationError")
+    """MTurk's own checks of a value the model allows: answered with the bare `__type`
+    ParameterValidationError (model constraints are ValidationException, see api.py)."""
+    return RequestError(message, "AWS.MechanicalTurk.ParameterValidationError",
+                        "ParameterValidationError")
 
 
 def stamp(clock_now: float) -> str:

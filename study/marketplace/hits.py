@@ -4,14 +4,16 @@ delete, extend; and each HIT as the API shows it."""
 from __future__ import annotations
 
 import json
-from typing import Any
-
 from study.marketplace import paging
 from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
+from study.marketplace.ids import group_id_for
+from study.marketplace.layouts import question_from_layout
 from study.marketplace.money import fee_cents, fmt_cents, parse_cents, rehold, require_funds
+from study.marketplace.notifications import announce, announce_if_reviewable
 from study.marketplace.qualifications import check_requirements
 from study.marketplace.questions import parse_question
+from study.marketplace.shapes import wire_time
 
 DAY = 86400
 MIN_DURATION_S = 30
@@ -40,8 +42,8 @@ def hit_dicts(market, realm: str, rows) -> list[dict]:
         d = {
             "HITId": h["hit_id"],
             "HITTypeId": h["hit_type_id"],
-            "HITGroupId": h["hit_type_id"],
-            "CreationTime": h["created"],
+            "HITGroupId": group_id_for(realm, h["hit_type_id"]),
+            "CreationTime": wire_time(h["created"]),
             "Title": h["title"],
             "Description": h["description"],
             "Question": h["question"],
@@ -53,7 +55,7 @@ def hit_dicts(market, realm: str, rows) -> list[dict]:
             "MaxAssignments": h["max_assignments"],
             "Reward": fmt_cents(h["reward_cents"]),
             "AutoApprovalDelayInSeconds": h["auto_approval_delay"],
-            "Expiration": h["expiration"],
+            "Expiration": wire_time(h["expiration"]),
             "AssignmentDurationInSeconds": h["assignment_duration"],
         })
         if h["requester_annotation"] is not None:
@@ -75,7 +77,7 @@ def hit_row(market, acct: Account, hit_id: str):
     row = market.store.hit_row(acct.realm, hit_id, acct.requester)
     if row is None:
         raise RequestError(f"Hit {hit_id} does not exist. {stamp(market.now())}",
-                           "AWS.MechanicalTurk.HitDoesNotExist")
+                           "AWS.MechanicalTurk.HITDoesNotExist")
     return row
 
 
@@ -108,17 +110,21 @@ def _check_hit_type_params(market, acct: Account, p: dict) -> None:
     check_requirements(market, acct, p.get("QualificationRequirements") or [])
 
 
-def _unsupported_hit_params(p: dict) -> None:
-    for name in ("HITLayoutId", "HITLayoutParameters"):
-        if name in p:
-            raise param_error(f"{name} is not supported by this marketplace (HIT layouts are "
-                              f"a requester-website feature); pass a Question instead.")
+def _question_params(market, p: dict) -> dict:
+    """The request with its Question: given, or filled from a HIT layout."""
     for name in ("AssignmentReviewPolicy", "HITReviewPolicy"):
         if name in p:
             raise param_error(f"{name} is not supported by this marketplace.")
+    if "HITLayoutId" in p:
+        if "Question" in p:
+            raise param_error("Give either a Question or a HITLayoutId, not both.")
+        return {**p, "Question": question_from_layout(market, p)}
+    if "HITLayoutParameters" in p:
+        raise param_error("HITLayoutParameters need a HITLayoutId.")
     if "Question" not in p:
         raise param_error("Either a Question parameter or a HITLayoutId parameter must be "
                           "provided.")
+    return p
 
 
 # -- HIT types and HITs -------------------------------------------------------------------------
@@ -176,23 +182,28 @@ def _create_hit(market, acct: Account, hit_type_id: str | None, p: dict) -> dict
         if reward is None:
             raise RequestError(f"HITType {hit_type_id} does not exist. {stamp(now)}",
                                "AWS.MechanicalTurk.HITTypeDoesNotExist")
+        # A qualification type deleted since the HIT type was made cannot be used for new HITs.
+        check_requirements(market, acct,
+                           json.loads(store.hit_type_requirements(acct, hit_type_id)))
         require_funds(market, acct,
                       max_assignments * (reward + fee_cents(reward, max_assignments)))
         hit_id = market.new_id()
         store.insert_hit(acct, hit_id, hit_type_id, p["Question"], max_assignments,
                          now + p["LifetimeInSeconds"], p.get("RequesterAnnotation"), now, token)
         rehold(market, acct.realm, hit_id)
-        return {"HIT": hit_dict(market, acct, hit_id)}
+        out = {"HIT": hit_dict(market, acct, hit_id)}
+    announce(market, acct.realm, hit_id, "HITCreated")
+    return out
 
 
 def create_hit(market, acct, p):
-    _unsupported_hit_params(p)
+    p = _question_params(market, p)
     _check_hit_type_params(market, acct, p)
     return _create_hit(market, acct, None, p)
 
 
 def create_hit_with_hit_type(market, acct, p):
-    _unsupported_hit_params(p)
+    p = _question_params(market, p)
     return _create_hit(market, acct, p["HITTypeId"], p)
 
 
@@ -206,28 +217,21 @@ def _list_hits(market, acct: Account, p: dict, hit_type_id: str | None = None,
     limit, after = paging.page(p)
     with store.transaction(write=False):
         if status_filter is None:
-            rows = store.hit_rows(acct, hit_type_id, after, limit + 1)
-            hits = hit_dicts(market, acct.realm, rows[:limit])
-            more = len(rows) > limit
-            last = rows[limit - 1] if more else None
+            rows = store.hit_rows(acct, hit_type_id, after, limit)
+            hits = hit_dicts(market, acct.realm, rows)
         else:
             # The status is computed, so filter in Python over the ordered rows.
-            hits, more, last = [], False, None
+            hits, rows = [], []
             for row in store.hit_rows(acct, hit_type_id, after, None):
                 d = hit_dicts(market, acct.realm, [row])[0]
                 if d["HITStatus"] != status_filter:
                     continue
-                if len(hits) == limit:
-                    more = True
-                    break
                 hits.append(d)
-                last = row
-    out: dict[str, Any] = {}
-    if more and last is not None:
-        out["NextToken"] = paging.encode([last["created"], last["hit_id"]])
-    out["NumResults"] = len(hits)
-    out["HITs"] = hits
-    return out
+                rows.append(row)
+                if len(hits) == limit:
+                    break
+    last = [rows[-1]["created"], rows[-1]["hit_id"]] if rows else None
+    return paging.answer("HITs", hits, last)
 
 
 def list_hits(market, acct, p):
@@ -263,6 +267,9 @@ def update_expiration_for_hit(market, acct, p):
         market.store.set_hit(acct.realm, h["hit_id"], "expiration", expire_at)
         market.store.set_hit(acct.realm, h["hit_id"], "expiry_swept", int(expire_at <= now))
         _rehold_within_funds(market, acct, h["hit_id"])
+    if expire_at <= now:
+        announce(market, acct.realm, h["hit_id"], "HITExpired")
+        announce_if_reviewable(market, acct.realm, h["hit_id"], expired=True)
     return {}
 
 
@@ -298,17 +305,19 @@ def delete_hit(market, acct, p):
     store = market.store
     with store.transaction():
         d = hit_dict(market, acct, p["HITId"])
-        if d["HITStatus"] == "Disposed":
-            return {}
-        if d["HITStatus"] not in ("Reviewable", "Reviewing") \
-                or store.count_submitted(acct.realm, p["HITId"]):
+        submitted = store.count_submitted(acct.realm, p["HITId"])
+        if d["HITStatus"] not in ("Reviewable", "Reviewing") or submitted:
+            # MTurk's words (a deleted HIT too: clients match "currently in the state
+            # 'Disposed'"); MTurk gave the same for submitted work not yet reviewed.
+            why = " (every submitted assignment must be approved or rejected first)" \
+                if submitted and d["HITStatus"] != "Disposed" else ""
             raise RequestError(
                 f"This HIT is currently in the state '{d['HITStatus']}'.  This operation can "
-                f"be called with a status of: Reviewable, Reviewing (and every submitted "
-                f"assignment approved or rejected). {stamp(market.now())}",
-                "AWS.MechanicalTurk.InvalidHITState")
+                f"be called with a status of: Reviewing, Reviewable{why} "
+                f"{stamp(market.now())}", "AWS.MechanicalTurk.InvalidHITState")
         store.set_hit(acct.realm, p["HITId"], "disposed", 1)
         rehold(market, acct.realm, p["HITId"])
+    announce(market, acct.realm, p["HITId"], "HITDisposed")
     return {}
 
 
@@ -324,9 +333,8 @@ def create_additional_assignments_for_hit(market, acct, p):
             old = store.extension_by_token(acct, token)
             if old is not None and old["created"] > now - TOKEN_WINDOW_S:
                 raise RequestError(
-                    f"The assignments for HIT {old['hit_id']} were already created with "
-                    f"this UniqueRequestToken. {stamp(now)}",
-                    "AWS.MechanicalTurk.DuplicateRequest")
+                    f"The idempotency token \"{token}\" has already been processed. "
+                    f"{stamp(now)}", "AWS.MechanicalTurk.DuplicateRequest")
             store.forget_extension(acct, token)
         h = hit_row(market, acct, p["HITId"])
         if h["disposed"]:
@@ -344,4 +352,12 @@ def create_additional_assignments_for_hit(market, acct, p):
         rehold(market, acct.realm, h["hit_id"])
         if token:
             store.insert_extension(acct, token, h["hit_id"], now)
+    announce(market, acct.realm, h["hit_id"], "HITExtended")
     return {}
+
+
+def list_review_policy_results_for_hit(market, acct, p):
+    """No review policy can be attached here (CreateHIT refuses them), so a HIT's results are
+    the empty answer: its id and nothing else."""
+    hit_row(market, acct, p["HITId"])
+    return {"HITId": p["HITId"]}

@@ -15,6 +15,18 @@ def new_id(first: str = "3", length: int = 30) -> str:
     return first + "".join(secrets.choice(_ALPHABET) for _ in range(length - 1))
 
 
+def group_id_for(realm: str, hit_type_id: str) -> str:
+    """The HITGroupId of a HIT type: an id of its own (MTurk's differed from the HITTypeId),
+    the same every time, so it needs no storage."""
+    digest = int.from_bytes(hashlib.sha256(f"group/{realm}/{hit_type_id}".encode()).digest(),
+                            "big")
+    chars = []
+    for _ in range(29):
+        digest, i = divmod(digest, len(_ALPHABET))
+        chars.append(_ALPHABET[i])
+    return "3" + "".join(chars)
+
+
 def worker_id_for(name: str) -> str:
     """The WorkerId for a name typed at the sandbox sign-in (or an outside participant id).
 

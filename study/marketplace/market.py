@@ -12,6 +12,8 @@ from study.marketplace import (
     bonuses,
     hits,
     money,
+    notifications,
+    qualification_requests,
     qualifications,
     requester_workers,
     sweeps,
@@ -50,6 +52,15 @@ OPERATIONS: dict[str, Callable] = {
     "ListWorkerBlocks": requester_workers.list_worker_blocks,
     "NotifyWorkers": requester_workers.notify_workers,
     "GetAccountBalance": money.get_account_balance,
+    "DeleteQualificationType": qualifications.delete_qualification_type,
+    "ListHITsForQualificationType": qualifications.list_hits_for_qualification_type,
+    "ListQualificationRequests": qualification_requests.list_qualification_requests,
+    "AcceptQualificationRequest": qualification_requests.accept_qualification_request,
+    "RejectQualificationRequest": qualification_requests.reject_qualification_request,
+    "ListReviewPolicyResultsForHIT": hits.list_review_policy_results_for_hit,
+    "GetFileUploadURL": assignments.get_file_upload_url,
+    "UpdateNotificationSettings": notifications.update_notification_settings,
+    "SendTestEventNotification": notifications.send_test_event_notification,
 }
 
 
@@ -58,7 +69,8 @@ class Market:
 
     def __init__(self, db_path: str | Path, keys: dict[str, str] | None = None,
                  clock: Callable[[], float] | None = None, throttle=None, faults=None,
-                 live_balance: str | None = None, new_id: Callable[..., str] | None = None):
+                 live_balance: str | None = None, aws: dict | None = None,
+                 new_id: Callable[..., str] | None = None):
         self.db_path = str(db_path)
         self.store = Store(self.db_path, money.parse_cents(live_balance) if live_balance else 0)
         self.pool = self.store.pool
@@ -69,6 +81,8 @@ class Market:
         self.new_id = new_id or random_id
         self.throttle = throttle
         self.faults = faults
+        # boto3 client settings for notification destinations (endpoint_url, region, keys).
+        self.aws = dict(aws or {})
         self.cookie_secret = self.store.meta("cookie_secret")
         self._accounts: set[Account] = set()
 

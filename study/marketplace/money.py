@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from study.marketplace.datastore import POOL, Account
-from study.marketplace.errors import RequestError
+from study.marketplace.errors import RequestError, stamp
 from study.marketplace.tables import REALMS
 
 CURRENCY_RE = re.compile(r"^[0-9]+(\.)?[0-9]{0,2}$")
@@ -66,11 +66,13 @@ def require_funds(market, acct: Account, cost_cents: int, held: int = 0) -> None
     on_hold = market.store.held(acct)
     free = balance - on_hold + held
     if cost_cents > free:
+        # MTurk's words first (clients match them), then what this marketplace knows.
         raise RequestError(
             f"This Requester has insufficient funds in their account to complete this "
-            f"transaction: it needs ${fmt_cents(cost_cents)} and the {acct.realm} balance is "
+            f"transaction. It needs ${fmt_cents(cost_cents)}; the {acct.realm} balance is "
             f"${fmt_cents(balance)}, of which ${fmt_cents(on_hold)} is held for HITs already "
-            f"made.", "AWS.MechanicalTurk.InsufficientFunds")
+            f"made. Add funds with `study marketplace deposit`. {stamp(market.now())}",
+            "AWS.MechanicalTurk.InsufficientFunds")
 
 
 def get_account_balance(market, acct, p):

@@ -43,6 +43,18 @@ def _number(value) -> bool:
         and math.isfinite(value) and abs(value) < 1 << 53
 
 
+def answer(items_key: str, items: list, last_key: list | None) -> dict:
+    """A List answer as MTurk gave it: a NextToken on every non-empty page, the last one too
+    (clients loop `while resp["HITs"]: ...NextToken=resp["NextToken"]`), none on the empty
+    page past the end; NumResults is the size of this page. `last_key`: where it ended."""
+    out: dict = {}
+    if items:
+        out["NextToken"] = encode(last_key)
+    out["NumResults"] = len(items)
+    out[items_key] = items
+    return out
+
+
 def page(p: dict) -> tuple[int, list | None]:
     """(MaxResults, where the previous page ended) of a List request."""
     return p.get("MaxResults", 10), decode(p.get("NextToken"))

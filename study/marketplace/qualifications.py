@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from study.marketplace import paging
+from study.marketplace import paging, questionform
 from study.marketplace.datastore import Account
 from study.marketplace.errors import RequestError, param_error, stamp
+from study.marketplace.shapes import wire_time
 
 DAY = 86400
 # System qualification types (ids as MTurk published them).
@@ -26,6 +27,8 @@ SYSTEM_QUALS = {
     ADULT: ("Worker_Adult", "The Worker has agreed to see adult content."),
 }
 LOCALE_COMPARATORS = {"EqualTo", "NotEqualTo", "In", "NotIn"}
+# DeleteQualificationType "may take up to 48 hours" to complete; the name is taken till then.
+DISPOSAL_S = 2 * DAY
 
 
 # -- a HIT's requirements, checked when it is made ----------------------------------------------
@@ -149,7 +152,7 @@ def failed_requirements(reqs: list[dict], values: dict, action: str) -> list[dic
 def _qual_type_dict(q) -> dict:
     d = {
         "QualificationTypeId": q["qualification_type_id"],
-        "CreationTime": q["created"],
+        "CreationTime": wire_time(q["created"]),
         "Name": q["name"],
         "Description": q["description"],
     }
@@ -187,16 +190,21 @@ def _qual_type(market, acct: Account, qid: str):
     return q
 
 
-def _check_qual_params(p: dict) -> None:
+def _check_qual_params(p: dict, auto_granted: bool = False) -> None:
     if "Name" in p and not p["Name"].strip():
         raise param_error("Name must not be empty.")
     if len(p.get("Description") or "") > 2000:
         raise param_error("Description is longer than 2000 characters.")
-    if "Test" in p:
-        raise param_error("Qualification tests (QuestionForm) are not supported by this "
-                          "marketplace; grant values with AssociateQualificationWithWorker.")
-    if "AnswerKey" in p:
-        raise param_error("AnswerKey needs a Test, which this marketplace does not support.")
+    if p.get("Test") is not None:
+        questionform.parse(p["Test"])
+        if "TestDurationInSeconds" not in p:
+            raise param_error("A Test needs TestDurationInSeconds.")
+        if p.get("AutoGranted", auto_granted):
+            raise param_error("A Test cannot be used with AutoGranted.")
+    if p.get("AnswerKey") is not None:
+        if p.get("Test") is None:
+            raise param_error("An AnswerKey needs a Test.")
+        questionform.parse_answer_key(p["AnswerKey"])
     for name, low in (("RetryDelayInSeconds", 0), ("TestDurationInSeconds", 30)):
         if name in p and not (low <= p[name] <= 365 * DAY):
             raise param_error(f"{name} must be between {low} and {365 * DAY} seconds "
@@ -208,7 +216,12 @@ def create_qualification_type(market, acct, p):
     _check_qual_params(p)
     qid = market.new_id()
     with store.transaction():
-        if store.qual_type_named(acct, p["Name"]):
+        same = store.qual_type_named(acct, p["Name"])
+        if same is not None and same[1] is not None \
+                and same[1] <= market.now() - DISPOSAL_S:
+            store.purge_qual_type(acct.realm, same[0])  # its disposal has completed
+            same = None
+        if same is not None:
             raise RequestError(
                 f"You have already created a QualificationType with this name. A "
                 f"QualificationType's name must be unique among all of the Qualification "
@@ -228,17 +241,23 @@ def get_qualification_type(market, acct, p):
 
 
 def update_qualification_type(market, acct, p):
-    _check_qual_params(p)
     cols = {"Description": "description", "QualificationTypeStatus": "status",
             "RetryDelayInSeconds": "retry_delay", "AutoGranted": "auto_granted",
-            "AutoGrantedValue": "auto_granted_value"}
+            "AutoGrantedValue": "auto_granted_value", "Test": "test",
+            "TestDurationInSeconds": "test_duration"}
     qid = p["QualificationTypeId"]
     with market.store.transaction():
-        _qual_type(market, acct, qid)
+        old = _qual_type(market, acct, qid)
+        if p.get("AnswerKey") is not None and p.get("Test") is None:
+            p = {**p, "Test": old["test"], "TestDurationInSeconds": old["test_duration"]}
+        _check_qual_params(p, bool(old["auto_granted"]) and "Test" in p)
         for key, col in cols.items():
             if key in p:
                 market.store.set_qual_type(acct, qid, col,
                                            int(p[key]) if key == "AutoGranted" else p[key])
+        if "Test" in p or "AnswerKey" in p:
+            # A new Test without an AnswerKey has none: its requests are granted by hand.
+            market.store.set_qual_type(acct, qid, "answer_key", p.get("AnswerKey"))
         q = _qual_type(market, acct, qid)
     return {"QualificationType": _qual_type_dict(q)}
 
@@ -256,11 +275,7 @@ def list_qualification_types(market, acct, p):
                  or query in d["Description"].lower() or query in d.get("Keywords", "").lower()]
     start = max(0, int(after[0])) if after else 0
     page = items[start:start + limit]
-    out: dict[str, Any] = {"NumResults": len(page)}
-    if start + limit < len(items):
-        out["NextToken"] = paging.encode([start + limit, ""])
-    out["QualificationTypes"] = page
-    return out
+    return paging.answer("QualificationTypes", page, [start + len(page), ""])
 
 
 def associate_qualification_with_worker(market, acct, p):
@@ -289,7 +304,7 @@ def disassociate_qualification_from_worker(market, acct, p):
 
 def _qual_dict(q) -> dict:
     return {"QualificationTypeId": q["qualification_type_id"], "WorkerId": q["worker_id"],
-            "GrantTime": q["grant_time"], "IntegerValue": q["integer_value"],
+            "GrantTime": wire_time(q["grant_time"]), "IntegerValue": q["integer_value"],
             "Status": q["status"]}
 
 
@@ -305,10 +320,27 @@ def list_workers_with_qualification_type(market, acct, p):
     _qual_type(market, acct, p["QualificationTypeId"])
     limit, after = paging.page(p)
     rows = market.store.qualifications(acct.realm, p["QualificationTypeId"], p.get("Status"),
-                                       after[1] if after else None, limit + 1)
-    out: dict[str, Any] = {}
-    if len(rows) > limit:
-        out["NextToken"] = paging.encode([0, rows[limit - 1]["worker_id"]])
-    out["NumResults"] = min(len(rows), limit)
-    out["Qualifications"] = [_qual_dict(q) for q in rows[:limit]]
-    return out
+                                       after[1] if after else None, limit)
+    return paging.answer("Qualifications", [_qual_dict(q) for q in rows],
+                         [0, rows[-1]["worker_id"]] if rows else None)
+
+
+def delete_qualification_type(market, acct, p):
+    """Gone for the requester at once (Get, List, Update, new HITs and HIT types); grants stay
+    for HITs already made; pending requests are rejected; the name stays taken until the
+    disposal completes (DISPOSAL_S)."""
+    with market.store.transaction():
+        _qual_type(market, acct, p["QualificationTypeId"])
+        market.store.delete_qual_type(acct.realm, p["QualificationTypeId"], market.now())
+    return {}
+
+
+def list_hits_for_qualification_type(market, acct, p):
+    from study.marketplace.hits import hit_dicts
+    _qual_type(market, acct, p["QualificationTypeId"])
+    limit, after = paging.page(p)
+    with market.store.transaction(write=False):
+        rows = market.store.hits_requiring(acct, p["QualificationTypeId"], after, limit)
+        hits = hit_dicts(market, acct.realm, rows)
+    return paging.answer("HITs", hits,
+                         [rows[-1]["created"], rows[-1]["hit_id"]] if rows else None)

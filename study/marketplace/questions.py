@@ -1,4 +1,5 @@
-"""Question and answer XML: HTMLQuestion/ExternalQuestion in, QuestionFormAnswers out."""
+"""Question and answer XML: HTMLQuestion/ExternalQuestion/QuestionForm in, QuestionFormAnswers
+out."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import lru_cache
 
+from study.marketplace import questionform
 from study.marketplace.errors import param_error
 
 MAX_QUESTION_BYTES = 65535
+QUESTION_FORM_HEIGHT = 0  # a QuestionForm has no FrameHeight: the page gets the window
 HTML_QUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2011-11-11/HTMLQuestion.xsd"
 EXTERNAL_QUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"
 ANSWERS_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2005-10-01/QuestionFormAnswers.xsd"
@@ -17,14 +20,14 @@ ANSWERS_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2
 
 @dataclass
 class Question:
-    kind: str  # "html" | "external"
-    content: str  # HTMLContent or ExternalURL
+    kind: str  # "html" | "external" | "form"
+    content: str  # HTMLContent, ExternalURL or the QuestionForm document
     frame_height: int
 
 
 @lru_cache(maxsize=4096)
 def parse_question(xml_text: str) -> Question:
-    """Parse an HTMLQuestion or ExternalQuestion document (raises RequestError)."""
+    """Parse an HTMLQuestion, ExternalQuestion or QuestionForm document (raises RequestError)."""
     if len(xml_text.encode("utf-8")) > MAX_QUESTION_BYTES:
         raise param_error(f"The Question is {len(xml_text.encode('utf-8'))} bytes; the XML "
                           f"question data must not be larger than {MAX_QUESTION_BYTES} bytes.")
@@ -56,12 +59,11 @@ def parse_question(xml_text: str) -> Question:
         if not re.match(r"^https?://[^\s]+$", url):
             raise param_error(f"The ExternalURL '{url[:200]}' is not an http(s) URL.")
         return Question("external", url, frame(EXTERNAL_QUESTION_NS))
-    if root.tag.endswith("}QuestionForm") or root.tag.endswith("}HTMLQuestion") \
-            or root.tag.endswith("}ExternalQuestion"):
+    if root.tag.endswith("}QuestionForm"):
+        questionform.parse(xml_text)  # refuses what it cannot show
+        return Question("form", xml_text, QUESTION_FORM_HEIGHT)
+    if root.tag.endswith("}HTMLQuestion") or root.tag.endswith("}ExternalQuestion"):
         tag = root.tag
-        if tag.endswith("}QuestionForm"):
-            raise param_error("QuestionForm questions are not supported by this marketplace; use "
-                              "HTMLQuestion or ExternalQuestion.")
         raise param_error(f"The Question root element {tag} does not use the official namespace "
                           f"({HTML_QUESTION_NS} or {EXTERNAL_QUESTION_NS}).")
     raise param_error("The Question must be an HTMLQuestion or an ExternalQuestion document "
@@ -69,7 +71,13 @@ def parse_question(xml_text: str) -> Question:
 
 
 def answers_xml(fields: list[tuple[str, str]]) -> str:
-    """The QuestionFormAnswers document MTurk stored for an externalSubmit."""
+    """The QuestionFormAnswers document MTurk stored for an externalSubmit: one FreeText
+    answer per submitted form field."""
+    return answer_document([(name, [("FreeText", value)]) for name, value in fields])
+
+
+def answer_document(answers: list[tuple[str, list[tuple[str, str]]]]) -> str:
+    """QuestionFormAnswers from (QuestionIdentifier, [(element, text), ...]) pairs."""
     def esc(text: str) -> str:
         # Characters XML 1.0 cannot carry become U+FFFD so the document always parses.
         text = re.sub(r"[^\x09\x0A\x0D\x20-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]", "\uFFFD",
@@ -78,8 +86,9 @@ def answers_xml(fields: list[tuple[str, str]]) -> str:
         return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
     parts = [f'<?xml version="1.0" encoding="ASCII"?><QuestionFormAnswers xmlns="{ANSWERS_NS}">']
-    for name, value in fields:
-        parts.append(f"<Answer><QuestionIdentifier>{esc(name)}</QuestionIdentifier>"
-                     f"<FreeText>{esc(value)}</FreeText></Answer>")
+    for name, elements in answers:
+        inner = "".join(f"<{el}>{esc(text)}</{el}>" for el, text in elements)
+        parts.append(f"<Answer><QuestionIdentifier>{esc(name)}</QuestionIdentifier>{inner}"
+                     f"</Answer>")
     parts.append("</QuestionFormAnswers>")
     return "".join(parts)

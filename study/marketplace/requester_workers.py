@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from study.marketplace import paging
 from study.marketplace.errors import param_error
 
 
 def create_worker_block(market, acct, p):
-    if not p["Reason"].strip():
-        raise param_error("Reason must not be empty.")
     with market.store.transaction():
         market.store.block(acct, p["WorkerId"], p["Reason"], market.now())
     return {}
@@ -24,14 +20,10 @@ def delete_worker_block(market, acct, p):
 
 def list_worker_blocks(market, acct, p):
     limit, after = paging.page(p)
-    rows = market.store.blocks(acct, after[1] if after else None, limit + 1)
-    out: dict[str, Any] = {}
-    if len(rows) > limit:
-        out["NextToken"] = paging.encode([0, rows[limit - 1]["worker_id"]])
-    out["NumResults"] = min(len(rows), limit)
-    out["WorkerBlocks"] = [{"WorkerId": r["worker_id"], "Reason": r["reason"]}
-                           for r in rows[:limit]]
-    return out
+    rows = market.store.blocks(acct, after[1] if after else None, limit)
+    return paging.answer("WorkerBlocks", [{"WorkerId": r["worker_id"], "Reason": r["reason"]}
+                                          for r in rows],
+                         [0, rows[-1]["worker_id"]] if rows else None)
 
 
 def notify_workers(market, acct, p):

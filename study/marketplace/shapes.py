@@ -30,14 +30,20 @@ def operation(name: str) -> dict | None:
     return model()["operations"].get(name)
 
 
+def wire_time(t: float | None) -> float | None:
+    """A timestamp as MTurk sent it: epoch seconds, to the millisecond (not microseconds)."""
+    return None if t is None else round(float(t), 3)
+
+
 def _shape(name: str) -> dict:
     return model()["shapes"][name]
 
 
 def _fail(path: str, value: Any, constraint: str) -> None:
-    shown = value if isinstance(value, (int, float, bool)) else str(value)[:100]
+    shown = "null" if value is None else \
+        f"'{value if isinstance(value, (int, float, bool)) else str(value)[:100]}'"
     raise ValidationProblem(
-        f"1 validation error detected: Value '{shown}' at '{path}' failed to satisfy "
+        f"1 validation error detected: Value {shown} at '{path}' failed to satisfy "
         f"constraint: {constraint}")
 
 
@@ -69,7 +75,7 @@ def _check(shape_name: str, value: Any, path: str) -> None:
                                         f"valid parameters: {', '.join(members)}")
         for key in shape.get("required", []):
             if value.get(key) is None:
-                _fail(_join(path, key), "null", "Member must not be null")
+                _fail(_join(path, key), None, "Member must not be null")
         for key, member in members.items():
             if key in value and value[key] is not None:
                 _check(member["shape"], value[key], _join(path, key))

@@ -127,6 +127,57 @@ CREATE TABLE IF NOT EXISTS qualifications (
     grant_time REAL NOT NULL,
     PRIMARY KEY (realm, qualification_type_id, worker_id)
 );
+-- A worker's request for a qualification type (Pending until the requester or the type's
+-- AnswerKey decides: Granted or Rejected).
+CREATE TABLE IF NOT EXISTS qualification_requests (
+    realm TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    qualification_type_id TEXT NOT NULL,
+    worker_id TEXT NOT NULL,
+    answer TEXT,
+    status TEXT NOT NULL,
+    submit_time REAL NOT NULL,
+    reason TEXT,
+    PRIMARY KEY (realm, request_id)
+);
+CREATE INDEX IF NOT EXISTS qualification_requests_by_type ON qualification_requests
+    (realm, qualification_type_id, status, submit_time);
+-- DeleteQualificationType: the type is gone for the requester at once, but its name stays
+-- taken until the disposal completes (48 hours, as MTurk documented).
+CREATE TABLE IF NOT EXISTS qualification_type_deletions (
+    realm TEXT NOT NULL,
+    qualification_type_id TEXT NOT NULL,
+    deleted REAL NOT NULL,
+    PRIMARY KEY (realm, qualification_type_id)
+);
+-- UpdateNotificationSettings: where a HIT type's events go.
+CREATE TABLE IF NOT EXISTS notification_settings (
+    realm TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    hit_type_id TEXT NOT NULL,
+    spec_json TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    PRIMARY KEY (realm, requester, hit_type_id)
+);
+-- Files workers uploaded as FileUploadAnswers (a QuestionForm HIT), served by GetFileUploadURL.
+CREATE TABLE IF NOT EXISTS uploads (
+    realm TEXT NOT NULL,
+    upload_key TEXT NOT NULL,
+    assignment_id TEXT NOT NULL,
+    question_id TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    content BLOB NOT NULL,
+    PRIMARY KEY (realm, upload_key)
+);
+CREATE INDEX IF NOT EXISTS uploads_by_answer ON uploads (realm, assignment_id, question_id);
+-- HIT layouts registered with `study marketplace layout add`: HTML with ${name} parameters,
+-- filled from CreateHIT's HITLayoutParameters.
+CREATE TABLE IF NOT EXISTS hit_layouts (
+    layout_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    content TEXT NOT NULL,
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS worker_blocks (
     realm TEXT NOT NULL,
     worker_id TEXT NOT NULL,

@@ -85,7 +85,8 @@ class RunningMarketplace:
 def running_marketplace(tmp_path, *, db_path: str | Path | None = None, clock=None,
                         throttle=None, faults=None, live_balance: str | None = None,
                         key_id: str | None = None, secret: str | None = None,
-                        port: int = 0, new_id=None) -> Iterator[RunningMarketplace]:
+                        port: int = 0, aws: dict | None = None, new_id=None
+                        ) -> Iterator[RunningMarketplace]:
     """Start the marketplace on 127.0.0.1 (ephemeral port) with a fresh requester key;
     `db_path` defaults to <tmp_path>/marketplace.db (pass the same path to restart on it)."""
     from study.marketplace import create_app
@@ -93,7 +94,7 @@ def running_marketplace(tmp_path, *, db_path: str | Path | None = None, clock=No
     key_id = key_id or "AKIA" + secrets.token_hex(8).upper()
     secret = secret or secrets.token_urlsafe(30)
     app = create_app(db, keys={key_id: secret}, clock=clock, throttle=throttle, faults=faults,
-                     live_balance=live_balance, new_id=new_id)
+                     live_balance=live_balance, aws=aws, new_id=new_id)
     url, stop = serve_in_thread(app, "127.0.0.1", port)
     try:
         yield RunningMarketplace(url, key_id, secret, db, app, clock, stop)

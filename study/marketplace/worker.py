@@ -13,7 +13,8 @@ import jinja2
 from flask import Blueprint, Response, current_app, redirect, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from study.marketplace import identity, limits
+from study.marketplace import assignments, hit_pages, identity, limits, questionform
+from study.marketplace import qualification_requests as qual_requests
 from study.marketplace import worker_flow as flow
 from study.marketplace.errors import WorkerError
 from study.marketplace.ids import worker_id_for
@@ -81,6 +82,13 @@ def _sign_in(resp: Response, realm: str, worker_id: str) -> Response:
     return resp
 
 
+def _requester_page(html: str) -> Response:
+    """A page the requester wrote (a HIT's question, a qualification test), served as is."""
+    resp = Response(html, content_type="text/html; charset=utf-8")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
 def _error(realm: str, exc: WorkerError) -> Response:
     return _page("message.html", exc.status, realm=realm, title=exc.title,
                  message=exc.message)
@@ -97,7 +105,7 @@ def _frame_src(realm: str, hit: dict, assignment_id: str, worker_id: str | None)
     if worker_id:
         params.append(("workerId", worker_id))
     query = urlencode(params, quote_via=quote)
-    if q.kind == "html":
+    if q.kind in ("html", "form"):  # served here
         src = _url(f"/worker/{realm}/hits/{hit['HITId']}/question") + "?" + query
     else:
         src = q.content + ("&" if "?" in q.content else "?") + query
@@ -213,6 +221,17 @@ def make_blueprint() -> Blueprint:
                          message="There are no more HITs in this group that you can work on.")
         return _see_other(f"/worker/{realm}/hits/{hit_id}")
 
+    @bp.get("/worker/<realm>/mturk/preview")
+    @bp.get("/worker/<realm>/projects/<group>/tasks")
+    def group_link(realm: str, group: str | None = None):
+        # MTurk's worker links: /mturk/preview?groupId=ID and /projects/ID/tasks.
+        worker, early = _need_worker(realm)
+        if early:
+            return early
+        group = group or request.args.get("groupId", "")
+        hit_type_id = flow.hit_type_of_group(_market(), realm, worker, group[:64])
+        return _see_other(f"/worker/{realm}/groups/{quote(hit_type_id, safe='')}")
+
     @bp.get("/worker/<realm>/hits/<hit_id>")
     def preview(realm: str, hit_id: str):
         worker = _current_worker(realm)
@@ -239,11 +258,16 @@ def make_blueprint() -> Blueprint:
                 flow.work(market, realm, _current_worker(realm), aid, hit_id)
             except WorkerError as exc:
                 return _error(realm, exc)
-        if q.kind != "html":
+        if q.kind == "external":
             return redirect(q.content)
-        resp = Response(q.content, content_type="text/html; charset=utf-8")
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
+        if q.kind == "form":
+            page = questionform.render(questionform.parse(q.content),
+                                       _submit_base(realm) + "/mturk/externalSubmit",
+                                       {"assignmentId": aid}, preview=aid == PREVIEW_ID)
+        else:
+            page = hit_pages.serve_html(q.content, _submit_base(realm) + "/mturk/externalSubmit",
+                                        _url(f"/worker/{realm}/mturk-public"))
+        return _requester_page(page)
 
     @bp.post("/worker/<realm>/hits/<hit_id>/accept")
     def accept(realm: str, hit_id: str):
@@ -300,8 +324,10 @@ def make_blueprint() -> Blueprint:
         if early:
             return early
         market = _market()
+        files = {name: (f.filename or name, f.read(limits.MAX_FORM_BYTES + 1))
+                 for name, f in request.files.items()}
         try:
-            flow.submit(market, realm, worker, aid, fields)
+            flow.submit(market, realm, worker, aid, fields, files)
         except WorkerError as exc:
             return _error(realm, exc)
         invite = flow.invite_of(market, worker) if realm == "live" else None
@@ -311,5 +337,77 @@ def make_blueprint() -> Blueprint:
         return _page("submitted.html", realm=realm, assignment_id=aid,
                      completion_code=invite["completion_code"] if invite else None,
                      completion_link=link)
+
+    @bp.get("/worker/<realm>/mturk-public/<name>")
+    def helper_script(realm: str, name: str):
+        # Local stand-ins for MTurk's helper script and crowd element library.
+        script = hit_pages.script(name)
+        if script is None:
+            return _page("message.html", 404, realm=realm, title="Not found",
+                         message="No such script.")
+        resp = Response(script, content_type="text/javascript; charset=utf-8")
+        resp.headers["Cache-Control"] = "max-age=3600"
+        return resp
+
+    @bp.get("/worker/<realm>/uploads/<key>")
+    def uploaded_file(realm: str, key: str):
+        market = _market()
+        if assignments.upload_key_of(market, request.args.get("token", "")) != key:
+            return _page("message.html", 403, realm=realm, title="Link expired",
+                         message="This file link is not valid or has expired (60 seconds).")
+        up = flow.uploaded(market, realm, key)
+        if up is None:
+            return _page("message.html", 404, realm=realm, title="Not found",
+                         message="This file no longer exists.")
+        resp = Response(up["content"], content_type="application/octet-stream")
+        resp.headers["Content-Disposition"] = \
+            f"attachment; filename*=UTF-8''{quote(up['filename'])}"
+        return resp
+
+    @bp.get("/worker/<realm>/qualifications")
+    def qualifications(realm: str):
+        worker, early = _need_worker(realm)
+        if early:
+            return early
+        quals = qual_requests.requestable(_market(), realm)
+        for q in quals:
+            q["href"] = _url(f"/worker/{realm}/qualifications/{q['id']}")
+            q["action"] = _url(f"/worker/{realm}/qualifications/{q['id']}/request")
+        return _page("qualifications.html", realm=realm, worker=worker, quals=quals)
+
+    @bp.get("/worker/<realm>/qualifications/<qid>")
+    def qualification_test(realm: str, qid: str):
+        worker, early = _need_worker(realm)
+        if early:
+            return early
+        try:
+            q = qual_requests.qual_type(_market(), realm, qid)
+        except WorkerError as exc:
+            return _error(realm, exc)
+        if q["test"] is None:
+            return _see_other(f"/worker/{realm}/qualifications")
+        page = questionform.render(questionform.parse(q["test"]),
+                                   _url(f"/worker/{realm}/qualifications/{qid}/request"), {},
+                                   preview=False)
+        return _requester_page(page)
+
+    @bp.post("/worker/<realm>/qualifications/<qid>/request")
+    def request_qualification(realm: str, qid: str):
+        worker, early = _need_worker(realm)
+        if early:
+            return early
+        fields = [(name, "|".join(values)) for name, values in request.form.lists()]
+        try:
+            limits.check_answers(fields)
+            status = qual_requests.request(_market(), realm, worker, qid, fields)
+        except limits.Refused as exc:
+            return _page("message.html", exc.status, realm=realm, title="Too large",
+                         message=exc.message)
+        except WorkerError as exc:
+            return _error(realm, exc)
+        message = ("You have the qualification now." if status == "Granted" else
+                   "Your request was sent to the requester, who will decide on it.")
+        return _page("message.html", realm=realm, title=f"Qualification {status.lower()}",
+                     message=message)
 
     return bp

@@ -9,9 +9,12 @@ import json
 from study.marketplace.datastore import Account
 from study.marketplace.errors import WorkerError
 from study.marketplace.hits import hit_dicts, status
+from study.marketplace.ids import group_id_for
 from study.marketplace.money import fmt_cents, rehold
+from study.marketplace.notifications import announce, announce_if_reviewable
 from study.marketplace.qualifications import failed_requirements, guards, qual_values
-from study.marketplace.questions import answers_xml, parse_question
+from study.marketplace import questionform
+from study.marketplace.questions import answer_document, answers_xml, parse_question
 
 
 def ensure_worker(market, realm: str, worker_id: str, country: str | None = None,
@@ -65,6 +68,15 @@ def list_groups(market, realm: str, worker_id: str) -> list[dict]:
     return groups
 
 
+def hit_type_of_group(market, realm: str, worker_id: str, group: str) -> str:
+    """The HIT type a worker-site link names: by HITTypeId (as Mephisto, ParlAI and Dallinger
+    built MTurk's preview links) or by HITGroupId (as MTurk's own links did)."""
+    for r in market.store.open_groups(realm, worker_id, market.now()):
+        if group in (r["hit_type_id"], group_id_for(realm, r["hit_type_id"])):
+            return r["hit_type_id"]
+    return group
+
+
 def pick_hit(market, realm: str, worker_id: str, hit_type_id: str) -> str | None:
     market.sweep(realm)
     hit_ids = market.store.open_hits_of_type(realm, worker_id, hit_type_id, market.now(), 64)
@@ -111,7 +123,8 @@ def accept(market, realm: str, worker_id: str, hit_id: str) -> str:
         aid = market.new_id()
         store.insert_assignment(realm, aid, hit_id, worker_id, now,
                                 now + h["assignment_duration"])
-        return aid
+    announce(market, realm, hit_id, "AssignmentAccepted", aid)
+    return aid
 
 
 def assignment(market, realm: str, assignment_id: str):
@@ -143,11 +156,13 @@ def return_assignment(market, realm: str, worker_id: str, assignment_id: str) ->
                               f"be returned.", 409)
         store.set_status(realm, assignment_id, "Returned")
         rehold(market, realm, a["hit_id"])
+    announce(market, realm, a["hit_id"], "AssignmentReturned", assignment_id)
 
 
 def submit(market, realm: str, worker_id: str, assignment_id: str,
-           fields: list[tuple[str, str]]):
-    """Submit the worker's own assignment; another worker's is as absent as none."""
+           fields: list[tuple[str, str]], files: dict[str, tuple[str, bytes]] | None = None):
+    """Submit the worker's own assignment; another worker's is as absent as none. `files`:
+    question id -> (file name, bytes) for a QuestionForm's FileUploadAnswers."""
     market.sweep(realm)
     store = market.store
     now = market.now()
@@ -159,9 +174,42 @@ def submit(market, realm: str, worker_id: str, assignment_id: str,
             what = {"Abandoned": "its time ran out", "Returned": "it was returned"}.get(
                 a["status"], "it was already submitted")
             raise WorkerError(f"This assignment cannot be submitted: {what}.", 409)
-        store.mark_submitted(realm, assignment_id, now, now + a["auto_approval_delay"],
-                             answers_xml(fields))
+        q = parse_question(store.question(realm, a["hit_id"]) or "")
+        if q.kind == "form":
+            answer = _form_answer(market, realm, assignment_id, q.content, fields, files or {})
+        else:
+            answer = answers_xml(fields)
+        store.mark_submitted(realm, assignment_id, now, now + a["auto_approval_delay"], answer)
+    announce(market, realm, a["hit_id"], "AssignmentSubmitted", assignment_id)
+    announce_if_reviewable(market, realm, a["hit_id"])
     return assignment(market, realm, assignment_id)
+
+
+def _form_answer(market, realm: str, assignment_id: str, xml: str,
+                 fields: list[tuple[str, str]], files: dict[str, tuple[str, bytes]]) -> str:
+    """A QuestionForm's answers in MTurk's answer elements; uploaded files are kept for
+    GetFileUploadURL."""
+    form = questionform.parse(xml)
+    uploads = {}
+    for ident, (filename, data) in files.items():
+        question = form.question(ident)
+        if question is None or question.kind != "upload" or not data:
+            continue
+        if len(data) > question.max_bytes:
+            raise WorkerError(f"The file for {ident} is larger than {question.max_bytes} "
+                              f"bytes.", 413, "Too large")
+        key = market.new_id()
+        market.store.insert_upload(realm, key, assignment_id, ident, filename[:200], data)
+        uploads[ident] = (len(data), key)
+    given = questionform.answers(form, fields, uploads)
+    missing = questionform.missing_required(form, given)
+    if missing:
+        raise WorkerError(f"Answer every required question ({', '.join(missing)}).", 400)
+    return answer_document(given)
+
+
+def uploaded(market, realm: str, key: str):
+    return market.store.upload(realm, key)
 
 
 def question(market, realm: str, hit_id: str):
