@@ -26,6 +26,7 @@ from study.marketplace.tables import (
     SCHEMA,
     SCHEMA_VERSION,
 )
+from study.store import transaction as sqlite_transaction
 
 
 class Account(NamedTuple):
@@ -206,14 +207,8 @@ class Store:
         if lock is not None:
             lock.acquire()
         try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
+            with sqlite_transaction(conn, immediate=write):
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
-                conn.execute("COMMIT")
         finally:
             if lock is not None:
                 lock.release()
