@@ -84,8 +84,10 @@ def cli(ctx: click.Context, study_dir: str | None) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the selection.")
 @click.option("--split", default=None, help="Sub-folder of the release (default: detected).")
 @click.option("--name", default=None, help="Study name (default: the folder name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the new study as JSON.")
 def init_command(directory: str, dataset_path: str, n_images: int | None,
-                 image_ids: str | None, seed: int, split: str | None, name: str | None) -> None:
+                 image_ids: str | None, seed: int, split: str | None, name: str | None,
+                 as_json: bool) -> None:
     """Create a study folder DIRECTORY from a dataset."""
     from study.create import create_study
 
@@ -96,6 +98,16 @@ def init_command(directory: str, dataset_path: str, n_images: int | None,
     study = create_study(Path(directory), Path(dataset_path), n_images=n_images,
                          image_ids=ids, seed=seed, split=split, name=name,
                          echo=lambda msg: click.echo(msg, err=True))
+    if as_json:
+        import json
+        conn = study.connect()
+        try:
+            images = [r[0] for r in conn.execute("SELECT image_id FROM images ORDER BY position")]
+        finally:
+            conn.close()
+        click.echo(json.dumps({"name": study.name, "root": str(study.root), "images": images,
+                               "port": study.settings.serve.port}, indent=2))
+        return
     click.echo(f"Created study {study.name!r} in {study.root}")
     click.echo("Next: cd into it and run `study render`.")
 

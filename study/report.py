@@ -146,9 +146,11 @@ def analyse_study(study, *, inputs=None, scale=None, **options):
               help="Significance level (default 0.05).")
 @click.option("--correction", type=click.Choice(["holm", "bh"]), default=None,
               help="Multiple-comparison correction (default holm).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report's JSON (the same as report.json) instead of a summary.")
 @click.pass_context
 def report_command(ctx: click.Context, formats, ratings_path, scale_text, higher_is_better, columns,
-                   out_dir, seed, bootstrap, alpha, correction) -> None:
+                   out_dir, seed, bootstrap, alpha, correction, as_json) -> None:
     """Write the MOS ranking report (Table 1 with CIs and significance groups)."""
     from analysis.pipeline import analyse
     from analysis.report import write
@@ -191,6 +193,10 @@ def report_command(ctx: click.Context, formats, ratings_path, scale_text, higher
     if out.exists() and not out.is_dir():
         raise StudyError(f"{out} exists and is not a folder", where="--out", hint="give a folder")
     paths = write(report, out, chosen)
+    if as_json:
+        from analysis.report.jsonreport import render_json
+        click.echo(render_json(report))
+        return
     from analysis.report.common import fmt, mos_decimals
     m = report.methods
     d = mos_decimals(scale)

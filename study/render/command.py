@@ -3,6 +3,8 @@ values to the run, and prints the run's outcome and the Track 1 table."""
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from study.render.output import format_table, track1_table
@@ -34,10 +36,12 @@ def render_settings(render, device: str | None = None,
               help="Seconds a method may take per image (default: render.timeout_s).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars on stderr (default: when stderr is a terminal).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the outcome and the Track 1 table as JSON.")
 @pass_study
 def render_command(study: Study, methods_opt: str | None,
                    device: str | None, shard_opt: str | None, force: bool,
-                   timeout: float | None, progress: bool | None) -> None:
+                   timeout: float | None, progress: bool | None, as_json: bool) -> None:
     """Run every method on every selected image; PSNR, SSIM and runtimes.
 
     Outputs go to renders/<method>/<image_id>.png. Done outputs are skipped unless --force;
@@ -47,13 +51,22 @@ def render_command(study: Study, methods_opt: str | None,
     settings = render_settings(study.settings.render, device=device, timeout=timeout)
     result = render_study(study, settings, methods=methods, shard=shard, force=force,
                           progress=progress)
+    rows = track1_table(study)
+    if methods:
+        rows = [r for r in rows if r["method"] in methods]
+    if as_json:
+        click.echo(json.dumps({"rendered": result.rendered, "skipped": result.skipped,
+                               "failed": result.failed, "device": result.device,
+                               "failures": [{"method": m, "image_id": i, "error": e}
+                                            for m, i, e in result.failures],
+                               "track1": rows}, indent=2, default=str))
+        if result.failed:
+            click.get_current_context().exit(1)
+        return
     click.echo(f"rendered {result.rendered}, skipped {result.skipped} (done), "
                f"failed {result.failed} on {result.device}")
     for method, image_id, error in result.failures:
         click.echo(f"  failed: {method} / {image_id}: {error}")
-    rows = track1_table(study)
-    if methods:
-        rows = [r for r in rows if r["method"] in methods]
     click.echo("")
     click.echo(f"Track 1 (fidelity against the reference, border crop {settings.border_crop} px):")
     click.echo(format_table(rows))
