@@ -7,14 +7,15 @@ import socket
 import threading
 import time
 
+import pytest
 import requests
 import waitress
 
 from study.studydir import Study
 from study.web import create_app
-from study.web.commands import waitress_settings
+from study.web.commands import CONNECTIONS, allow_open_files, waitress_settings
 
-IDLE_CONNECTIONS = 150  # past waitress's default connection_limit of 100
+IDLE_CONNECTIONS = 1100  # past waitress's default of 100, and past 1,000
 
 
 def _served(study_dir, **settings):
@@ -59,7 +60,8 @@ def _keep_alive(port: int) -> socket.socket:
     return s
 
 
-def test_a_new_request_is_answered_past_a_hundred_idle_keep_alive_connections(study_dir):
+def test_a_new_request_is_answered_past_a_thousand_idle_keep_alive_connections(study_dir):
+    allow_open_files()  # both ends of every connection are in this process
     url, stop = _served(study_dir, **waitress_settings())
     port = int(url.rsplit(":", 1)[1])
     idle: list[socket.socket] = []
@@ -80,9 +82,25 @@ def test_a_new_request_is_answered_past_a_hundred_idle_keep_alive_connections(st
 
 def test_the_settings_are_chosen_not_defaults():
     settings = waitress_settings()
-    assert settings["connection_limit"] >= 1000
+    assert settings["connection_limit"] > 1000  # a thousand workers, a connection or more each
     assert settings["channel_timeout"] <= 30
     assert settings["max_request_body_size"] <= 16 << 20
     assert settings["threads"] >= 8 and settings["backlog"] >= 1024
     assert settings["asyncore_use_poll"]  # select() fails past file descriptor 1023
     assert waitress_settings(behind_tls_proxy=True)["clear_untrusted_proxy_headers"] is False
+
+
+def test_the_open_file_limit_is_raised_for_the_connection_limit():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        if hard != resource.RLIM_INFINITY and hard < 1100:
+            pytest.skip("the hard limit leaves nothing to raise")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        allow_open_files()
+        raised = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        wanted = CONNECTIONS + 256
+        assert raised == (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
