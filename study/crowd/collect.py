@@ -21,6 +21,7 @@ from study import store
 from study.crowd import design, journal, money
 from study.crowd.answers import parse_answers
 from study.crowd.client import Requester, error_message, requester
+from study.crowd.faults import fault_point
 from study.crowd.lock import crowd_lock
 from study.crowd.pages import study_id
 from study.crowd.quality import Rated, assess, decide, policy_from_config, should_block
@@ -123,7 +124,8 @@ def store_assignment(conn: sqlite3.Connection, realm: str, hit_index: int, a: di
         conn.execute("UPDATE assignments SET quality_json = ? WHERE assignment_id = ?",
                      (json.dumps({"problems": parsed.problems[:20],
                                   "comments": parsed.comments}), aid))
-    journal.record(conn, "collect:assignment:stored", assignment_id=aid)
+        journal.append(conn, "collect:assignment:stored", assignment_id=aid)
+    fault_point("collect:assignment:stored")
     return True
 
 
@@ -183,7 +185,8 @@ def decide_assignment(conn: sqlite3.Connection, realm: str, aid: str, policy) ->
                      "ON CONFLICT(realm, worker_id) DO UPDATE SET "
                      "failures = failures + excluded.failures",
                      (realm, a["worker_id"], int(decision != "approve")))
-    journal.record(conn, "collect:decision:stored", assignment_id=aid, decision=decision)
+        journal.append(conn, "collect:decision:stored", assignment_id=aid, decision=decision)
+    fault_point("collect:decision:stored")
     return decision
 
 
@@ -223,11 +226,17 @@ def make_intents(conn: sqlite3.Connection, realm: str, quality) -> None:
                               bonus_token(sid, a["assignment_id"]), reason))
 
 
-def _finish(conn: sqlite3.Connection, kind: str, aid: str, state: str, note: str = "") -> None:
-    journal.record(conn, f"collect:{kind}:done", assignment_id=aid, state=state)
-    conn.execute("UPDATE payments SET state = ?, note = ?, updated_at = "
-                 "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE kind = ? AND assignment_id = ?",
-                 (state, note, kind, aid))
+def _finish(conn: sqlite3.Connection, kind: str, aid: str, state: str, note: str = "",
+            status: str | None = None) -> None:
+    """The payment's outcome (and the assignment's new status, if given) with the journal's
+    "done" row, in one transaction after the fault point."""
+    with journal.settle(conn, f"collect:{kind}:done", assignment_id=aid, state=state):
+        conn.execute("UPDATE payments SET state = ?, note = ?, updated_at = "
+                     "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE kind = ? AND "
+                     "assignment_id = ?", (state, note, kind, aid))
+        if status is not None:
+            conn.execute("UPDATE assignments SET status = ? WHERE assignment_id = ?",
+                         (status, aid))
 
 
 def _assignment_status(api: Requester, aid: str) -> str:
@@ -255,9 +264,7 @@ def send_decision(conn: sqlite3.Connection, api: Requester, p: sqlite3.Row) -> s
             state, note = "superseded", f"marketplace shows {status}: {error_message(exc)}"
         else:
             raise
-    _finish(conn, kind, aid, state, note)
-    conn.execute("UPDATE assignments SET status = ? WHERE assignment_id = ?",
-                 (wanted if state == "done" else status, aid))
+    _finish(conn, kind, aid, state, note, status=wanted if state == "done" else status)
     return state
 
 

@@ -268,12 +268,13 @@ def create_hit(study, conn: sqlite3.Connection, api: Requester, hosting: Hosting
                        (realm, hit_index)).fetchone()
     if row is not None and row["state"] == "created":
         return row["hit_id"]
+    params = published_params(conn, realm)
     if row is None:
-        conn.execute("INSERT INTO hits (realm, hit_index, unique_token, max_assignments, "
-                     "reward, state) VALUES (?,?,?,?,?, 'planned')",
-                     (realm, hit_index, token, max_assignments,
-                      str(published_params(conn, realm)["reward"])))
-        journal.record(conn, "publish:create_hit:intent", hit_index=hit_index, token=token)
+        with journal.announce(conn, "publish:create_hit:intent", hit_index=hit_index,
+                              token=token):
+            conn.execute("INSERT INTO hits (realm, hit_index, unique_token, max_assignments, "
+                         "reward, state) VALUES (?,?,?,?,?, 'planned')",
+                         (realm, hit_index, token, max_assignments, str(params["reward"])))
         row = conn.execute("SELECT * FROM hits WHERE realm = ? AND hit_index = ?",
                            (realm, hit_index)).fetchone()
     hit_id = None
@@ -281,24 +282,25 @@ def create_hit(study, conn: sqlite3.Connection, api: Requester, hosting: Hosting
         hit_id = find_hit_by_token(api, token)
     if hit_id is None:
         question = question_xml(study, conn, hosting, hit_index)
-        conn.execute("UPDATE hits SET state = 'creating', hit_type_id = ? "
-                     "WHERE realm = ? AND hit_index = ?", (hit_type_id, realm, hit_index))
-        journal.record(conn, "publish:create_hit:sent", hit_index=hit_index, token=token)
+        with journal.announce(conn, "publish:create_hit:sent", hit_index=hit_index,
+                              token=token):
+            conn.execute("UPDATE hits SET state = 'creating', hit_type_id = ? "
+                         "WHERE realm = ? AND hit_index = ?", (hit_type_id, realm, hit_index))
         try:
             hit_id = api.call(
                 "create_hit_with_hit_type", HITTypeId=hit_type_id,
                 MaxAssignments=int(row["max_assignments"]),
-                LifetimeInSeconds=int(published_params(conn, realm)["lifetime_s"]),
+                LifetimeInSeconds=int(params["lifetime_s"]),
                 Question=question, RequesterAnnotation=token,
                 UniqueRequestToken=token)["HIT"]["HITId"]
         except ClientError as exc:
             hit_id = find_hit_by_token(api, token, error_message(exc))
             if hit_id is None:
                 raise
-    journal.record(conn, "publish:create_hit:done", hit_index=hit_index, hit_id=hit_id)
-    conn.execute("UPDATE hits SET hit_id = ?, hit_type_id = ?, state = 'created', "
-                 "created_at = ? WHERE realm = ? AND hit_index = ?",
-                 (hit_id, hit_type_id, now(), realm, hit_index))
+    with journal.settle(conn, "publish:create_hit:done", hit_index=hit_index, hit_id=hit_id):
+        conn.execute("UPDATE hits SET hit_id = ?, hit_type_id = ?, state = 'created', "
+                     "created_at = ? WHERE realm = ? AND hit_index = ?",
+                     (hit_id, hit_type_id, now(), realm, hit_index))
     return hit_id
 
 
@@ -338,6 +340,8 @@ def _publish_hits(study, conn: sqlite3.Connection, realm: str, plan: Plan,
     from study.progress import progress
 
     hosting = Hosting(study, conn)
+    hosting.host_all([path for h in plan.to_create for r in design.hit_items(conn, h)
+                      for path in (r["reference_path"], r["result_path"])])
     if check:
         preflight(study, conn, hosting, plan.to_create)
     with requester(study, realm) as api:
