@@ -13,7 +13,7 @@ import waitress
 
 from study.studydir import Study
 from study.web import create_app
-from study.web.commands import CONNECTIONS, allow_open_files, waitress_settings
+from study.marketplace.server import CONNECTIONS, allow_open_files, waitress_settings
 
 IDLE_CONNECTIONS = 1100  # past waitress's default of 100, and past 1,000
 

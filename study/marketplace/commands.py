@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from study.errors import StudyError
+from study.marketplace.server import THREADS, allow_open_files, waitress_settings
 
 
 def _study_or_none(ctx: click.Context):
@@ -39,14 +40,6 @@ def _keys(ctx: click.Context) -> dict[str, str]:
     return keys
 
 
-# Set deliberately rather than left at waitress's defaults: keep-alive workers past 100
-# connections waited for a free one; a client that stalls mid-request is dropped after 30 s
-# instead of 120 s; a body is cut off well before it could fill the disk (the app's own
-# limits, in study.marketplace.limits, are far smaller and answer in the API's error shape).
-WAITRESS_LIMITS = dict(connection_limit=1000, channel_timeout=30,
-                       max_request_body_size=16 << 20, max_request_header_size=64 << 10)
-
-
 @click.group("marketplace")
 def marketplace_group() -> None:
     """The bundled MTurk-compatible marketplace (Requester API and worker site)."""
@@ -58,7 +51,7 @@ def marketplace_group() -> None:
 @click.option("--db", "db", default=None, type=click.Path(dir_okay=False),
               help="Marketplace SQLite file (default: <study>/marketplace.db, or ./marketplace.db "
                    "outside a study).")
-@click.option("--threads", default=16, show_default=True, type=int)
+@click.option("--threads", default=THREADS, show_default=True, type=int)
 @click.pass_context
 def serve_command(ctx: click.Context, host: str, port: int, db: str | None, threads: int) -> None:
     """Serve the Requester API (boto3 endpoint_url) and the worker site."""
@@ -74,8 +67,9 @@ def serve_command(ctx: click.Context, host: str, port: int, db: str | None, thre
     db_path = _db_path(ctx, db)
     app = create_app(db_path, keys=keys)
     try:
-        server = waitress.create_server(app, host=host, port=port, threads=threads,
-                                        **WAITRESS_LIMITS)
+        allow_open_files()
+        server = waitress.create_server(app, host=host, port=port,
+                                        **waitress_settings(threads))
     except OSError as exc:
         raise StudyError(f"cannot listen on {host}:{port}: {exc.strerror}",
                          hint="another program uses that port: pass --port N") from None

@@ -33,3 +33,40 @@ def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0) -> tuple[str, C
         thread.join(timeout=5)
 
     return url, stop
+
+
+THREADS = 16
+# Keep-alive workers past waitress's default of 100 connections waited up to 120 s for a free
+# one, and a thousand workers (whose browsers keep a connection or more each) still stalled
+# sign-ins for 30 s at 1,000 connections.
+CONNECTIONS = 4000
+
+
+def waitress_settings(threads: int = THREADS, behind_tls_proxy: bool = False) -> dict:
+    """How `study serve` and `study marketplace serve` run waitress, chosen rather than left at
+    its defaults. A client that stalls mid-request is dropped after 30 s instead of 120 s; a
+    body is cut off well before it could fill the disk (the app's own limits, in
+    study.marketplace.limits, are far smaller and answer in the API's error shape). Idle
+    keep-alive connections cost no thread, so a pool of 16 serves them all; the backlog absorbs
+    a burst of new connections (the kernel may cap it lower); idle channels are looked at
+    every 10 s; poll(), not select(), because select() cannot watch a socket numbered past
+    1023. Behind a TLS proxy its X-Forwarded-* headers are read by ProxyFix
+    (study.web.security); waitress would otherwise drop them before the app sees them."""
+    return dict(connection_limit=CONNECTIONS, channel_timeout=30,
+                max_request_body_size=16 << 20, max_request_header_size=64 << 10,
+                threads=threads, backlog=2048, cleanup_interval=10, asyncore_use_poll=True,
+                ident="study", clear_untrusted_proxy_headers=not behind_tls_proxy)
+
+
+def allow_open_files(connections: int = CONNECTIONS) -> None:
+    """Raise this process's open-file limit (up to the hard limit) so the connection limit,
+    not the descriptor limit, is what bounds the service: many systems start processes at a
+    soft limit of 1,024, where accepting more connections fails."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256  # databases, logs, images being served
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

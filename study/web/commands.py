@@ -11,49 +11,12 @@ import click
 
 from study.config import base_url_mismatch
 from study.errors import StudyError
+from study.marketplace.server import THREADS, allow_open_files, waitress_settings
 from study.service import announce_service, serve_file
 from study.studydir import Study, pass_study
 
 
 TOKEN_FILE = ".dashboard-token"
-THREADS = 16
-CONNECTIONS = 4000
-
-
-def waitress_settings(threads: int = THREADS, behind_tls_proxy: bool = False) -> dict:
-    """How `study serve` runs waitress, chosen rather than left at its defaults. The channel
-    timeout and request sizes are the bundled marketplace's own, since its worker site and
-    Requester API are served here too. Connections: past waitress's default of 100, keep-alive
-    workers made every new sign-in wait up to 120 s for a free one, and a thousand workers
-    (whose browsers keep a connection or more each) still stalled sign-ins for 30 s at the
-    marketplace's 1,000, so this service allows CONNECTIONS. Idle keep-alive connections cost
-    no thread, so a pool of 16 serves them all; the backlog absorbs a burst of new
-    connections (the kernel may cap it lower); idle channels are looked at every 10 s, so one
-    silent past channel_timeout goes soon after; poll(), not select(), because select()
-    cannot watch a socket numbered past 1023."""
-    from study.marketplace.commands import WAITRESS_LIMITS
-
-    # Behind a TLS proxy its X-Forwarded-* headers are read by ProxyFix (study.web.security);
-    # waitress would otherwise drop them before the app sees them.
-    return dict(WAITRESS_LIMITS, connection_limit=CONNECTIONS, threads=threads, backlog=2048,
-                cleanup_interval=10, asyncore_use_poll=True, ident="study",
-                clear_untrusted_proxy_headers=not behind_tls_proxy)
-
-
-def allow_open_files(connections: int = CONNECTIONS) -> None:
-    """Raise this process's open-file limit (up to the hard limit) so the connection limit,
-    not the descriptor limit, is what bounds the service: many systems start processes at a
-    soft limit of 1,024, where accepting more connections fails."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = connections + 256  # databases, logs, images being served
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        if target > soft:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
 def announce(study: Study, url: str, token: str, echo=click.echo,
              on_terminal: bool | None = None) -> None:
     """Where everything is. The dashboard token is a secret: it goes to a file only its owner
