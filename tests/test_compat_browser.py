@@ -124,9 +124,9 @@ def accept(page, mk, hit_id: str):
 
 
 def submitted(page) -> None:
-    page.wait_for_function("() => { const d = document.querySelector('#question-frame')"
-                           ".contentDocument; return !!(d && d.body && "
-                           "/submitted/i.test(d.body.innerText)); }", timeout=15000)
+    # The HIT runs sandboxed in an opaque origin: the page cannot reach into it, Playwright can.
+    page.query_selector("#question-frame").content_frame().wait_for_function(
+        "() => !!(document.body && /submitted/i.test(document.body.innerText))", timeout=15000)
 
 
 def answers(client, aid: str) -> dict[str, str]:

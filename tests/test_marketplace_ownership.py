@@ -70,3 +70,32 @@ def test_the_task_page_with_an_assignment_opens_for_its_worker_only(mk, accepted
     preview = WorkerClient.frame_src(requests.get(
         mk.base_url + f"/worker/sandbox/hits/{hit['HITId']}").text)
     assert requests.get(mk.base_url + preview).status_code == 200
+
+
+def test_the_submit_capability_speaks_for_its_assignment_only(mk):
+    """A sandboxed HIT page posts without the worker's cookie, through the capability in
+    turkSubmitTo; the capability of one assignment cannot submit another."""
+    from urllib.parse import parse_qs, urlsplit
+
+    client = mk.client()
+    hit = make_hit(client, MaxAssignments=2)
+    submit_to = {}
+    for name in ("one", "two"):
+        w = WorkerClient(mk.base_url)
+        w.login(name)
+        aid = w.accept(hit["HITId"])
+        q = parse_qs(urlsplit(w.frame_src(w.work_page(aid).text)).query)
+        submit_to[aid] = q["turkSubmitTo"][0]
+    (a1, s1), (a2, _s2) = submit_to.items()
+    # No cookie: the capability alone submits its own assignment ...
+    assert requests.post(f"{s1}/mturk/externalSubmit", timeout=10,
+                         data={"assignmentId": a1, "x": "1"}).status_code == 200
+    # ... and not another one, nor with a forged token.
+    assert requests.post(f"{s1}/mturk/externalSubmit", timeout=10,
+                         data={"assignmentId": a2, "x": "1"}).status_code == 403
+    forged = s1.rsplit("/", 1)[0] + "/eyJhIjoiWCJ9.bad"
+    assert requests.post(f"{forged}/mturk/externalSubmit", timeout=10,
+                         data={"assignmentId": a2, "x": "1"}).status_code == 403
+    statuses = {a["AssignmentId"]: a["AssignmentStatus"] for a in
+                client.list_assignments_for_hit(HITId=hit["HITId"])["Assignments"]}
+    assert statuses == {a1: "Submitted"}

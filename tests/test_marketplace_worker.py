@@ -67,7 +67,9 @@ def test_full_flow_preview_accept_work_submit(mk, client):
     assert q["assignmentId"] == ["ASSIGNMENT_ID_NOT_AVAILABLE"] and q["hitId"] == [hit["HITId"]]
     assert q["turkSubmitTo"] == [mk.base_url + "/worker/sandbox"] and q["workerId"] == [wid]
     assert 'id="accept-form" class="inline" method="post"' in preview.text
-    assert 'sandbox="allow-scripts allow-forms allow-same-origin' in preview.text
+    # Sandboxed in an opaque origin: the HIT's scripts can read nothing of this site.
+    assert 'sandbox="allow-scripts allow-forms allow-popups' in preview.text
+    assert "allow-same-origin" not in preview.text
     assert w.http.get(mk.base_url + src).text == PAGE  # HTMLContent verbatim
 
     aid = w.accept(hit["HITId"])
@@ -126,7 +128,9 @@ def test_external_question_gets_mturk_parameters(mk, client):
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == "https://tasks.example.org/page"
     q = parse_qs(parts.query)
     assert q["study"] == ["7"] and q["assignmentId"] == [aid] and q["hitId"] == [hit["HITId"]]
-    assert q["turkSubmitTo"] == [mk.base_url + "/worker/sandbox"] and q["workerId"] == [wid]
+    # An accepted assignment's turkSubmitTo carries its submit capability.
+    assert q["turkSubmitTo"][0].startswith(mk.base_url + "/worker/sandbox/s/")
+    assert q["workerId"] == [wid]
 
 
 def test_qualification_requirements_are_enforced(mk, client):

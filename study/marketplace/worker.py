@@ -24,7 +24,10 @@ from study.marketplace.questions import parse_question
 from study.marketplace.tables import REALMS
 
 PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
-IFRAME_SANDBOX = ("allow-scripts allow-forms allow-same-origin allow-popups "
+# No allow-same-origin: a HIT's page runs in an opaque origin, so its scripts can read nothing of
+# the site that frames it (the worker's session, the requester's dashboard on the same host).
+# It submits through the capability in turkSubmitTo (see _submit_base), not through cookies.
+IFRAME_SANDBOX = ("allow-scripts allow-forms allow-popups "
                   "allow-top-navigation-by-user-activation")
 
 _env = jinja2.Environment(
@@ -94,14 +97,40 @@ def _error(realm: str, exc: WorkerError) -> Response:
                  message=exc.message)
 
 
-def _submit_base(realm: str) -> str:
-    return request.host_url.rstrip("/") + request.script_root + f"/worker/{realm}"
+def _submit_serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(_market().cookie_secret, salt="marketplace-submit")
+
+
+def _submit_base(realm: str, assignment_id: str | None = None,
+                 worker_id: str | None = None) -> str:
+    """turkSubmitTo. For an accepted assignment it carries a signed capability naming the
+    assignment and its worker: the page, sandboxed in an opaque origin, posts without the
+    worker's cookie, and only a page handed this URL can submit for that assignment."""
+    base = request.host_url.rstrip("/") + request.script_root + f"/worker/{realm}"
+    if assignment_id and worker_id and assignment_id != PREVIEW_ID:
+        token = _submit_serializer().dumps({"r": realm, "a": assignment_id, "w": worker_id})
+        return f"{base}/s/{token}"
+    return base
+
+
+def _submitter(realm: str, token: str | None, assignment_id: str) -> str | None:
+    """The worker a submission speaks for: from a valid capability for this assignment, else
+    from the session cookie."""
+    if token is None:
+        return _current_worker(realm)
+    try:
+        data = _submit_serializer().loads(token)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("r") != realm or data.get("a") != assignment_id:
+        return None
+    return data.get("w")
 
 
 def _frame_src(realm: str, hit: dict, assignment_id: str, worker_id: str | None) -> tuple[str, int]:
     q = parse_question(hit["Question"])
     params = [("assignmentId", assignment_id), ("hitId", hit["HITId"]),
-              ("turkSubmitTo", _submit_base(realm))]
+              ("turkSubmitTo", _submit_base(realm, assignment_id, worker_id))]
     if worker_id:
         params.append(("workerId", worker_id))
     query = urlencode(params, quote_via=quote)
@@ -252,20 +281,21 @@ def make_blueprint() -> Blueprint:
             return _page("message.html", 404, realm=realm, title="Not found",
                          message="This HIT does not exist.")
         aid = request.args.get("assignmentId", PREVIEW_ID)
+        worker = _current_worker(realm)
         if aid != PREVIEW_ID:
             # A page opened with an assignment submits for it: only its worker may open it.
             try:
-                flow.work(market, realm, _current_worker(realm), aid, hit_id)
+                flow.work(market, realm, worker, aid, hit_id)
             except WorkerError as exc:
                 return _error(realm, exc)
+        submit_url = _submit_base(realm, aid, worker) + "/mturk/externalSubmit"
         if q.kind == "external":
             return redirect(q.content)
         if q.kind == "form":
-            page = questionform.render(questionform.parse(q.content),
-                                       _submit_base(realm) + "/mturk/externalSubmit",
+            page = questionform.render(questionform.parse(q.content), submit_url,
                                        {"assignmentId": aid}, preview=aid == PREVIEW_ID)
         else:
-            page = hit_pages.serve_html(q.content, _submit_base(realm) + "/mturk/externalSubmit",
+            page = hit_pages.serve_html(q.content, submit_url,
                                         _url(f"/worker/{realm}/mturk-public"))
         return _requester_page(page)
 
@@ -307,7 +337,8 @@ def make_blueprint() -> Blueprint:
         return _see_other(f"/worker/{realm}/")
 
     @bp.route("/worker/<realm>/mturk/externalSubmit", methods=["GET", "POST"])
-    def external_submit(realm: str):
+    @bp.route("/worker/<realm>/s/<token>/mturk/externalSubmit", methods=["GET", "POST"])
+    def external_submit(realm: str, token: str | None = None):
         data = request.form if request.method == "POST" else request.args
         aid = (data.get("assignmentId") or "").strip()
         if not aid or aid == PREVIEW_ID:
@@ -320,9 +351,14 @@ def make_blueprint() -> Blueprint:
         except limits.Refused as exc:
             return _page("message.html", exc.status, realm=realm, title="Too large",
                          message=exc.message)
-        worker, early = _need_worker(realm)
-        if early:
-            return early
+        worker = _submitter(realm, token, aid)
+        if worker is None:
+            if token is not None:
+                return _page("message.html", 403, realm=realm, title="Not your assignment",
+                             message="This submission link is not valid for this assignment.")
+            worker, early = _need_worker(realm)
+            if early:
+                return early
         market = _market()
         files = {name: (f.filename or name, f.read(limits.MAX_FORM_BYTES + 1))
                  for name, f in request.files.items()}
