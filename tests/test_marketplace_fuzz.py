@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 
 import botocore.session
@@ -31,6 +32,8 @@ HOSTILE_TEXT = st.sampled_from(["", " ", "\x00", "\ud800", "<!ENTITY x>", "${jnd
                                 "'; DROP TABLE hits; --", "\u202e" * 50, "é" * 70_000,
                                 "x" * 300, "NaN", "-1", "1e999", "0.001", "99999999.99"])
 HOSTILE_NUMBER = st.sampled_from([-1, 0, 1, 2 ** 31, 2 ** 63, 2 ** 64, -2 ** 63, 10 ** 30])
+# Examples per operation: a short run in the suite; benchmarks/bench_fuzz.py runs a long one.
+EXAMPLES = int(os.environ.get("STUDY_FUZZ_EXAMPLES", "25"))
 JUNK = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
                         st.text(max_size=5), inner, max_size=3), max_leaves=8)
@@ -100,7 +103,7 @@ def test_no_input_gives_a_5xx_or_changes_anything_when_refused(world, operation)
         params = params.map(lambda p: {**p, "Question": p.get("Question", HTML_Q)}
                             if isinstance(p, dict) else p)
 
-    @settings(max_examples=25, deadline=None, database=None,
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(params)
     def check(p):
