@@ -153,6 +153,10 @@ expected_seconds_per_hit = 180
 question = "html"
 # At most this many HITs per worker (enforced with the study's qualification).
 max_hits_per_worker = 20
+# The smallest browser window (CSS pixels) the rating page accepts ratings in; a smaller one is
+# told so at preview. 360 x 560 lets phones rate; raise it to refuse them.
+min_screen_width = 360
+min_screen_height = 560
 
 [hit.requirements]
 # Requirements for the live realm; the sandbox realm has no worker history, so they are not applied there.
@@ -204,6 +208,9 @@ max_inconsistency = 1.5
 repeat_max_difference = 2
 # Workers with this many failed assignments are blocked.
 block_after_failures = 2
+# Exclude an assignment that rated a pair the page never showed at 1:1 (one image pixel per
+# screen pixel) or closer; pages record the largest zoom of every pair.
+require_native_view = false
 # Bonus per approved assignment in USD (0 = none), and the reason the worker sees.
 bonus_usd = 0.0
 bonus_reason = "Thank you for careful ratings."
@@ -329,6 +336,8 @@ class HitSection:
     expected_seconds_per_hit: int = _opt(lo=1)
     question: str = _opt(choices=("html", "external"))
     max_hits_per_worker: int = _opt(lo=0)
+    min_screen_width: int = _opt(lo=0, hi=10000)
+    min_screen_height: int = _opt(lo=0, hi=10000)
     requirements: Requirements
 
 
@@ -364,6 +373,7 @@ class QualitySection:
     max_inconsistency: float = _opt(lo=0, lo_open=True)
     repeat_max_difference: int = _opt(lo=0)
     block_after_failures: int = _opt(lo=0)
+    require_native_view: bool
     bonus_usd: Decimal = _opt(lo=0, hi=1000)
     bonus_reason: str
 
