@@ -157,9 +157,15 @@ def test_gold_items_cannot_be_found_from_the_page_source(study):
     gold = conn.execute("SELECT * FROM items WHERE kind = 'gold_reference'").fetchone()
     assert len(served[gold["reference_path"]]) >= 2      # both sides of the gold, and more
     for path, shown in served.items():
+        # Every appearance shows the same pixels: the source in the study's one image format
+        # (JPEG q95 4:4:4 by default, the reference included), close to the render.
         with open(path, "rb") as fh:
-            truth = np.asarray(Image.open(fh).convert("RGB"))
+            source = np.asarray(Image.open(fh).convert("RGB"), float)
+        truth = np.asarray(Image.open(hosting.file(path)).convert("RGB"))
+        mse = np.mean((truth - source) ** 2)
+        assert mse == 0 or 10 * np.log10(255 ** 2 / mse) > 38
         for _, data in shown:
+            assert Image.open(io.BytesIO(data)).format == "JPEG"
             assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), truth)
     # A name not sealed by this study's key is not served.
     name = urls[0].rsplit("/", 1)[1]

@@ -138,8 +138,8 @@ def render_task_page(study, key: str, args) -> str:
                        min_screen=min_screen(study.settings))
 
 
-_IMAGE_NAME = re.compile(r"^([0-9a-f]{64})\.(png|jpg)$")
-_APPEARANCE_NAME = re.compile(r"^([0-9a-f]{104})\.(png|jpg)$")
+_IMAGE_NAME = re.compile(r"^([0-9a-f]{64})\.(png|jpg|webp)$")
+_APPEARANCE_NAME = re.compile(r"^([0-9a-f]{104})\.(png|jpg|webp)$")
 
 
 def tasks_blueprint(study):
