@@ -40,43 +40,58 @@ def test_rating_page_in_chromium(tmp_path, question):
     with study_service(root) as (url, _market):
         study = Study.open(root)
         publish(study, "sandbox", echo=lambda _m: None)
-        task_url = accepted_task_url(f"{url}/worker/sandbox")
+        worker = requests.Session()
+        task_url = accepted_task_url(f"{url}/worker/sandbox", worker)
         query = {k: v[0] for k, v in parse_qs(urlsplit(task_url).query).items()}
         preview_url = task_url.replace(query["assignmentId"], "ASSIGNMENT_ID_NOT_AVAILABLE")
         errors: list[str] = []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            context = browser.new_context(viewport={"width": 1200, "height": 900})
+            # The worker site shows an assignment's page only to the worker who accepted it.
+            context.add_cookies([{"name": c.name, "value": c.value, "url": url}
+                                 for c in worker.cookies])
+            page = context.new_page()
             page.on("pageerror", lambda e: errors.append(str(e)))
-            # Preview: submit stays disabled even with every item rated.
+            # Preview: read-only, submit disabled.
             page.goto(preview_url)
             n = page.locator("section.item").count()
-            for pos in range(1, n + 1):
-                page.locator(f"input[name=rating_{pos}][value='2']").check()
+            assert all(page.locator(f"input[name=rating_{pos}][value='2']").is_disabled()
+                       for pos in range(1, n + 1))
             assert page.locator("#submit").is_disabled()
             # Accepted: disabled until the last item is rated.
             page.goto(task_url)
             action = page.eval_on_selector("#rating-form", "f => f.action")
             assert action == query["turkSubmitTo"].rstrip("/") + "/mturk/externalSubmit"
-            first = page.locator("section.item").first
-            first.hover()
+            first = page.locator("section.item.current")
             page.wait_for_timeout(1200)
             view = first.locator(".view").first
             box = view.bounding_box()
             page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            t0 = first.locator("img.result").evaluate("i => i.style.transform")
+            page.mouse.wheel(0, -300)              # a plain wheel does not zoom
+            page.wait_for_timeout(100)
+            assert first.locator("img.result").evaluate("i => i.style.transform") == t0
+            page.keyboard.down("Control")
             page.mouse.wheel(0, -300)
+            page.keyboard.up("Control")
             page.wait_for_timeout(100)
             t_ref = first.locator("img.reference").evaluate("i => i.style.transform")
             t_res = first.locator("img.result").evaluate("i => i.style.transform")
-            assert t_ref == t_res and "scale(" in t_ref
+            assert t_ref == t_res and "scale(" in t_ref and t_res != t0
+            first.locator("button.mode").click()
+            assert first.locator(".views").evaluate("v => v.classList.contains('flicker')")
             first.locator("button.flip").click()
-            assert first.locator(".views").evaluate("v => v.classList.contains('single')")
-            hidden = first.locator(".view.hidden img").get_attribute("class")
+            assert not first.locator("img.result").is_visible()
             first.locator("button.flip").click()
-            assert first.locator(".view.hidden img").get_attribute("class") != hidden
+            assert first.locator("img.result").is_visible()
+            first.locator("button.mode").click()
             for pos in range(1, n + 1):
                 assert page.locator("#submit").is_disabled()
-                page.locator(f"input[name=rating_{pos}][value='{pos % 5}']").check()
+                item = page.locator(f"section.item.current[data-position='{pos}']")
+                item.wait_for()
+                item.locator(f"label:has(input[value='{pos % 5}'])").click()
+            page.wait_for_timeout(500)
             assert page.locator("#submit").is_enabled()
             seconds = float(page.locator("input[name=seconds_1]").input_value())
             assert seconds >= 1.0
