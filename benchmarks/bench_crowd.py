@@ -6,11 +6,16 @@ publish: HITs per second with the design, page rendering, image hosting and the 
 (two rows and a fault point per call), against raw CreateHITWithHITType calls with the same
 Question on the same server. collect: assignments per second fetched, parsed, checked, decided,
 approved and bonused exactly once, against a bare GetAssignment round trip per assignment.
+page weight: the bytes one HIT of a 1536x1024 study sends a worker (page and every image), in each
+hosting.image_format, against the renders and dataset files served as they are (PNG outputs,
+JPEG references: the pages before one format was chosen), with the PSNR of what is shown
+against the render.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -34,6 +39,111 @@ def _study(base: Path, n_images: int) -> Path:
     set_config(root, "[quality]\nbonus_usd = 0.05\nbonus_reason = \"Thanks\"\n")
     set_config(root, "[budget]\nmax_usd = 10000.0\n")
     return root
+
+
+PHOTO_H, PHOTO_W = 1024, 1536
+
+
+def _photo_study(base: Path, n_images: int) -> Path:
+    """An EBB!-layout dataset of real photos at 1536x1024 (crops of the stereo motorcycle,
+    upscaled), JPEG files as EBB! ships them: a sharp original and a blurred bokeh reference."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+    from skimage import data
+
+    from conftest import CLI
+    from test_crowd_support import add_renders, set_config
+
+    left = Image.fromarray(np.ascontiguousarray(data.stereo_motorcycle()[0][..., :3]))
+    for i in range(1, n_images + 1):
+        w, h = left.size
+        box = (8 * i, 4 * i, w - 8 * i, h - 4 * i)
+        sharp = left.crop(box).resize((PHOTO_W, PHOTO_H), Image.BICUBIC)
+        sharp = sharp.transpose(Image.FLIP_LEFT_RIGHT) if i % 2 else sharp
+        for sub, im in (("original", sharp), ("bokeh", sharp.filter(ImageFilter.GaussianBlur(6)))):
+            path = base / "data" / "test" / sub / f"{i}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            im.save(path, quality=95)
+    root = base / "study"
+    CLI()("init", root, "--dataset", base / "data", "--images", str(n_images))
+    add_renders(root)
+    set_config(root, "[design]\nitems_per_hit = 10\nratings_per_item = 3\n")
+    return root
+
+
+def page_weight(quick: bool = False) -> list[dict]:
+    """Bytes per HIT for each image format, and PSNR of the shown images against the files the
+    renderer and dataset wrote."""
+    import numpy as np
+    from flask import Flask
+    from PIL import Image
+
+    from study.crowd import design
+    from study.crowd.hosting import Hosting
+    from study.crowd.pages import page_items, render_page, tasks_blueprint
+    from study.studydir import Study
+
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _photo_study(Path(tmp), 3 if quick else 4)
+        before = None
+        for fmt, quality in (("png", 90), ("webp", 90), ("jpeg", 95), ("jpeg", 90)):
+            toml = root / "study.toml"
+            text = re.sub(r'(?m)^image_format = ".*"$', f'image_format = "{fmt}"',
+                          toml.read_text())
+            toml.write_text(re.sub(r"(?m)^image_quality = .*$", f"image_quality = {quality}",
+                                   text))
+            fmt = f"{fmt} q{quality} 4:4:4" if fmt == "jpeg" else fmt
+            study = Study.open(root)
+            conn = study.connect()
+            design.ensure_design(study, conn)
+            hosting = Hosting(study, conn)
+            items = page_items(conn, hosting, 0)
+            html = render_page(items, "t", design.study_scale(study, conn)).encode()
+            app = Flask("bench")
+            app.register_blueprint(tasks_blueprint(study))
+            client = app.test_client()
+            sizes, psnrs, first = [], [], 0
+            for k, (row, item) in enumerate(zip(design.hit_items(conn, 0), items)):
+                for side in ("reference", "result"):
+                    url = item[f"{side}_url"]
+                    body = client.get(url[url.index("/img/"):]).data
+                    sizes.append(len(body))
+                    first += len(body) if k < 2 else 0
+                    source = np.asarray(Image.open(row[f"{side}_path"]).convert("RGB"), float)
+                    shown = np.asarray(Image.open(hosting.file(row[f"{side}_path"]))
+                                       .convert("RGB"), float)
+                    mse = float(np.mean((source - shown) ** 2))
+                    psnr = 10 * np.log10(255 ** 2 / mse) if mse else float("inf")
+                    psnrs.append(psnr)
+            if before is None:
+                # The files as the renderer and dataset wrote them, one copy per appearance.
+                before = len(html) + sum(
+                    Path(row[f"{side}_path"]).stat().st_size
+                    for row in design.hit_items(conn, 0) for side in ("reference", "result"))
+                rows.append({"benchmark": "crowd", "figure": f"HIT page weight, files as "
+                             f"rendered ({len(items)} pairs, 1536x1024)",
+                             "value": round(before / 1e6, 2), "unit": "MB",
+                             "reference": None, "ratio": None})
+            total = len(html) + sum(sizes)
+            low = min(psnrs)
+            rows.append({"benchmark": "crowd",
+                         "figure": f"HIT page weight, {fmt} (min PSNR "
+                                   f"{'lossless' if low == float('inf') else f'{low:.1f} dB'})",
+                         "value": round(total / 1e6, 2), "unit": "MB",
+                         "reference": round(before / 1e6, 2),
+                         "ratio": round(total / before, 2)})
+            if fmt.startswith("jpeg q90"):
+                rows.append({"benchmark": "crowd",
+                             "figure": "first two pairs (loaded first), jpeg q90",
+                             "value": round((len(html) + first) / 1e6, 2), "unit": "MB",
+                             "reference": round(total / 1e6, 2),
+                             "ratio": round((len(html) + first) / total, 2)})
+            rows.append({"benchmark": "crowd", "figure": f"HIT page HTML, {fmt}",
+                         "value": round(len(html) / 1e3, 1), "unit": "kB",
+                         "reference": None, "ratio": None})
+            conn.close()
+    return rows
 
 
 def main(quick: bool = False) -> list[dict]:
@@ -102,14 +212,14 @@ def main(quick: bool = False) -> list[dict]:
                          "value": round(rate, 1), "unit": "assignments/s",
                          "reference": round(ref, 1), "ratio": round(rate / ref, 2)})
             conn.close()
-    return rows
+    return rows + page_weight(quick)
 
 
 def _print(rows: list[dict]) -> None:
-    print(f"{'figure':<48} {'value':>9} {'unit':<14} {'reference':>9} {'ratio':>6}")
+    print(f"{'figure':<56} {'value':>9} {'unit':<14} {'reference':>9} {'ratio':>6}")
     for r in rows:
-        print(f"{r['figure']:<48} {r['value']:>9} {r['unit']:<14} {r['reference']:>9} "
-              f"{r['ratio']:>6}")
+        ref, ratio = ("" if r[k] is None else r[k] for k in ("reference", "ratio"))
+        print(f"{r['figure']:<56} {r['value']:>9} {r['unit']:<14} {ref:>9} {ratio:>6}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ once to `<prefix><sha256>.<ext>`.
 
 Every image is shown in the one format the study chooses (hosting.image_format), the reference
 included, so neither a file's type nor its encoder settings tell a worker anything: each source
-image is encoded once into `<study>/hosted/encoded/<sha256 of the source>.<ext>`, and that copy is
+image is encoded once into `<study>/hosted/encoded/<sha256 of the source>-<format>.<ext>`, and that copy is
 what is hosted and named.
 
 Nor may a page's source tell a gold item from a test item: the reference against itself would
@@ -34,15 +34,20 @@ from study.errors import StudyError
 from study.files import atomic_write_bytes
 
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
-# hosting.image_format -> (file extension, Pillow format, encoder options). Measured on a
-# 1536x1024 photo (benchmarks/bench_crowd.py, "image format" rows): PNG 1.91 MB (lossless),
-# lossless WebP 1.37 MB, JPEG q95 4:4:4 0.59 MB at 46.3 dB PSNR against the render (50.1 dB on
-# a blurred one). JPEG q95 without chroma subsampling is the default: a third of PNG, with
-# errors far below what a worker can see even at 4:1 zoom; "webp" and "png" keep every pixel.
+# hosting.image_format -> (file extension, Pillow format, encoder options); JPEG's quality is
+# hosting.image_quality. One HIT of ten pairs of 1536x1024 photos (benchmarks/bench_crowd.py,
+# "page weight" rows; the renders' own PNGs and the dataset's JPEGs: 20.6 MB):
+#   png                    31.0 MB (1.51)  lossless (a JPEG reference re-saved as PNG grows)
+#   webp (lossless)        20.6 MB (1.00)  lossless
+#   jpeg q95, 4:4:4         8.3 MB (0.40)  PSNR >= 48.8 dB against the render
+#   jpeg q90, 4:4:4         5.9 MB (0.29)  PSNR >= 45.4 dB   <- the default
+# No lossless format comes near a third of the weight. JPEG without chroma subsampling at
+# quality 90 keeps every error within a few grey levels (invisible at 1:1, faint at 4:1), and
+# keeps the colours of edges, where bokeh is judged.
 IMAGE_FORMATS = {
-    "jpeg": ("jpg", "JPEG", {"quality": 95, "subsampling": 0, "optimize": True}),
+    "jpeg": ("jpg", "JPEG", {"subsampling": 0, "optimize": True}),
     "webp": ("webp", "WEBP", {"lossless": True, "quality": 100, "method": 4}),
-    "png": ("png", "PNG", {"optimize": False}),
+    "png": ("png", "PNG", {}),
 }
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 # MTurk's worker site loads task images cross-origin; this is the rule its docs asked for.
@@ -70,8 +75,9 @@ def _hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def encode(path: Path, image_format: str) -> bytes:
-    """The image at `path` in the hosting format `image_format` (see IMAGE_FORMATS)."""
+def encode(path: Path, image_format: str, quality: int = 90) -> bytes:
+    """The image at `path` in the hosting format `image_format` (see IMAGE_FORMATS); `quality`
+    is JPEG's."""
     import io
 
     from PIL import Image
@@ -83,7 +89,8 @@ def encode(path: Path, image_format: str) -> bytes:
             keep = ("RGB", "L") if pil_format == "JPEG" else ("RGB", "RGBA", "L")
             im = im if im.mode in keep else im.convert("RGB")
             out = io.BytesIO()
-            im.save(out, pil_format, **options)
+            extra = {"quality": quality} if pil_format == "JPEG" else {}
+            im.save(out, pil_format, **options, **extra)
     except (OSError, ValueError) as exc:
         raise StudyError(f"{path} cannot be read as an image ({exc})", where=str(path),
                          hint="render it again, or save it as PNG") from None
@@ -200,6 +207,7 @@ class Hosting:
         self.prefix = hosting.s3_prefix
         self.presign = hosting.s3_presign_seconds
         self.image_format = hosting.image_format
+        self.image_quality = hosting.image_quality
         self._hashes: dict[str, tuple[str, str]] = {}
         self._files: dict[str, Path] = {}
         self._s3 = None
@@ -240,10 +248,13 @@ class Hosting:
                 raise StudyError(f"image {p} is missing", where=str(p),
                                  hint="run `study render` again, or restore the dataset")
             ext = IMAGE_FORMATS[self.image_format][0]
-            copy = hosted_dir(self.study) / "encoded" / f"{file_sha256(p)}.{ext}"
+            # The name holds what the bytes depend on: a changed setting encodes again.
+            how = self.image_format + (f"-q{self.image_quality}" if ext == "jpg" else "")
+            copy = hosted_dir(self.study) / "encoded" / f"{file_sha256(p)}-{how}.{ext}"
             if not copy.is_file():
                 copy.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(copy, encode(p, self.image_format), mode=0o644)
+                atomic_write_bytes(copy, encode(p, self.image_format, self.image_quality),
+                                   mode=0o644)
             self._files[key] = copy
             self._hashes[key] = (file_sha256(copy), ext)
         return self._hashes[key]
