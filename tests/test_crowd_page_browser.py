@@ -167,6 +167,10 @@ def test_rating_with_keyboard_and_flicker(tmp_path, screen):
             n = page.locator("section.item").count()
             first = page.locator("section.item.current")
             assert first.locator(".zoom").inner_text() == "1:1"
+            # The pair on screen and the next one load first; the last waits its turn.
+            page.wait_for_timeout(500)
+            assert not page.locator("section.item").last.locator("img.result").evaluate(
+                "i => i.complete && i.naturalWidth > 0")
             page.screenshot(path=str(out / f"{screen}-3-native.png"))
             positions = [int(page.locator("section.item").nth(i).get_attribute("data-position"))
                          for i in range(n)]
