@@ -31,6 +31,25 @@ def accepted_task_url(site: str, s: requests.Session | None = None) -> str:
     return urljoin(work.url, frame[0]["src"])
 
 
+def accepted_task(url: str) -> tuple[str, str, list[dict]]:
+    """A HIT accepted by a worker: its task page URL, the URL of its preview, and the worker's
+    sign-in cookies (the worker site shows an assignment's page only to the worker who
+    accepted it)."""
+    worker = requests.Session()
+    task_url = accepted_task_url(f"{url}/worker/sandbox", worker)
+    aid = parse_qs(urlsplit(task_url).query)["assignmentId"][0]
+    return (task_url, task_url.replace(aid, "ASSIGNMENT_ID_NOT_AVAILABLE"),
+            [{"name": c.name, "value": c.value, "url": url} for c in worker.cookies])
+
+
+def worker_page(browser, cookies: list[dict], errors: list[str], **context):
+    ctx = browser.new_context(**context)
+    ctx.add_cookies(cookies)
+    page = ctx.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page
+
+
 @pytest.mark.parametrize("question", ["html", "external"])
 def test_rating_page_in_chromium(tmp_path, question):
     from playwright.sync_api import sync_playwright
@@ -40,19 +59,12 @@ def test_rating_page_in_chromium(tmp_path, question):
     with study_service(root) as (url, _market):
         study = Study.open(root)
         publish(study, "sandbox", echo=lambda _m: None)
-        worker = requests.Session()
-        task_url = accepted_task_url(f"{url}/worker/sandbox", worker)
+        task_url, preview_url, cookies = accepted_task(url)
         query = {k: v[0] for k, v in parse_qs(urlsplit(task_url).query).items()}
-        preview_url = task_url.replace(query["assignmentId"], "ASSIGNMENT_ID_NOT_AVAILABLE")
         errors: list[str] = []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            context = browser.new_context(viewport={"width": 1200, "height": 900})
-            # The worker site shows an assignment's page only to the worker who accepted it.
-            context.add_cookies([{"name": c.name, "value": c.value, "url": url}
-                                 for c in worker.cookies])
-            page = context.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page = worker_page(browser, cookies, errors, viewport={"width": 1200, "height": 900})
             # Preview: read-only, submit disabled.
             page.goto(preview_url)
             n = page.locator("section.item").count()
@@ -135,19 +147,11 @@ def test_rating_with_keyboard_and_flicker(tmp_path, screen):
     with study_service(root) as (url, _market):
         study = Study.open(root)
         publish(study, "sandbox", echo=lambda _m: None)
-        worker = requests.Session()
-        task_url = accepted_task_url(f"{url}/worker/sandbox", worker)
-        query = {k: v[0] for k, v in parse_qs(urlsplit(task_url).query).items()}
-        preview_url = task_url.replace(query["assignmentId"], "ASSIGNMENT_ID_NOT_AVAILABLE")
+        task_url, preview_url, cookies = accepted_task(url)
         errors: list[str] = []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            context = browser.new_context(**VIEWPORTS[screen])
-            # The worker site shows an assignment's page only to the worker who accepted it.
-            context.add_cookies([{"name": c.name, "value": c.value, "url": url}
-                                 for c in worker.cookies])
-            page = context.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page = worker_page(browser, cookies, errors, **VIEWPORTS[screen])
             page.goto(preview_url)
             notice = page.locator("#preview-notice")
             assert notice.is_visible() and notice.bounding_box()["y"] < 50

@@ -6,8 +6,8 @@ once to `<prefix><sha256>.<ext>`.
 
 Every image is shown in the one format the study chooses (hosting.image_format), the reference
 included, so neither a file's type nor its encoder settings tell a worker anything: each source
-image is encoded once into `<study>/hosted/encoded/<sha256 of the source>-<format>.<ext>`, and that copy is
-what is hosted and named.
+image is encoded once into `<study>/hosted/encoded/<sha256 of the source>-<format>.<ext>`, and
+that copy is what is hosted and named.
 
 Nor may a page's source tell a gold item from a test item: the reference against itself would
 show one URL twice, and the gold control's image the URL of a test item. So every appearance of

@@ -1,7 +1,8 @@
 """Quality control of one assignment: gold answers, time on task, straight-lining, agreement
 with the consensus so far, how far its ratings stray from that consensus (model-based
-inconsistency) and how a repeated pair was rated twice (test-retest); and the policy that turns
-those checks into a decision.
+inconsistency), how a repeated pair was rated twice (test-retest) and whether each pair was
+ever seen at 1:1 (the page's viewing record); and the policy that turns those checks into a
+decision.
 
 Decisions: "approve" (paid, ratings used), "exclude" (paid, ratings not used: doubt is not proof)
 and "reject" (not paid; only for clear failures, always with a written reason).
