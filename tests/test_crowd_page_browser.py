@@ -176,6 +176,26 @@ def test_rating_with_keyboard_and_flicker(tmp_path, screen):
             assert not page.locator("section.item").last.locator("img.result").evaluate(
                 "i => i.complete && i.naturalWidth > 0")
             page.screenshot(path=str(out / f"{screen}-3-native.png"))
+            if screen == "phone":
+                # Two fingers spread on the photo zoom it, not the page.
+                box = first.locator(".view.right").bounding_box()
+                cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+                cdp = page.context.new_cdp_session(page)
+
+                def touch(kind, spread):
+                    points = [] if kind == "touchEnd" else [
+                        {"x": cx - spread, "y": cy, "id": 0}, {"x": cx + spread, "y": cy, "id": 1}]
+                    cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+                touch("touchStart", 20)
+                for spread in (30, 40, 50, 60):
+                    touch("touchMove", spread)
+                touch("touchEnd", 0)
+                zoom = first.locator(".zoom").inner_text()
+                assert zoom.endswith(":1") and float(zoom[:-2]) >= 2, zoom
+                assert page.evaluate("[window.scrollY, window.visualViewport.scale]") == [0, 1]
+                page.screenshot(path=str(out / f"{screen}-3b-pinched.png"))
+                page.keyboard.press("n")
             positions = [int(page.locator("section.item").nth(i).get_attribute("data-position"))
                          for i in range(n)]
             for k, pos in enumerate(positions):
