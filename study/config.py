@@ -156,6 +156,10 @@ expected_seconds_per_hit = 180
 question = "html"
 # At most this many HITs per worker (enforced with the study's qualification).
 max_hits_per_worker = 20
+# The smallest browser window (CSS pixels) the rating page accepts ratings in; a smaller one is
+# told so at preview. 360 x 560 lets phones rate; raise it to refuse them.
+min_screen_width = 360
+min_screen_height = 560
 
 [hit.requirements]
 # Requirements for the live realm; the sandbox realm has no worker history, so they are not applied there.
@@ -182,6 +186,11 @@ s3_endpoint_url = ""
 # Lifetime of the presigned image links in seconds (at most 604800, 7 days); 0 hands out plain
 # URLs, for a public bucket.
 s3_presign_seconds = 604800
+# The one format every image is shown in, the reference included: "jpeg" (no chroma
+# subsampling, at image_quality: 90 sends 0.29 of the renders' PNG bytes at >= 45 dB PSNR, 95
+# sends 0.40 at >= 49 dB), "webp" (lossless: 1.0) or "png" (lossless: 1.5).
+image_format = "jpeg"
+image_quality = 90
 
 [budget]
 # Publication refuses a plan whose cost (rewards + marketplace fees) exceeds this, in USD.
@@ -207,6 +216,9 @@ max_inconsistency = 1.5
 repeat_max_difference = 2
 # Workers with this many failed assignments are blocked.
 block_after_failures = 2
+# Exclude an assignment that rated a pair the page never showed at 1:1 (one image pixel per
+# screen pixel) or closer; pages record the largest zoom of every pair.
+require_native_view = false
 # Bonus per approved assignment in USD (0 = none), and the reason the worker sees.
 bonus_usd = 0.0
 bonus_reason = "Thank you for careful ratings."
@@ -332,6 +344,8 @@ class HitSection:
     expected_seconds_per_hit: int = _opt(lo=1)
     question: str = _opt(choices=("html", "external"))
     max_hits_per_worker: int = _opt(lo=0)
+    min_screen_width: int = _opt(lo=0, hi=10000)
+    min_screen_height: int = _opt(lo=0, hi=10000)
     requirements: Requirements
 
 
@@ -350,6 +364,8 @@ class HostingSection:
     s3_prefix: str
     s3_endpoint_url: str
     s3_presign_seconds: int = _opt(lo=0, hi=604800)
+    image_format: str = _opt(choices=("jpeg", "webp", "png"))
+    image_quality: int = _opt(lo=50, hi=100)
 
 
 @dataclass(frozen=True)
@@ -367,6 +383,7 @@ class QualitySection:
     max_inconsistency: float = _opt(lo=0, lo_open=True)
     repeat_max_difference: int = _opt(lo=0)
     block_after_failures: int = _opt(lo=0)
+    require_native_view: bool
     bonus_usd: Decimal = _opt(lo=0, hi=1000)
     bonus_reason: str
 

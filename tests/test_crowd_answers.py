@@ -150,3 +150,38 @@ def test_helpers():
     assert pearson([1, 1, 1], [1, 2, 3]) is None
     assert not should_block(1, Policy()) and should_block(2, Policy())
     assert not should_block(9, Policy(block_after_failures=0))
+
+
+def test_viewing_record_is_read_defensively():
+    """view_P carries how the item was looked at; a bad or oversized record is dropped (None),
+    an out-of-range number only loses that number, and the rating stands either way."""
+    good = '{"s":12.5,"z":2,"f":4,"w":1366,"h":768,"r":1}'
+    a = parse_answers(xml([("rating_1", "2"), ("view_1", good), ("rating_2", "1"),
+                           ("view_2", '{"s":-1,"z":1e9,"f":"x","w":390,"h":844,"r":3}'),
+                           ("rating_3", "0"), ("view_3", "[" * 5000),
+                           ("rating_4", "3"), ("view_4", "not json"),
+                           ("rating_5", "4")]), [1, 2, 3, 4, 5], SCALE)
+    assert a.problems == []
+    assert a.items[1].view == {"seconds": 12.5, "max_zoom": 2.0, "flips": 4,
+                               "viewport": [1366, 768], "pixel_ratio": 1.0}
+    assert a.items[2].view == {"seconds": None, "max_zoom": None, "flips": None,
+                               "viewport": [390, 844], "pixel_ratio": 3.0}
+    assert [a.items[p].view for p in (3, 4, 5)] == [None, None, None]
+    assert all(a.items[p].valid for p in range(1, 6))
+
+
+def test_pairs_never_seen_at_one_to_one_are_flagged_when_required():
+    consensus = {0: 0.5, 1: 1.5, 2: 2.5, 3: 3.5}
+    rated = _rated([0, 1, 3, 4], gold=GOOD_GOLD)
+    for r in rated:
+        r.max_zoom = 1.0
+    rated[0].max_zoom = 0.4              # looked at the whole photo only
+    checks = assess(rated, consensus)
+    assert checks.unseen_native == 1
+    assert decide(checks, Policy()) == ("approve", "")
+    decision, why = decide(checks, Policy(require_native_view=True))
+    assert decision == "exclude" and "1:1" in why
+    # A page that recorded nothing (an older page) is not held against the worker.
+    for r in rated:
+        r.max_zoom = None
+    assert decide(assess(rated, consensus), Policy(require_native_view=True))[0] == "approve"

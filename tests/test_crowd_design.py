@@ -157,9 +157,16 @@ def test_gold_items_cannot_be_found_from_the_page_source(study):
     gold = conn.execute("SELECT * FROM items WHERE kind = 'gold_reference'").fetchone()
     assert len(served[gold["reference_path"]]) >= 2      # both sides of the gold, and more
     for path, shown in served.items():
+        # Every appearance shows the same pixels: the source in the study's one image format
+        # (JPEG q95 4:4:4 by default, the reference included), close to the render.
         with open(path, "rb") as fh:
-            truth = np.asarray(Image.open(fh).convert("RGB"))
+            source = np.asarray(Image.open(fh).convert("RGB"), float)
+        truth = np.asarray(Image.open(hosting.file(path)).convert("RGB"))
+        mse = np.mean((truth - source) ** 2)
+        # (these test images are mostly pixel noise, the worst case for JPEG)
+        assert mse == 0 or 10 * np.log10(255 ** 2 / mse) > 35
         for _, data in shown:
+            assert Image.open(io.BytesIO(data)).format == "JPEG"
             assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), truth)
     # A name not sealed by this study's key is not served.
     name = urls[0].rsplit("/", 1)[1]
@@ -224,3 +231,35 @@ def test_levels_are_worded_as_the_study_defines_them(study):
     assert [lv["label"] for lv in levels(study.settings.scale.scale())] == [
         "0 \u2013 almost identical", "1 \u2013 mostly similar", "2 \u2013 similar",
         "3 \u2013 somewhat similar", "4 \u2013 mostly different"]
+
+
+def test_collect_keeps_each_items_viewing_record(study):
+    """collect stores the page's per-item viewing record with the assignment and hands each
+    item's largest zoom to quality control."""
+    import json
+
+    from study.crowd.collect import decide_assignment, store_assignment
+    from study.crowd.quality import Policy
+    from test_crowd_answers import xml
+
+    conn = study.connect()
+    design.ensure_design(study, conn)
+    positions = [r["position"] for r in design.hit_items(conn, 0)]
+    fields = []
+    for p in positions:
+        zoom = 0.5 if p == positions[0] else 1
+        fields += [(f"rating_{p}", "2"), (f"seconds_{p}", "9.0"),
+                   (f"view_{p}", json.dumps({"s": 9.0, "z": zoom, "f": p, "w": 1366,
+                                             "h": 768, "r": 1}))]
+    conn.execute("INSERT INTO hits (hit_index, realm, unique_token, hit_id, hit_type_id, "
+                 "max_assignments, reward, state) "
+                 "VALUES (0, 'sandbox', 'U0', 'H0', 'T0', 1, '0.50', 'created')")
+    store_assignment(conn, "sandbox", 0, {"AssignmentId": "A0", "HITId": "H0",
+                                          "WorkerId": "W0", "Answer": xml(fields)})
+    info = json.loads(conn.execute("SELECT quality_json FROM assignments").fetchone()[0])
+    assert info["views"][str(positions[1])] == {"seconds": 9.0, "max_zoom": 1.0,
+                                                "flips": positions[1],
+                                                "viewport": [1366, 768], "pixel_ratio": 1.0}
+    decide_assignment(conn, "sandbox", "A0", Policy(require_native_view=True))
+    reason = conn.execute("SELECT decision_reason FROM assignments").fetchone()[0]
+    assert "1 pair(s) rated without ever being seen at 1:1" in reason

@@ -72,7 +72,9 @@ def test_uploads_each_appearance_once_with_presigned_urls(tmp_path, s3_endpoint,
     assert len({hashlib.sha256(b).hexdigest() for b in bodies}) == len(bodies)
     row = design.hit_items(conn, 0)[0]
     first = np.asarray(Image.open(io.BytesIO(bodies[0])).convert("RGB"))
-    assert np.array_equal(first, np.asarray(Image.open(row["reference_path"]).convert("RGB")))
+    # (the pixels of the study's hosted copy, in its one image format)
+    hosted = Hosting(study, conn).file(row["reference_path"])
+    assert np.array_equal(first, np.asarray(Image.open(hosted).convert("RGB")))
     cors = client.get_bucket_cors(Bucket="hits")["CORSRules"][0]
     assert cors["AllowedOrigins"] == ["*"] and "GET" in cors["AllowedMethods"]
     # A second publication of every HIT uploads nothing again.
@@ -94,7 +96,7 @@ def test_public_bucket_urls(tmp_path, s3_endpoint, aws_env):
     design.ensure_design(study, conn)
     url = Hosting(study, conn).appearance_url(conn.execute("SELECT result_path FROM items")
                                               .fetchone()[0], 0, 1, "result")
-    assert re.fullmatch(re.escape(s3_endpoint) + r"/public/imgs/a/[0-9a-f]{104}\.png", url)
+    assert re.fullmatch(re.escape(s3_endpoint) + r"/public/imgs/a/[0-9a-f]{104}\.jpg", url)
 
 
 def test_missing_bucket_is_a_clear_error(tmp_path, s3_endpoint, aws_env):

@@ -174,12 +174,12 @@ def work_one_hit(session, site: str, worker: str, answer) -> dict | None:
             "positions": positions, "page": page}
 
 
-def photo_dataset_study(base: Path, ratings_per_item: int = 2) -> Path:
+def photo_dataset_study(base: Path, ratings_per_item: int = 2, size=(64, 96)) -> Path:
     """A study made by `study init` (3 small images, 5 methods rendered), R ratings per item,
     a bonus, and workers blocked after one failure."""
     from conftest import CLI
 
-    dataset = make_bokeh_dataset(base / "ebb")
+    dataset = make_bokeh_dataset(base / "ebb", size=size)
     root = base / "study"
     CLI()("init", root, "--dataset", dataset)
     add_renders(root)

@@ -152,8 +152,15 @@ def answer_fields(root: Path, assignment_id: str) -> dict[str, str]:
 
 
 def images_loaded(frame) -> bool:
+    """The pair on screen is loaded (the page loads the rest as the worker moves on)."""
     return frame.locator("body").evaluate(
-        "b => [...b.querySelectorAll('img')].every(i => i.complete && i.naturalWidth > 0)")
+        "b => [...b.querySelectorAll('section.item.current img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)")
+
+
+# Run inside the HIT's frame (sandboxed in an opaque origin: the page cannot reach into it).
+CURRENT_LOADED = ("() => [...document.querySelectorAll('section.item.current img')]"
+                  ".every(i => i.complete)")
 
 
 def rendered_width(img) -> float:
@@ -219,15 +226,15 @@ def test_worker_rates_a_hit_in_chromium(service, page):
     sections.first.wait_for()
     n = sections.count()
     assert n >= 5
-    # The HIT runs sandboxed in an opaque origin: the page cannot reach into it, Playwright can.
-    page.query_selector("#question-frame").content_frame().wait_for_function(
-        "() => [...document.images].every(i => i.complete)")
+    page.query_selector("#question-frame").content_frame().wait_for_function(CURRENT_LOADED)
     assert images_loaded(frame)
     page.screenshot(path=str(OUTPUT_DIR / "worker-preview.png"), full_page=True)
     assert frame.locator("#submit").is_disabled()
     assert "Preview" in frame.locator("#status").inner_text()
+    # Preview is read-only: nothing can be rated, and the notice says so at the top.
+    assert frame.locator("#preview-notice").is_visible()
     for pos in range(1, n + 1):
-        frame.locator(f"input[name=rating_{pos}][value='2']").check()
+        assert frame.locator(f"input[name=rating_{pos}][value='2']").is_disabled()
     assert frame.locator("#submit").is_disabled()
     frame.locator("#rating-form").evaluate("f => f.requestSubmit()")
     page.wait_for_timeout(300)
@@ -245,34 +252,29 @@ def test_worker_rates_a_hit_in_chromium(service, page):
     sections = frame.locator("section.item")
     sections.first.wait_for()
     assert sections.count() == n
-    # The HIT runs sandboxed in an opaque origin: the page cannot reach into it, Playwright can.
-    page.query_selector("#question-frame").content_frame().wait_for_function(
-        "() => [...document.images].every(i => i.complete)")
+    page.query_selector("#question-frame").content_frame().wait_for_function(CURRENT_LOADED)
     assert images_loaded(frame)
     assert frame.locator("#submit").is_disabled()
 
-    # Zoom: "Full size" shows the image at its own pixel size, "Fit" fits it to the view;
-    # both sides always share one transform.
+    # Zoom: the pair opens at 1:1 (one image pixel per screen pixel at this device pixel
+    # ratio of 1), "Whole photo" fits it to the view; both sides always share one transform.
     first = sections.first
     ref, res = first.locator("img.reference"), first.locator("img.result")
     natural = res.evaluate("i => i.naturalWidth")
-    fitted = rendered_width(res)
-    first.locator("button.full").click()
     assert rendered_width(res) == pytest.approx(natural, abs=0.5)
-    assert rendered_width(res) != pytest.approx(fitted, abs=0.5)
-    assert ref.evaluate("i => i.style.transform") == res.evaluate("i => i.style.transform")
     first.locator("button.fit").click()
-    assert rendered_width(res) == pytest.approx(fitted, abs=0.5)
+    fitted = rendered_width(res)
+    assert fitted != pytest.approx(natural, abs=0.5)
+    assert ref.evaluate("i => i.style.transform") == res.evaluate("i => i.style.transform")
+    first.locator("button.native").click()
+    assert rendered_width(res) == pytest.approx(natural, abs=0.5)
 
-    # Flip: one image at a time in the same place, switching at each press.
+    # Flip: the processed photo's place shows the original, switching at each press.
     assert ref.is_visible() and res.is_visible()
     first.locator("button.flip").click()
-    shown = [ref.is_visible(), res.is_visible()]
-    assert shown in ([True, False], [False, True])
+    assert not res.is_visible() and "original" in first.locator(".right .label").inner_text()
     first.locator("button.flip").click()
-    assert [ref.is_visible(), res.is_visible()] == [not shown[0], not shown[1]]
-    first.locator("button.flip").click()
-    assert [ref.is_visible(), res.is_visible()] == shown
+    assert res.is_visible() and first.locator(".right .label").inner_text() == "processed"
 
     # Rate every item; submit unlocks only with the last one.
     positions = sorted(int(sections.nth(k).get_attribute("data-position")) for k in range(n))
@@ -280,15 +282,20 @@ def test_worker_rates_a_hit_in_chromium(service, page):
     values = planned_values(service.root, query["hitId"], positions)
     for pos in positions:
         assert frame.locator("#submit").is_disabled()
-        frame.locator(f"input[name=rating_{pos}][value='{values[pos]}']").check()
+        # One pair per screen: each comes up after the previous is rated.
+        item = frame.locator(f"section.item.current[data-position='{pos}']")
+        item.wait_for()
         page.wait_for_timeout(250)  # time on the item, recorded by the page
+        item.locator(f"label:has(input[value='{values[pos]}'])").click()
     assert frame.locator("#submit").is_enabled()
+    frame.locator("nav details summary").click()
     frame.locator("textarea[name=comments]").fill(HOSTILE)
     page.screenshot(path=str(OUTPUT_DIR / "worker-task.png"), full_page=True)
     # The whole task page as one picture (the work page shows it through a scrolling frame).
     whole = page.context.new_page()
     whole.goto(urljoin(page.url, page.get_attribute("#question-frame", "src")))
-    whole.wait_for_function("() => [...document.images].every(i => i.complete)")
+    whole.wait_for_function("() => [...document.querySelectorAll('section.item.current img')]"
+                            ".every(i => i.complete)")
     whole.screenshot(path=str(OUTPUT_DIR / "worker-task-page.png"), full_page=True)
     whole.close()
 

@@ -514,7 +514,8 @@ def test_a_crowd_rates_real_hits_on_the_marketplace(tmp_path, image_host, run_cl
             assert got["fields"][f"rating_{p}"] == str(r)
             assert float(got["fields"][f"seconds_{p}"]) == pytest.approx(s.seconds[p], abs=0.01)
         assert set(got["fields"]) <= ({f"rating_{p}" for p in s.ratings}
-                                      | {f"seconds_{p}" for p in s.ratings} | {"comments"})
+                                      | {f"seconds_{p}" for p in s.ratings}
+                                      | {f"view_{p}" for p in s.ratings} | {"comments"})
     # The crowd used the capacity it was offered: 10 HITs x 5 assignments, less what the
     # abandoner still holds.
     assert len(subs) == 10 * 5 - counts["abandoner"]["abandoned"]

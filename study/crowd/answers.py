@@ -7,6 +7,7 @@ out of range, non-numeric or hostile. Parsing never raises; every rating comes b
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -16,7 +17,11 @@ from defusedxml import DefusedXmlException
 
 MAX_XML_BYTES = 1 << 20
 MAX_SECONDS = 24 * 3600.0
-_FIELD = re.compile(r"^(rating|seconds)_(\d{1,4})$")
+_FIELD = re.compile(r"^(rating|seconds|view)_(\d{1,4})$")
+MAX_VIEW_CHARS = 400
+MAX_ZOOM = 64.0
+MAX_FLIPS = 100000
+MAX_SCREEN = 100000
 KNOWN_FIELDS = {"comments", "assignmentId", "hitId", "workerId", "turkSubmitTo"}
 
 
@@ -27,6 +32,8 @@ class ItemAnswer:
     seconds: float | None
     valid: bool
     reason: str = ""
+    # How the item was looked at (see parse_view), None when the page sent no readable record.
+    view: dict | None = None
 
 
 @dataclass
@@ -104,6 +111,36 @@ def parse_seconds(value: str) -> float | None:
     return seconds
 
 
+def _number(value, hi: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and 0 <= value <= hi else None
+
+
+def parse_view(value: str) -> dict | None:
+    """The page's viewing record of one item, `{"s": seconds on screen, "z": largest zoom in
+    screen pixels per image pixel (1 = 1:1), "f": flips between the photos, "w", "h": window
+    size in CSS pixels, "r": devicePixelRatio}`, as {"seconds", "max_zoom", "flips",
+    "viewport": [w, h], "pixel_ratio"}; None when it is missing, too long or malformed.
+    A number out of range is dropped (None), the rest kept."""
+    if not value or len(value) > MAX_VIEW_CHARS:
+        return None
+    try:
+        raw = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    flips = _number(raw.get("f"), MAX_FLIPS)
+    w, h = _number(raw.get("w"), MAX_SCREEN), _number(raw.get("h"), MAX_SCREEN)
+    return {"seconds": _number(raw.get("s"), MAX_SECONDS),
+            "max_zoom": _number(raw.get("z"), MAX_ZOOM),
+            "flips": None if flips is None else int(flips),
+            "viewport": None if w is None or h is None else [int(w), int(h)],
+            "pixel_ratio": _number(raw.get("r"), 16.0)}
+
+
 def parse_answers(xml: str | bytes | None, positions: list[int], scale) -> ParsedAnswer:
     """The ratings on `scale` for the HIT positions `positions` found in one assignment's
     answer."""
@@ -125,6 +162,8 @@ def parse_answers(xml: str | bytes | None, positions: list[int], scale) -> Parse
         ratings = values.get(("rating", p), [])
         secs = values.get(("seconds", p), [])
         seconds = parse_seconds(secs[0]) if len(secs) == 1 else None
+        views = values.get(("view", p), [])
+        view = parse_view(views[0]) if len(views) == 1 else None
         if not readable:
             items[p] = ItemAnswer(p, None, None, False, problems[0])
         elif not ratings:
@@ -135,5 +174,6 @@ def parse_answers(xml: str | bytes | None, positions: list[int], scale) -> Parse
         else:
             score, why = parse_score(ratings[0], scale)
             items[p] = ItemAnswer(p, score, seconds, score is not None, why)
+        items[p].view = view
     text = "\n".join(comments)
     return ParsedAnswer(items=items, comments=text[:2000], problems=problems)

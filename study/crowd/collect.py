@@ -123,7 +123,9 @@ def store_assignment(conn: sqlite3.Connection, realm: str, hit_index: int, a: di
                 (aid, pos, items[pos], worker, ans.score, ans.seconds, int(valid), reason))
         conn.execute("UPDATE assignments SET quality_json = ? WHERE assignment_id = ?",
                      (json.dumps({"problems": parsed.problems[:20],
-                                  "comments": parsed.comments}), aid))
+                                  "comments": parsed.comments,
+                                  "views": {str(p): ans.view for p, ans in parsed.items.items()
+                                            if ans.view is not None}}), aid))
         journal.append(conn, "collect:assignment:stored", assignment_id=aid)
     fault_point("collect:assignment:stored")
     return True
@@ -166,6 +168,8 @@ def decide_assignment(conn: sqlite3.Connection, realm: str, aid: str, policy) ->
                    else None) for r in rows]
     a = conn.execute("SELECT * FROM assignments WHERE assignment_id = ?", (aid,)).fetchone()
     info = json.loads(a["quality_json"] or "{}")
+    for r, row in zip(rated, rows):
+        r.max_zoom = (info.get("views", {}).get(str(row["position"])) or {}).get("max_zoom")
     checks = assess(rated, consensus(conn, realm, aid))
     decision, reason = decide(checks, policy, info.get("problems"))
     info["checks"] = asdict(checks)

@@ -4,6 +4,11 @@ Workers must not learn which method made an image, so an image is stored under t
 its bytes: "service" mode keeps a copy in `<study>/hosted/<sha256>.<ext>`; "s3" mode uploads it
 once to `<prefix><sha256>.<ext>`.
 
+Every image is shown in the one format the study chooses (hosting.image_format), the reference
+included, so neither a file's type nor its encoder settings tell a worker anything: each source
+image is encoded once into `<study>/hosted/encoded/<sha256 of the source>-<format>.<ext>`, and
+that copy is what is hosted and named.
+
 Nor may a page's source tell a gold item from a test item: the reference against itself would
 show one URL twice, and the gold control's image the URL of a test item. So every appearance of
 an image (a HIT, a position, a side) has a name of its own, and its bytes carry an invisible
@@ -30,7 +35,22 @@ from study import store
 from study.errors import StudyError
 from study.files import atomic_write_bytes
 
-CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
+CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+# hosting.image_format -> (file extension, Pillow format, encoder options); JPEG's quality is
+# hosting.image_quality. One HIT of ten pairs of 1536x1024 photos (benchmarks/bench_crowd.py,
+# "page weight" rows; the renders' own PNGs and the dataset's JPEGs: 20.6 MB):
+#   png                    31.0 MB (1.51)  lossless (a JPEG reference re-saved as PNG grows)
+#   webp (lossless)        20.6 MB (1.00)  lossless
+#   jpeg q95, 4:4:4         8.3 MB (0.40)  PSNR >= 48.8 dB against the render
+#   jpeg q90, 4:4:4         5.9 MB (0.29)  PSNR >= 45.4 dB   <- the default
+# No lossless format comes near a third of the weight. JPEG without chroma subsampling at
+# quality 90 keeps every error within a few grey levels (invisible at 1:1, faint at 4:1), and
+# keeps the colours of edges, where bokeh is judged.
+IMAGE_FORMATS = {
+    "jpeg": ("jpg", "JPEG", {"subsampling": 0, "optimize": True}),
+    "webp": ("webp", "WEBP", {"lossless": True, "quality": 100, "method": 4}),
+    "png": ("png", "PNG", {}),
+}
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 # MTurk's worker site loads task images cross-origin; this is the rule its docs asked for.
 CORS_RULE = {"CORSRules": [{"AllowedMethods": ["GET", "HEAD"], "AllowedOrigins": ["*"],
@@ -57,13 +77,26 @@ def _hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def image_ext(path: Path) -> str:
-    ext = Path(path).suffix.lower().lstrip(".")
-    ext = "jpg" if ext == "jpeg" else ext
-    if ext not in CONTENT_TYPES:
-        raise StudyError(f"{path} is not a PNG or JPEG image, which browsers need",
-                         where=str(path), hint="save the result as .png or .jpg")
-    return ext
+def encode(path: Path, image_format: str, quality: int = 90) -> bytes:
+    """The image at `path` in the hosting format `image_format` (see IMAGE_FORMATS); `quality`
+    is JPEG's."""
+    import io
+
+    from PIL import Image
+
+    _, pil_format, options = IMAGE_FORMATS[image_format]
+    try:
+        with Image.open(path) as im:
+            im.load()
+            keep = ("RGB", "L") if pil_format == "JPEG" else ("RGB", "RGBA", "L")
+            im = im if im.mode in keep else im.convert("RGB")
+            out = io.BytesIO()
+            extra = {"quality": quality} if pil_format == "JPEG" else {}
+            im.save(out, pil_format, **options, **extra)
+    except (OSError, ValueError) as exc:
+        raise StudyError(f"{path} cannot be read as an image ({exc})", where=str(path),
+                         hint="render it again, or save it as PNG") from None
+    return out.getvalue()
 
 
 SIDES = ("reference", "result")
@@ -115,8 +148,35 @@ def with_nonce(data: bytes, ext: str, nonce: bytes) -> bytes:
         return data[:-12] + chunk + data[-12:]
     if ext == "jpg" and data[:2] == b"\xff\xd8":
         return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]
-    raise StudyError("an image to host is neither a whole PNG nor a JPEG",
-                     hint="save the result again as .png or .jpg")
+    if ext == "webp" and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_with_chunk(data, text)
+    raise StudyError("an image to host is not a whole PNG, JPEG or WebP file",
+                     hint="publish again: hosted copies are encoded by the study itself")
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a simple-format WebP (one VP8L or VP8 chunk)."""
+    if data[12:16] == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if data[12:16] == b"VP8 ":
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    raise StudyError("a WebP image to host has an unknown layout",
+                     hint="publish again with hosting.image_format = \"jpeg\"")
+
+
+def _webp_with_chunk(data: bytes, text: bytes) -> bytes:
+    """A WebP with an unknown chunk at its end, which decoders skip; only the extended format
+    (VP8X) may carry one, so a simple file is given a VP8X header first."""
+    body = data[12:]
+    if data[12:16] != b"VP8X":
+        w, h = _webp_size(data)
+        body = b"VP8X" + struct.pack("<I", 10) + b"\0\0\0\0" + \
+            (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little") + body
+    payload = text + (b"\0" if len(text) % 2 else b"")
+    body += b"NONC" + struct.pack("<I", len(text)) + payload
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
 
 
 def hosted_dir(study) -> Path:
@@ -148,7 +208,10 @@ class Hosting:
         self.bucket = hosting.s3_bucket
         self.prefix = hosting.s3_prefix
         self.presign = hosting.s3_presign_seconds
+        self.image_format = hosting.image_format
+        self.image_quality = hosting.image_quality
         self._hashes: dict[str, tuple[str, str]] = {}
+        self._files: dict[str, Path] = {}
         self._s3 = None
         self._key: bytes | None = None
         if self.mode == "s3" and not self.bucket:
@@ -178,14 +241,30 @@ class Hosting:
             pass  # a bucket managed elsewhere may forbid it; its owner sets CORS then
 
     def identify(self, path: str | Path) -> tuple[str, str]:
+        """(SHA-256, extension) of the hosted copy of the image at `path`, encoded (once) in
+        the study's image format."""
         key = str(path)
         if key not in self._hashes:
             p = Path(path)
             if not p.is_file():
                 raise StudyError(f"image {p} is missing", where=str(p),
                                  hint="run `study render` again, or restore the dataset")
-            self._hashes[key] = (file_sha256(p), image_ext(p))
+            ext = IMAGE_FORMATS[self.image_format][0]
+            # The name holds what the bytes depend on: a changed setting encodes again.
+            how = self.image_format + (f"-q{self.image_quality}" if ext == "jpg" else "")
+            copy = hosted_dir(self.study) / "encoded" / f"{file_sha256(p)}-{how}.{ext}"
+            if not copy.is_file():
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(copy, encode(p, self.image_format, self.image_quality),
+                                   mode=0o644)
+            self._files[key] = copy
+            self._hashes[key] = (file_sha256(copy), ext)
         return self._hashes[key]
+
+    def file(self, path: str | Path) -> Path:
+        """The encoded copy of the image at `path` (what workers are sent)."""
+        self.identify(path)
+        return self._files[str(path)]
 
     def host(self, path: str | Path) -> tuple[str, str]:
         """Make the image available (once) and return (sha256, ext)."""
@@ -238,7 +317,7 @@ class Hosting:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{sha}.{ext}"
         if not target.is_file():
-            atomic_write_bytes(target, Path(path).read_bytes(), mode=0o644)
+            atomic_write_bytes(target, self.file(path).read_bytes(), mode=0o644)
         return str(target)
 
     def _object_key(self, sha: str, ext: str) -> str:
@@ -253,7 +332,7 @@ class Hosting:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
                 raise
-            with open(path, "rb") as fh:
+            with open(self.file(path), "rb") as fh:
                 self.s3.put_object(Bucket=self.bucket, Key=key, Body=fh,
                                    ContentType=CONTENT_TYPES[ext], CacheControl=CACHE_CONTROL)
         return f"s3://{self.bucket}/{key}"
@@ -301,6 +380,6 @@ class Hosting:
             if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
                 raise
         _, nonce = image_of_appearance(self.key, name)
-        body = with_nonce(Path(path).read_bytes(), ext, nonce)
+        body = with_nonce(self.file(path).read_bytes(), ext, nonce)
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body,
                            ContentType=CONTENT_TYPES[ext], CacheControl=CACHE_CONTROL)

@@ -31,8 +31,8 @@ EXAMPLES = {
 def levels(scale) -> list[dict]:
     """The scale's levels as the page shows them, with the better end marked."""
     labels = scale.labels or tuple(str(v) for v in scale.levels)
-    return [{"value": v, "label": f"{v} \u2013 {word}", "example": EXAMPLES.get(word, ""),
-             "best": v == scale.best, "worst": v == scale.worst}
+    return [{"value": v, "word": word, "label": f"{v} \u2013 {word}",
+             "example": EXAMPLES.get(word, ""), "best": v == scale.best, "worst": v == scale.worst}
             for v, word in zip(scale.levels, labels)]
 
 
@@ -65,10 +65,16 @@ def page_items(conn: sqlite3.Connection, hosting: Hosting, hit_index: int) -> li
 
 
 def render_page(items: list[dict], title: str, scale, action: str = "",
-                assignment_id: str = "") -> str:
+                assignment_id: str = "", min_screen: tuple[int, int] = (0, 0)) -> str:
+    """The rating page; `min_screen` (CSS pixels, 0 for none) is the smallest window the page
+    accepts ratings in, and tells a worker with a smaller one so at preview."""
     return _env().get_template("task.html.j2").render(
         items=items, title=title, levels=levels(scale), action=action,
-        assignment_id=assignment_id)
+        assignment_id=assignment_id, min_width=min_screen[0], min_height=min_screen[1])
+
+
+def min_screen(settings) -> tuple[int, int]:
+    return settings.hit.min_screen_width, settings.hit.min_screen_height
 
 
 def html_question(content: str) -> str:
@@ -98,7 +104,7 @@ def question_xml(study, conn: sqlite3.Connection, hosting: Hosting, hit_index: i
         page_items(conn, hosting, hit_index)
         return external_question(f"{base}/tasks/{hit_key(study_id(conn), hit_index)}")
     content = render_page(page_items(conn, hosting, hit_index), s.hit.title,
-                          design.study_scale(study, conn))
+                          design.study_scale(study, conn), min_screen=min_screen(s))
     return html_question(content)
 
 
@@ -128,11 +134,12 @@ def render_task_page(study, key: str, args) -> str:
     if urlparse(submit_to).scheme in ("http", "https"):
         action = submit_to.rstrip("/") + "/mturk/externalSubmit"
     return render_page(items, study.settings.hit.title, scale, action=action,
-                       assignment_id=str(args.get("assignmentId", "") or ""))
+                       assignment_id=str(args.get("assignmentId", "") or ""),
+                       min_screen=min_screen(study.settings))
 
 
-_IMAGE_NAME = re.compile(r"^([0-9a-f]{64})\.(png|jpg)$")
-_APPEARANCE_NAME = re.compile(r"^([0-9a-f]{104})\.(png|jpg)$")
+_IMAGE_NAME = re.compile(r"^([0-9a-f]{64})\.(png|jpg|webp)$")
+_APPEARANCE_NAME = re.compile(r"^([0-9a-f]{104})\.(png|jpg|webp)$")
 
 
 def tasks_blueprint(study):

@@ -1,7 +1,8 @@
 """Quality control of one assignment: gold answers, time on task, straight-lining, agreement
 with the consensus so far, how far its ratings stray from that consensus (model-based
-inconsistency) and how a repeated pair was rated twice (test-retest); and the policy that turns
-those checks into a decision.
+inconsistency), how a repeated pair was rated twice (test-retest) and whether each pair was
+ever seen at 1:1 (the page's viewing record); and the policy that turns those checks into a
+decision.
 
 Decisions: "approve" (paid, ratings used), "exclude" (paid, ratings not used: doubt is not proof)
 and "reject" (not paid; only for clear failures, always with a written reason).
@@ -31,6 +32,7 @@ class Policy:
     max_inconsistency: float = 1.5
     repeat_max_difference: int = 2
     block_after_failures: int = 2
+    require_native_view: bool = False
 
 
 def policy_from_config(quality) -> Policy:
@@ -46,6 +48,8 @@ class Rated:
     seconds: float | None
     valid: bool
     expected: tuple[int, int] | None = None  # gold items: the accepted range
+    # Largest zoom the page saw the item at (screen pixels per image pixel); None: not recorded.
+    max_zoom: float | None = None
 
 
 @dataclass
@@ -63,6 +67,8 @@ class Checks:
     inconsistency: float | None = None
     # Largest difference between two ratings of one repeated item.
     repeat_difference: int | None = None
+    # Rated items the page recorded as never shown at 1:1 or closer.
+    unseen_native: int = 0
 
     @property
     def gold_accuracy(self) -> float | None:
@@ -97,6 +103,8 @@ def assess(rated: list[Rated], consensus: dict[int, float]) -> Checks:
         else:
             got = "no valid rating" if r.score is None else f"rated {r.score}"
             checks.gold_misses.append(f"a check pair expecting {lo}-{hi} was {got}")
+    # 0.99: the page rounds the zoom to two decimals.
+    checks.unseen_native = sum(1 for r in valid if r.max_zoom is not None and r.max_zoom < 0.99)
     seconds = [r.seconds for r in rated if r.seconds is not None]
     if seconds:
         checks.median_seconds = statistics.median(seconds)
@@ -157,6 +165,8 @@ def decide(checks: Checks, policy: Policy, problems: list[str] | None = None) ->
     if checks.median_seconds is not None and checks.median_seconds < policy.min_seconds_per_item:
         doubts.append(f"median {checks.median_seconds:.1f} s per item below "
                       f"{policy.min_seconds_per_item} s")
+    if policy.require_native_view and checks.unseen_native:
+        doubts.append(f"{checks.unseen_native} pair(s) rated without ever being seen at 1:1")
     if not doubts and shown_consistent(checks, policy):
         return "approve", ""
     if checks.variance is not None and checks.variance < policy.straightline_var:

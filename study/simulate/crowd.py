@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import random
 import re
 import time
@@ -420,12 +421,19 @@ class _Worker:
 
         true_scores = {p: self.images.true_score(a, b) for p, (a, b) in contents.items()}
         answer = self.model.answer(key, true_scores)
-        form = {k: v for k, v in task.hidden.items() if not k.startswith("seconds_")}
+        form = {k: v for k, v in task.hidden.items()
+                if not k.startswith(("seconds_", "view_"))}
         form["assignmentId"] = assignment_id
         for it in task.items:
             p = it.position
             form[f"rating_{p}"] = it.level(answer.ratings[p], LEVELS - 1)
             form[f"seconds_{p}"] = f"{answer.seconds[p]:.2f}"
+            # What the page records of a person who looks at the pair as it opens (1:1) on a
+            # laptop screen (only a page with the field sends it).
+            if f"view_{p}" in task.hidden:
+                form[f"view_{p}"] = json.dumps({"s": round(answer.seconds[p], 1), "z": 1, "f": 0,
+                                                "w": 1366, "h": 768, "r": 1},
+                                               separators=(",", ":"))
         if answer.comments:
             form["comments"] = answer.comments
         submit_to = params.get("turkSubmitTo")

@@ -164,7 +164,10 @@ _RATING = re.compile(r"^rating_(\d+)$")
 def task_page(html: str, page_url: str) -> TaskPage:
     """The HIT page contract: form#rating-form, one section.item[data-position] per item with
     img.reference and img.result, radio inputs rating_P (the scale's levels, the identical end marked
-    data-anchor="identical"), hidden seconds_P."""
+    data-anchor="identical"), hidden seconds_P (seconds the pair was on screen) and hidden view_P
+    (the viewing record as compact JSON: {"s": seconds, "z": largest zoom in screen pixels per
+    image pixel, "f": flips, "w", "h": window in CSS pixels, "r": devicePixelRatio}). The page
+    shows one pair at a time; all of them are in its source."""
     elements = parse(html)
     forms = find(elements, "form", id="rating-form")
     if not forms:
