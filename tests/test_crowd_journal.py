@@ -87,7 +87,7 @@ def test_hosting_many_images_at_once_is_hosting_them_one_by_one(ready_study, tmp
                                 "ORDER BY sha256").fetchall()
         finally:
             conn.close()
-        files = sorted(p.name for p in hosted_dir(study).iterdir())
+        files = sorted(p.name for p in hosted_dir(study).iterdir() if p.is_file())
         assert files == sorted(f"{r[0]}.{r[1]}" for r in rows)
         assert all(not name.startswith(".") for name in files)  # no temporary file left
         found.append(([u.rsplit("/", 1)[1] for u in urls], [tuple(r) for r in rows], files))

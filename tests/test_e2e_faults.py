@@ -177,6 +177,9 @@ def test_two_collects_at_once_pay_nothing_twice(tmp_path, service):
     from study.simulate import simulate_crowd
 
     root = _hosted_study(tmp_path / "s", items_per_hit=5)
+    # A strict policy, so that a spammer's missed check pair is a rejection: both decisions
+    # must be made for this test to mean anything.
+    set_config(root, "[quality]\ngold_min_accuracy = 0.75\nreject_below_gold_accuracy = 0.75\n")
     port = free_port()
     _point_hosting_at(root, f"http://127.0.0.1:{port}")
     url = service(root, port)
