@@ -124,9 +124,9 @@ def accept(page, mk, hit_id: str):
 
 
 def submitted(page) -> None:
-    # The HIT runs sandboxed in an opaque origin: the page cannot reach into it, Playwright can.
-    page.query_selector("#question-frame").content_frame().wait_for_function(
-        "() => !!(document.body && /submitted/i.test(document.body.innerText))", timeout=15000)
+    # The task reports its submission to the work page, which shows its own confirmation.
+    page.wait_for_url("**/assignments/*/submitted", timeout=15000)
+    assert "submitted" in page.inner_text("#confirmed").lower()
 
 
 def answers(client, aid: str) -> dict[str, str]:

@@ -299,12 +299,18 @@ def test_worker_rates_a_hit_in_chromium(service, page):
     whole.screenshot(path=str(OUTPUT_DIR / "worker-task-page.png"), full_page=True)
     whole.close()
 
-    frame.locator("#submit").click()
-    frame.locator("#submitted").wait_for()
+    with page.expect_request(lambda r: r.method == "POST"
+                             and r.url.endswith("/mturk/externalSubmit")) as submit:
+        frame.locator("#submit").click()
     # Submitted through the capability in turkSubmitTo (the sandboxed page sends no cookie).
-    assert any(re.fullmatch(r"/worker/sandbox/s/[^/]+/mturk/externalSubmit",
-                            urlsplit(f.url).path) for f in page.frames)
-    assert assignment_id in frame.locator("body").inner_text()
+    assert re.fullmatch(r"/worker/sandbox/s/[^/]+/mturk/externalSubmit",
+                        urlsplit(submit.value.url).path)
+    # The work page then shows its own full-page confirmation: what happens next, and nothing
+    # left to return.
+    page.wait_for_url("**/assignments/*/submitted")
+    assert page.inner_text("#assignment-id") == assignment_id
+    assert page.locator("#auto-approval").is_visible() and page.locator("#return").count() == 0
+    page.screenshot(path=str(OUTPUT_DIR / "worker-submitted.png"), full_page=True)
     assert page.errors == [] and page.dialogs == []
 
     # `study collect` holds exactly the clicked ratings, position by position.

@@ -7,6 +7,7 @@ any Flask app. A worker's session is a signed cookie scoped to the realm's path.
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -318,12 +319,39 @@ def make_blueprint() -> Blueprint:
         try:
             a, hit = flow.work(_market(), realm, worker, assignment_id)
         except WorkerError as exc:
+            mine = flow.assignment(_market(), realm, assignment_id)
+            if mine is not None and mine["worker_id"] == worker \
+                    and mine["status"] in ("Submitted", "Approved", "Rejected"):
+                return _see_other(f"/worker/{realm}/assignments/{assignment_id}/submitted")
             return _error(realm, exc)
         src, height = _frame_src(realm, hit, assignment_id, worker)
         return _page("hit.html", realm=realm, worker=worker, hit=hit, preview=False,
                      frame_src=src, frame_height=height, sandbox=IFRAME_SANDBOX,
                      assignment=a, return_action=_url(
-                         f"/worker/{realm}/assignments/{assignment_id}/return"))
+                         f"/worker/{realm}/assignments/{assignment_id}/return"),
+                     submitted_url=_url(f"/worker/{realm}/assignments/{assignment_id}/submitted"))
+
+    @bp.get("/worker/<realm>/assignments/<assignment_id>/submitted")
+    def submitted(realm: str, assignment_id: str):
+        """The full-page confirmation of a worker's own submitted assignment: what happens
+        next, and when."""
+        worker, early = _need_worker(realm)
+        if early:
+            return early
+        a = flow.assignment(_market(), realm, assignment_id)
+        if a is None or a["worker_id"] != worker:
+            return _page("message.html", 404, realm=realm, title="Not found",
+                         message="This assignment is not yours.")
+        if a["status"] == "Accepted":
+            return _see_other(f"/worker/{realm}/assignments/{assignment_id}")
+        invite = flow.invite_of(_market(), worker) if realm == "live" else None
+        auto = a["auto_approval_time"]
+        return _page("confirmed.html", realm=realm, assignment_id=assignment_id,
+                     state=a["status"],
+                     auto_approval=(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(auto))
+                                    if auto else None),
+                     completion_code=invite["completion_code"] if invite else None,
+                     completion_link=completion_link(invite))
 
     @bp.post("/worker/<realm>/assignments/<assignment_id>/return")
     def return_(realm: str, assignment_id: str):
