@@ -6,21 +6,12 @@ benchmarks/bench_allocation.py)."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-import pytest
-
-from conftest import SUBJECTIVE_DATA as DATA
 
 from analysis import allocation, sequential
-from analysis.calibration import Design, components_of, simulate
+from analysis.calibration import Design, simulate
+from test_analysis_calibration import vqeg_components  # noqa: F401 - the fitted components
 
 ALPHA = 0.05
-
-
-@pytest.fixture(scope="module")
-def vqeg_components():
-    df = pd.read_csv(DATA / "vqeg_hd3_raw.csv", dtype={"worker": str}).astype({"score": float})
-    return components_of(df)
 
 
 def test_a_look_separates_clear_gaps_and_names_images_for_tiny_ones(vqeg_components):
