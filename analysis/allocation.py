@@ -35,9 +35,15 @@ from analysis import mixed_model as _mm
 
 # Interim looks separate a pair only below alpha * INTERIM_SHARE; the final analysis uses alpha.
 INTERIM_SHARE = 0.2
-# More ratings "stop helping" once the SE is within this factor of its floor (infinitely many
-# ratings per item, the image:method variance alone).
-FLOOR_FACTOR = 1.05
+# More ratings "stop helping" once the image:method variance is this many times the rating
+# noise left in an item's mean (s2 / r): the SE is then within 5% of its floor (infinitely
+# many ratings per item). A lower value (3: within 15%) saves more ratings but, measured in
+# benchmarks/bench_allocation.py, changes the verdict of borderline pairs far more often.
+DOMINANCE = 10.0
+# An undecided pair is out of reach when |estimate| + OPTIMISM * SE would not be separated at
+# the full budget. 0 (judge the estimate as it is) saves more ratings and changes more
+# borderline verdicts (docs/allocation.md).
+OPTIMISM = 1.0
 # Power the image counts in the plan are sized for.
 PLAN_POWER = 0.8
 MAX_IMAGES = 100_000
@@ -75,6 +81,7 @@ class Look:
     stop: str | None
     projections: list[dict] = field(default_factory=list)
     ratings_stop_helping: int | None = None
+    images_needed: int | None = None    # for the largest adjacent gap out of reach
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -132,12 +139,12 @@ def projected_se(se_now: float, variance: dict, r_now: float, r_new: float,
 
 
 def ratings_stop_helping(variance: dict) -> int | None:
-    """Ratings per item beyond which the SE is within FLOOR_FACTOR of its floor; None when the
-    image:method variance was estimated at 0 (then more ratings keep helping)."""
+    """Ratings per item beyond which the image:method variance dominates (DOMINANCE); None when
+    it was estimated at 0 (then more ratings keep helping)."""
     im, s2 = _noise(variance)
     if im <= 0:
         return None
-    return int(np.ceil(s2 / ((FLOOR_FACTOR ** 2 - 1) * im)))
+    return max(1, int(np.ceil(DOMINANCE * s2 / im)))
 
 
 def images_needed(gap: float, se_now: float, variance: dict, r_now: float, r_max: int,
@@ -185,12 +192,27 @@ def look(data: pd.DataFrame, *, ratings_per_item: int, alpha: float = 0.05,
             need = None
             if padj < alpha * INTERIM_SHARE:
                 state = SEPARATED
-            elif (abs(est) + se) / max(se_full, 1e-12) < crit:
+            elif (abs(est) + OPTIMISM * se) / max(se_full, 1e-12) < crit:
                 state = OUT_OF_REACH
                 need = images_needed(est, se, variance, r_now, ratings_per_item, n_images, crit)
             else:
                 state = UNDECIDED
             pairs.append(Pair(a, b, est, se, padj, state, j == i + 1, se_full, need))
+    # Holm steps down: a pair can be separated only if every pair with a smaller p is, so once
+    # one pair is out of reach, so is every weaker one.
+    by_key = {(p.a, p.b): p for p in pairs}
+    reached = True
+    for _, key in ranked:
+        p = by_key.get(key)
+        if p is None or p.state == SEPARATED:
+            continue
+        if p.state == OUT_OF_REACH:
+            reached = False
+        elif not reached:
+            crit = stats.norm.ppf(1 - alpha / (2 * multiplier[key]))
+            p.state = OUT_OF_REACH
+            p.images_needed = images_needed(p.estimate, p.se, variance, r_now,
+                                            ratings_per_item, n_images, crit)
     contribution, wanted = _allocate(pairs, counts, variance, ratings_per_item, step)
     stop = None
     ratings = int(counts.sum())
@@ -199,8 +221,12 @@ def look(data: pd.DataFrame, *, ratings_per_item: int, alpha: float = 0.05,
         stop = "every pair is decided (separated, or out of reach of the budget on these images)"
     elif target_se > 0 and adjacent and all(p.se <= target_se for p in adjacent):
         stop = f"the precision target is met (every adjacent difference has SE <= {target_se:g})"
-    elif ratings >= budget or sum(wanted.values()) <= ratings:
+    elif ratings >= budget:
         stop = "the budget of ratings is spent"
+    elif sum(wanted.values()) <= ratings:
+        stop = (f"more ratings cannot decide the undecided pairs: beyond about "
+                f"{ratings_stop_helping(variance)} per item the image:method variance "
+                "dominates, and only more images can")
     if stop:
         wanted = {it: int(n) for it, n in counts.items()}
     out = Look(order=order, pairs=pairs, variance=variance, ratings=ratings,
@@ -213,10 +239,11 @@ def look(data: pd.DataFrame, *, ratings_per_item: int, alpha: float = 0.05,
                          "more ratings keep helping, which more data may contradict")
     far = [p for p in adjacent if p.state == OUT_OF_REACH and p.images_needed]
     if far:
-        worst = max(p.images_needed for p in far)
+        out.images_needed = min(p.images_needed for p in far)
         out.notes.append(f"{len(far)} adjacent gap(s) are too small for the budget on "
                          f"{n_images} images: more ratings cannot separate them; about "
-                         f"{worst} images would (power {PLAN_POWER:g})")
+                         f"{out.images_needed} images would separate the largest of them, "
+                         f"if it is as large as it looks now (power {PLAN_POWER:g})")
     return out
 
 

@@ -51,11 +51,9 @@ def compare(design: Design, components: dict, gaps, n_studies: int, initial: int
             ad = run_adaptive(full, design.ratings_per_item, initial, alpha)
             same = ad["verdict"] == _al.verdict(uni, alpha)
             share = ad["ratings"] / len(full)
-            far = [p.images_needed for p in ad["look"].pairs
-                   if p.adjacent and p.state == _al.OUT_OF_REACH and p.images_needed]
             rows.append({"share": share, "same": same, "needed": share if same else np.inf,
                          "rounds": ad["rounds"], "stop": ad["stop"],
-                         "images_needed": max(far) if far else None})
+                         "images_needed": ad["look"].images_needed})
     needed = np.array([r["needed"] for r in rows])
     return {"studies": n_studies, "median_needed": float(np.median(needed)),
             "median_share": float(np.median([r["share"] for r in rows])),

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis.calibration import Design, components_of  # noqa: E402
-from analysis import sequential  # noqa: E402
+from analysis import allocation, sequential  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "subjective" / "vqeg_hd3_raw.csv"
 GAPS = (0.5, 0.3, 0.2, 0.1, 0.05)
@@ -75,6 +75,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="print the table for docs/allocation.md")
+    ap.add_argument("--optimism", type=float, default=allocation.OPTIMISM,
+                    help="SEs added to |estimate| before a pair is judged out of reach")
+    ap.add_argument("--dominance", type=float, default=allocation.DOMINANCE,
+                    help="image:method variance over the rating noise where ratings stop helping")
     args = ap.parse_args()
+    allocation.OPTIMISM, allocation.DOMINANCE = args.optimism, args.dominance
     rows = main(args.quick)
     print(_markdown(rows) if args.markdown else "\n".join(map(str, rows)))
