@@ -83,6 +83,7 @@ class Look:
     ratings_stop_helping: int | None = None
     images_needed: int | None = None    # for the largest adjacent gap out of reach
     notes: list[str] = field(default_factory=list)
+    counts: dict = field(default_factory=dict, repr=False)   # (image, method) -> ratings now
 
     @property
     def next_ratings(self) -> int:
@@ -97,16 +98,22 @@ class Look:
         adj = [p for p in self.pairs if p.adjacent]
         out.append(f"  ratings      {self.ratings} so far of {self.budget_ratings} at the full "
                    f"budget")
+        projected = {(r["a"], r["b"]): r for r in self.projections}
         for p in adj:
             out.append(f"  {p.a} - {p.b}: {p.estimate:+.3f} ± {p.se:.3f} (SE), {p.state}"
                        + (f"; about {p.images_needed} images would separate it"
                           if p.images_needed else ""))
+            row = projected.get((p.a, p.b), {})
+            se = ", ".join(f"{_label(k)} {v:.3f}" for k, v in row.items()
+                           if k.startswith("se_") and k != "se_now")
+            if se:
+                out.append(f"      projected SE: {se}")
         if self.stop:
             out.append(f"  stop         {self.stop}")
         else:
-            out.append(f"  next round   {self.next_ratings} more ratings on "
-                       f"{sum(1 for k, v in self.wanted.items() if v > self.count(k))} items, "
-                       f"for {len(self.undecided())} undecided pair(s)")
+            out.append(f"  next round   at least {self.next_ratings} more ratings on "
+                       f"{sum(1 for k, v in self.wanted.items() if v > self.counts.get(k, 0))} "
+                       f"items, for {len(self.undecided())} undecided pair(s)")
         if self.ratings_stop_helping:
             out.append(f"  more ratings stop helping beyond about {self.ratings_stop_helping} per "
                        "item (the image:method variance dominates); beyond that only more "
@@ -114,10 +121,15 @@ class Look:
         out.extend(f"  note         {n}" for n in self.notes)
         return out
 
-    def count(self, item) -> int:
-        return int(self._counts.get(item, 0))
 
-    _counts: dict = field(default_factory=dict, repr=False)
+
+def _label(key: str) -> str:
+    """se_r6 -> "6 ratings/item", se_r_inf -> "unlimited ratings/item", se_images20 -> "20 images ..."."""
+    if key == "se_r_inf":
+        return "unlimited ratings/item"
+    if key.startswith("se_r"):
+        return f"{key.removeprefix('se_r')} ratings/item"
+    return f"{key.removeprefix('se_images')} images at today's ratings/item"
 
 
 def _noise(variance: dict) -> tuple[float, float]:
@@ -232,7 +244,7 @@ def look(data: pd.DataFrame, *, ratings_per_item: int, alpha: float = 0.05,
     out = Look(order=order, pairs=pairs, variance=variance, ratings=ratings,
                budget_ratings=budget, wanted=wanted, contribution=contribution, stop=stop,
                ratings_stop_helping=ratings_stop_helping(variance))
-    out._counts = {it: int(n) for it, n in counts.items()}
+    out.counts = {it: int(n) for it, n in counts.items()}
     out.projections = _projections(adjacent, variance, r_now, ratings_per_item, n_images)
     if "image:method" in f.boundary:
         out.notes.append("the image:method variance was estimated at 0: the projections assume "
@@ -278,7 +290,7 @@ def _projections(adjacent: list[Pair], variance: dict, r_now: float, r_max: int,
     out = []
     for p in adjacent:
         row = {"a": p.a, "b": p.b, "se_now": p.se}
-        for r in sorted({int(round(r_now * 2)), r_max}):
+        for r in sorted({round(r_now * 2), r_max}):
             row[f"se_r{r}"] = projected_se(p.se, variance, r_now, r, n_images, n_images)
         row["se_r_inf"] = projected_se(p.se, variance, r_now, np.inf, n_images, n_images)
         row[f"se_images{2 * n_images}"] = projected_se(p.se, variance, r_now, r_now, n_images,

@@ -25,8 +25,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis.calibration import Design, components_of  # noqa: E402
-from analysis import allocation, sequential  # noqa: E402
+from analysis import allocation, sequential
+from analysis.calibration import Design, components_of
 
 DATA = ROOT / "tests" / "data" / "subjective" / "vqeg_hd3_raw.csv"
 GAPS = (0.5, 0.3, 0.2, 0.1, 0.05)

@@ -6,12 +6,20 @@ benchmarks/bench_allocation.py)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
+from conftest import SUBJECTIVE_DATA
 
 from analysis import allocation, sequential
-from analysis.calibration import Design, simulate
-from test_analysis_calibration import vqeg_components  # noqa: F401 - the fitted components
+from analysis.calibration import Design, components_of, simulate
 
 ALPHA = 0.05
+
+
+@pytest.fixture(scope="module")
+def vqeg_components():
+    return components_of(pd.read_csv(SUBJECTIVE_DATA / "vqeg_hd3_raw.csv",
+                                     dtype={"worker": str}).astype({"score": float}))
 
 
 def test_a_look_separates_clear_gaps_and_names_images_for_tiny_ones(vqeg_components):

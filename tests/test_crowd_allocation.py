@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from test_crowd_support import photo_dataset_study, set_config, study_service
+
 from study import store
 from study.crowd.collect import collect
 from study.crowd.publish import publish, published_params
@@ -13,7 +15,6 @@ from study.crowd.ratings import ratings_frame
 from study.crowd.status import crowd_status
 from study.simulate.crowd import simulate_crowd
 from study.studydir import Study
-from test_crowd_support import photo_dataset_study, set_config, study_service
 
 
 def test_adaptive_rounds_rate_only_undecided_items(tmp_path, monkeypatch, run_cli):

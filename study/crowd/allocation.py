@@ -107,9 +107,11 @@ def plan_lines(design, cost_per_assignment, n_hits: int) -> list[str]:
     if design.allocation != ADAPTIVE:
         return []
     first, full = first_round(design), design.ratings_per_item
-    return [f"  allocation   adaptive: {first} ratings per item now; each `study collect` round "
+    most = money.fmt(cost_per_assignment * (full - first) * n_hits)
+    line = (f"  allocation   adaptive: {first} ratings per item now; each `study collect` round "
             f"adds ratings only where the verdict is undecided, up to {full} per item "
-            f"(at most about {money.fmt(cost_per_assignment * (full - first) * n_hits)} more)"]
+            f"(at most about {most} more)")
+    return [line]
 
 
 def required_by_item(conn: sqlite3.Connection, realm: str) -> dict[tuple, int]:
