@@ -121,6 +121,14 @@ hardware = "-"
 # Items (image x method) per HIT, and valid ratings wanted per item.
 items_per_hit = 10
 ratings_per_item = 5
+# How the ratings are spent. "uniform": every item gets ratings_per_item at once. "adaptive":
+# publish asks for initial_ratings_per_item, and each `study collect` round adds ratings only to
+# the items of method pairs whose verdict is still undecided, up to ratings_per_item; it stops
+# when every pair is decided, target_se is met or the budget is spent (docs/allocation.md).
+allocation = "uniform"
+initial_ratings_per_item = 3
+# Adaptive only: stop once every adjacent difference has at most this standard error (0 = none).
+target_se = 0.0
 # Gold items in every HIT: the reference against itself (expected 0 or 1) ...
 gold_reference = true
 # ... and this method's output against the reference (expected at the worse three levels,
@@ -306,6 +314,9 @@ class RenderSection:
 class DesignSection:
     items_per_hit: int = _opt(lo=1, hi=500)
     ratings_per_item: int = _opt(lo=1, hi=1000)
+    allocation: str = _opt(choices=("uniform", "adaptive"))
+    initial_ratings_per_item: int = _opt(lo=1, hi=1000)
+    target_se: float = _opt(lo=0)
     gold_reference: bool
     gold_control_method: str
     repeats_per_hit: int = _opt(lo=0, hi=5)

@@ -111,6 +111,8 @@ def status_command(study: Study, as_json: bool) -> None:
     from study.crowd.collect import waiting_line
     for w in status["collect"].get("waiting", []):
         click.echo(f"           waiting: {waiting_line(w)}")
+    for line in status["collect"].get("allocation", []):   # what the next round will buy
+        click.echo(f"           {line}")
     rep = status["report"]
     click.echo(f"  report   {', '.join(rep['files']) if rep['files'] else 'not yet'}")
     click.echo(f"next: {status['next']}" if status["next"] else "all stages done")

@@ -412,15 +412,18 @@ def topup(study, conn: sqlite3.Connection, api: Requester, summary: Summary) -> 
 
     realm = api.realm
     published = published_params(conn, realm)
-    k, r_wanted = published["items_per_hit"], published["ratings_per_item"]
+    k = published["items_per_hit"]
     resume_extensions(conn, api)
     states = hit_states(conn, api)
     summary.waiting = waiting_hits(states, int(published["assignment_duration_s"]))
     store.set_meta(conn, f"crowd.{realm}.waiting", json.dumps(summary.waiting))
     counts = valid_counts(conn, realm)
     summary.items_total = len(counts)
-    summary.items_complete = sum(1 for n in counts.values() if n >= r_wanted)
-    short = {i: r_wanted - n for i, n in counts.items() if n < r_wanted}
+    # Ratings wanted per item: ratings_per_item everywhere (uniform), or this round's (adaptive).
+    from study.crowd import allocation
+    wanted = allocation.wanted_counts(study, conn, realm, counts, published)
+    summary.items_complete = sum(1 for i, n in counts.items() if n >= wanted[i])
+    short = {i: wanted[i] - n for i, n in counts.items() if n < wanted[i]}
     if not short:
         return
     # Assignments that may still come in for each HIT (available or being worked on).

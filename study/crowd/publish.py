@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Callable
 
 from study import store
-from study.crowd import design, journal, money
+from study.crowd import allocation, design, journal, money
 from study.crowd.client import Requester, error_message, requester
 from study.crowd.hosting import Hosting
 from study.crowd.lock import crowd_lock
@@ -91,7 +91,7 @@ def make_plan(study, conn: sqlite3.Connection, realm: str, dry_run: bool = False
     s = study.settings
     d = design.ensure_design(study, conn, save=not dry_run)
     n = len(d.hits)
-    r = s.design.ratings_per_item
+    r = allocation.first_round(s.design)   # all ratings at once, or the first adaptive round
     created = {row["hit_index"] for row in conn.execute(
         "SELECT hit_index FROM hits WHERE realm = ? AND state = 'created'", (realm,))}
     to_create = [h for h in range(n) if h not in created]
@@ -120,6 +120,7 @@ def make_plan(study, conn: sqlite3.Connection, realm: str, dry_run: bool = False
         f"  pay          {money.fmt(reward)} per HIT of ~{plan.expected_seconds} s = "
         f"{money.fmt(plan.hourly)}/hour",
     ]
+    plan.lines.extend(allocation.plan_lines(s.design, per, len(to_create)))
     presign = s.hosting.s3_presign_seconds
     lifetime = s.hit.lifetime_s
     if s.hosting.mode == "s3" and s.hit.question == "html" \
@@ -227,7 +228,8 @@ def ensure_hit_type(study, conn: sqlite3.Connection, api: Requester, qid: str) -
         "reward": str(hit.reward), "lifetime_s": hit.lifetime_s,
         "assignment_duration_s": hit.assignment_duration_s,
         "items_per_hit": study.settings.design.items_per_hit,
-        "ratings_per_item": study.settings.design.ratings_per_item}))
+        "ratings_per_item": study.settings.design.ratings_per_item,
+        **allocation.published_fields(study.settings.design)}))
     return type_id
 
 

@@ -30,8 +30,13 @@ def crowd_status(study) -> dict:
             " AND a.decision = 'approve') AS valid "
             "FROM items i WHERE i.kind = 'test' AND i.item_id IN (SELECT item_id FROM "
             "hit_items) ORDER BY i.image_id, i.method", (realm,))]
+        # Adaptive allocation: each item's count for this round, and stop only when it says so.
+        from study.crowd import allocation
+        this_round = allocation.required_by_item(conn, realm)
         for item in per_item:
-            item["required"] = required
+            item["required"] = this_round.get((item["image"], item["method"]), required)
+        allocated = allocation.finished(conn, realm, json.loads(stored) if stored else None)
+        allocation_lines = allocation.status_lines(conn, realm)
         assignments = dict(conn.execute(
             "SELECT COALESCE(decision, 'undecided'), COUNT(*) FROM assignments WHERE realm = ? "
             "GROUP BY 1", (realm,)).fetchall())
@@ -53,8 +58,8 @@ def crowd_status(study) -> dict:
         waiting = json.loads(store.get_meta(conn, f"crowd.{realm}.waiting") or "[]")
     finally:
         conn.close()
-    complete_items = sum(1 for i in per_item if i["valid"] >= required)
-    collect_complete = bool(per_item) and complete_items == len(per_item)
+    complete_items = sum(1 for i in per_item if i["valid"] >= i["required"])
+    collect_complete = bool(per_item) and complete_items == len(per_item) and allocated
     return {
         "publish": {"realm": realm, "hits_designed": designed, "hits_published": published,
                     "hits_completed": completed,
@@ -64,7 +69,7 @@ def crowd_status(study) -> dict:
         "collect": {"realm": realm, "items": per_item, "items_complete": complete_items,
                     "assignments": assignments, "spent_usd": str(spent),
                     "committed_usd": str(committed), "complete": collect_complete,
-                    "waiting": waiting,
+                    "waiting": waiting, "allocation": allocation_lines,
                     "summary": f"{complete_items}/{len(per_item)} items with {required} valid "
                                f"ratings; spent {money.fmt(spent)} of "
                                f"{money.fmt(committed)} committed"},

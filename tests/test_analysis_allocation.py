@@ -1,0 +1,65 @@
+"""Adaptive allocation: a look at the ratings separates clear gaps, leaves gaps the budget
+cannot buy and says how many images would, sends the next ratings only to undecided pairs, and
+stopping early does not inflate the final analysis's false positives (a fast version of
+benchmarks/bench_allocation.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SUBJECTIVE_DATA
+
+from analysis import allocation, sequential
+from analysis.calibration import Design, components_of, simulate
+
+ALPHA = 0.05
+
+
+@pytest.fixture(scope="module")
+def vqeg_components():
+    return components_of(pd.read_csv(SUBJECTIVE_DATA / "vqeg_hd3_raw.csv",
+                                     dtype={"worker": str}).astype({"score": float}))
+
+
+def test_a_look_separates_clear_gaps_and_names_images_for_tiny_ones(vqeg_components):
+    d = Design(ratings_per_item=6, n_methods=3)
+    data = simulate(d, vqeg_components, np.array([2.0, 0.0, 0.01]), np.random.default_rng(0))
+    lk = allocation.look(data, ratings_per_item=20, alpha=ALPHA)
+    states = {(p.a, p.b): p for p in lk.pairs}
+    assert lk.order[0] == 0
+    assert all(p.state == allocation.SEPARATED for (a, b), p in states.items() if 0 in (a, b))
+    tiny = next(p for p in lk.pairs if {p.a, p.b} == {1, 2})
+    if tiny.state == allocation.OUT_OF_REACH:
+        assert tiny.images_needed and tiny.images_needed > 10
+    else:   # undecided: the next round rates only the items of methods 1 and 2
+        assert all(lk.wanted[it] > 6 for it in lk.wanted if it[1] in (1, 2))
+    assert all(lk.wanted[it] == 6 for it in lk.wanted if it[1] == 0)
+    # The projections: more ratings help less and less, more images keep helping.
+    row = lk.projections[0]
+    assert row["se_r_inf"] < row["se_r20"] < row["se_now"]
+    assert lk.ratings_stop_helping and lk.lines()
+
+
+def test_stops_and_says_why(vqeg_components):
+    d = Design(ratings_per_item=4, n_methods=3)
+    data = simulate(d, vqeg_components, np.array([2.0, 0.0, -2.0]), np.random.default_rng(1))
+    lk = allocation.look(data, ratings_per_item=20, alpha=ALPHA)
+    assert lk.stop.startswith("every pair is decided") and lk.next_ratings == 0
+    data = simulate(d, vqeg_components, np.array([0.3, 0.0, 0.15]), np.random.default_rng(2))
+    assert allocation.look(data, ratings_per_item=4, alpha=ALPHA).stop in (
+        "the budget of ratings is spent",
+        "every pair is decided (separated, or out of reach of the budget on these images)")
+    # A study with a pair still undecided stops once the adjacent differences are precise enough.
+    data = simulate(Design(ratings_per_item=3), vqeg_components,
+                    0.3 * (np.arange(9) - 4), np.random.default_rng(1))
+    assert allocation.look(data, ratings_per_item=20, alpha=ALPHA).stop is None
+    assert "precision target" in allocation.look(data, ratings_per_item=20, alpha=ALPHA,
+                                                 target_se=5.0).stop
+
+
+def test_adaptive_stopping_keeps_the_family_wise_error(vqeg_components):
+    res = sequential.family_wise_error(Design(ratings_per_item=12), vqeg_components, 20,
+                                       initial=3, seed=5, alpha=ALPHA)
+    assert res["fwer"] <= res["limit"], res
+    assert res["median_share"] < 1.0
