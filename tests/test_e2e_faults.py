@@ -177,18 +177,20 @@ def test_two_collects_at_once_pay_nothing_twice(tmp_path, service):
     from study.simulate import simulate_crowd
 
     root = _hosted_study(tmp_path / "s", items_per_hit=5)
-    # A strict policy, so that a spammer's missed check pair is a rejection: both decisions
-    # must be made for this test to mean anything.
+    # A strict policy, so that a missed check pair is a rejection: both decisions must be made
+    # for this test to mean anything.
     set_config(root, "[quality]\ngold_min_accuracy = 0.75\nreject_below_gold_accuracy = 0.75\n")
     port = free_port()
     _point_hosting_at(root, f"http://127.0.0.1:{port}")
     url = service(root, port)
     study = Study.open(root)
     publish(study, "sandbox", echo=lambda _m: None)
-    # Spammers first (one HIT each), so there are rejections to make, then careful workers.
+    # Straight-liners first (one HIT each), so there are rejections to make: one level for every
+    # pair always misses a check pair (the identical pair wants one of the two best levels, the
+    # control one of the worst three). Then careful workers.
     site = f"{url}/worker/sandbox"
-    spam = simulate_crowd(site, workers=2, seed=SEED, mix={"spammer": 1.0}, concurrency=1,
-                          max_hits_per_worker=1, progress=False, deadline_s=120)
+    spam = simulate_crowd(site, workers=2, seed=SEED, mix={"straightliner": 1.0},
+                          concurrency=1, max_hits_per_worker=1, progress=False, deadline_s=120)
     good = simulate_crowd(site, workers=6, seed=SEED + 1, mix={"careful": 1.0}, concurrency=1,
                           progress=False, deadline_s=120)
     assert spam.totals()["submitted"] == 2, spam.table()
