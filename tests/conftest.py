@@ -94,3 +94,19 @@ def study_dir(tmp_path: Path, ebb_dataset: Path, run_cli: CLI) -> Path:
     target = tmp_path / "study"
     run_cli("init", target, "--dataset", ebb_dataset)
     return target
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, for a module's browser tests (which first call
+    browser_support.require_browser)."""
+    from playwright import sync_api
+
+    from browser_support import CHROMIUM, LAUNCH_ARGS
+
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

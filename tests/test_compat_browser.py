@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.is_file():
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-                allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="needs Playwright for Python (pip install playwright)")
+from browser_support import require_browser
+
+sync_api = require_browser()
 
 from click.testing import CliRunner  # noqa: E402
 
@@ -26,8 +22,6 @@ from tests.test_compat_operations import ANSWER_KEY, QF_NS, TEST  # noqa: E402
 from tests.test_marketplace_support import HTML_NS  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
 PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8"
          "z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
@@ -86,16 +80,6 @@ FORM_HIT = (f'<QuestionForm xmlns="{QF_NS}"><Overview><Title>Describe the photo<
             f'note</QuestionIdentifier><QuestionContent><Text>Anything else?</Text>'
             f'</QuestionContent><AnswerSpecification><FreeTextAnswer/></AnswerSpecification>'
             f'</Question></QuestionForm>')
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

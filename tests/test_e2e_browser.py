@@ -4,8 +4,6 @@ the whole `study serve` application: sign in, preview, accept, zoom, flip, rate,
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -14,12 +12,9 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.is_file():
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-                allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="needs Playwright for Python (pip install playwright)")
+from browser_support import require_browser
+
+sync_api = require_browser()
 
 import requests  # noqa: E402
 
@@ -33,9 +28,6 @@ from test_crowd_support import (photo_dataset_study, set_config, use_service_url
 
 pytestmark = pytest.mark.browser
 
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--disable-quic",
-               "--no-first-run"]
 HOSTILE = "<script>alert(1)</script>"
 STUDY_NAME = "Bokeh rendering e2e"
 # Ratings for test items, varied so the assignment is not taken for straight-lining.
@@ -92,16 +84,6 @@ def service(tmp_path_factory):
         market = app.extensions.get("marketplace") if app is not None else None
         if market is not None and hasattr(market, "pool"):
             market.pool.close_all()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture
