@@ -11,7 +11,8 @@ import json
 import click
 
 from study.errors import StudyError
-from study.simulate.crowd import SimulationResult, Submission, WorkerOutcome, hit_key, simulate_crowd
+from study.simulate.crowd import hit_key, simulate_crowd
+from study.simulate.results import SimulationResult, Submission, WorkerOutcome
 from study.simulate.schedule import SimulatedClock
 from study.simulate.scoring import (item_true_scores, perceptual_distance, planted_ranking,
                                     planted_scores, true_score)
