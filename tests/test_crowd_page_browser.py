@@ -216,6 +216,16 @@ def test_rating_with_keyboard_and_flicker(tmp_path, screen):
                     assert _transform(item) == before
                     page.screenshot(path=str(out / f"{screen}-5-flicker-held.png"))
                     page.keyboard.up(" ")
+                    assert item.locator(".right .label").inner_text() == "processed"
+                    # The same with the mouse: pressing the hold button shows the original
+                    # until it is let go, and the zoom and pan stay.
+                    item.locator(".hold").hover()
+                    page.mouse.down()
+                    assert "original" in item.locator(".right .label").inner_text()
+                    assert _transform(item) == before
+                    page.mouse.up()
+                    assert item.locator(".right .label").inner_text() == "processed"
+                    assert _transform(item) == before
                     page.keyboard.press("f")
                     assert "original" in item.locator(".right .label").inner_text()
                     page.keyboard.press("f")
