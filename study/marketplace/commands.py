@@ -133,9 +133,13 @@ def invite_command(ctx, label: str, base_url: str, completion_code: str | None,
                          where="--to", hint="give --personal N and none of --shared-link, "
                                             "--completion-code, --completion-url")
     out_path = Path(out or time.strftime("personal-links-%Y%m%d-%H%M%S.csv"))
+    # Checked before anything is made: links that cannot be written would be lost.
     if personal and out_path.exists():
         raise StudyError(f"{out_path} exists; personal links are written once, to a new file",
                          where="--out", hint="choose another file name")
+    if personal and not out_path.parent.is_dir():
+        raise StudyError(f"the folder of {out_path} does not exist", where="--out",
+                         hint="give a file in a folder that exists")
     db_path = _db_path(ctx, db)
     if to is None:
         policy = shared_link or ("closed" if personal else "platform-id")

@@ -82,7 +82,8 @@ def create_personal_links(db_path: str | Path, invitation: str, count: int
                     "country": invite["country"], "subdivision": None,
                     "base_approved": invite["base_approved"], "base_rejected": 0, "masters": 0,
                     "participant_id": None, "invite_token": token}, now)
-                made.append((worker_id, f"{JOIN_PATH}?key={quote(personal_key(secret, worker_id))}"))
+                key = quote(personal_key(secret, worker_id))
+                made.append((worker_id, f"{JOIN_PATH}?key={key}"))
     finally:
         store.close()
     return made

@@ -15,7 +15,7 @@ SANDBOX_START_CENTS = 1_000_000  # MTurk's sandbox showed $10,000.00
 
 SCHEMA_VERSION = 3
 # Columns added since schema 1 to tables that are otherwise unchanged; a file that lacks one
-# gains it when opened. Schema 3: an invitation's shared-link policy (see identity.py).
+# gains it when opened. Schema 3: an invitation's shared-link policy (see invites.py).
 ADDED_COLUMNS = (("workers", "platform TEXT"), ("invites", "completion_url TEXT"),
                  ("invites", "shared_link TEXT NOT NULL DEFAULT 'platform-id'"))
 # Tables that gained a `requester` column in schema 2.
