@@ -101,21 +101,75 @@ def serve_command(ctx: click.Context, host: str, port: int, db: str | None, thre
 @click.option("--completion-url", default=None, help="Where a participant goes after each "
               "submission, with the code in place of {code} or appended as cc=CODE (e.g. "
               "https://app.prolific.com/submissions/complete).")
+@click.option("--shared-link", "shared_link", default=None,
+              type=click.Choice(["platform-id", "closed", "open"]),
+              help="What the shared link lets in: platform-id = only visits that carry a "
+                   "recruiting platform's participant id (the default); closed = nobody, only "
+                   "personal links (the default with --personal); open = anyone, each fresh "
+                   "browser a new participant.")
+@click.option("--personal", "personal", default=0, type=click.IntRange(0, 100_000),
+              metavar="N", help="Also make N personal links, one participant each.")
+@click.option("--to", "to", default=None, metavar="SHARED_LINK",
+              help="Add the --personal links to the invitation with this shared link instead "
+                   "of making a new one.")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
+              help="Where the personal links go: a new CSV file only you can read "
+                   "(default: personal-links-<time>.csv here).")
 @click.option("--db", "db", default=None, type=click.Path(dir_okay=False))
 @click.pass_context
 def invite_command(ctx, label: str, base_url: str, completion_code: str | None,
-                   completion_url: str | None, db: str | None) -> None:
-    """Create an invitation link for live workers (a platform appends ?PROLIFIC_PID=ID)."""
-    from study.marketplace.invites import create_invite
+                   completion_url: str | None, shared_link: str | None, personal: int,
+                   to: str | None, out: str | None, db: str | None) -> None:
+    """Create an invitation for live workers: prints its shared link (a platform appends
+    ?PROLIFIC_PID=ID) and writes any personal links to a file, never to the terminal."""
+    import time
+    from study.marketplace.invites import (create_invite, create_personal_links,
+                                           write_personal_links)
     if base_url is None:
         study = _study_or_none(ctx)
         base_url = study.settings.hosting.base_url if study else "http://127.0.0.1:8766"
-    try:
-        path = create_invite(_db_path(ctx, db), label, completion_code=completion_code,
-                             completion_url=completion_url)
-    except ValueError as exc:
-        raise StudyError(str(exc), where="--completion-url", hint="give an http(s) URL")
-    click.echo(base_url.rstrip("/") + path)
+    if to is not None and (personal == 0 or shared_link or completion_code or completion_url):
+        raise StudyError("--to adds personal links to an invitation that exists",
+                         where="--to", hint="give --personal N and none of --shared-link, "
+                                            "--completion-code, --completion-url")
+    out_path = Path(out or time.strftime("personal-links-%Y%m%d-%H%M%S.csv"))
+    # Checked before anything is made: links that cannot be written would be lost.
+    if personal and out_path.exists():
+        raise StudyError(f"{out_path} exists; personal links are written once, to a new file",
+                         where="--out", hint="choose another file name")
+    if personal and not out_path.parent.is_dir():
+        raise StudyError(f"the folder of {out_path} does not exist", where="--out",
+                         hint="give a file in a folder that exists")
+    db_path = _db_path(ctx, db)
+    if to is None:
+        policy = shared_link or ("closed" if personal else "platform-id")
+        try:
+            path = create_invite(db_path, label, completion_code=completion_code,
+                                 completion_url=completion_url, shared_link=policy)
+        except ValueError as exc:
+            raise StudyError(str(exc), where="--completion-url", hint="give an http(s) URL")
+        click.echo(base_url.rstrip("/") + path)
+        click.echo(_SHARED_LINK_NOTES[policy], err=True)
+    else:
+        path = to
+    if personal:
+        try:
+            links = create_personal_links(db_path, path, personal)
+        except LookupError as exc:
+            raise StudyError(str(exc), where="--to", hint="give the shared link that "
+                                                          "`study marketplace invite` printed")
+        write_personal_links(out_path, base_url, links)
+        click.echo(f"{len(links)} personal links written to {out_path} (readable by you only; "
+                   f"each opens one participant in any browser)", err=True)
+
+
+_SHARED_LINK_NOTES = {
+    "platform-id": "The shared link lets in only visits with a platform's participant id "
+                   "(?PROLIFIC_PID=ID), one participant per id.",
+    "closed": "The shared link lets nobody in: participants join only by personal links "
+              "(give it to --to to add more).",
+    "open": "The shared link lets anyone in: each fresh browser is a new participant.",
+}
 
 
 @marketplace_group.command("deposit")

@@ -149,6 +149,9 @@ class Store:
             if not fresh and "requester" not in self._columns("accounts"):
                 self._upgrade_from_1()
             self._create_tables()
+            for table, column in ADDED_COLUMNS:
+                if column.split()[0] not in self._columns(table):
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
             if fresh:
                 conn.execute("INSERT INTO accounts (realm, requester, balance_cents) "
                              "VALUES ('live', ?, ?)",
@@ -171,8 +174,6 @@ class Store:
         """Schema 1 had one account per realm shared by every key: its rows and balances go
         to the pool, for the first key that uses each realm."""
         conn = self.conn()
-        for table, column in ADDED_COLUMNS:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         for table in BY_REQUESTER:
             conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
         # The old indexes keep their names until their tables go, so tables first, then data,
@@ -801,10 +802,12 @@ class Store:
 
     # -- invitations and participants (live realm) ---------------------------------------------
     def insert_invite(self, token: str, label: str, code: str, country: str,
-                      hits_approved: int, now: float, completion_url: str | None) -> None:
+                      hits_approved: int, now: float, completion_url: str | None,
+                      shared_link: str) -> None:
         self._run("INSERT INTO invites (token, realm, label, completion_code, country, "
-                  "base_approved, created, completion_url) VALUES (?, 'live', ?, ?, ?, ?, ?, ?)",
-                  (token, label, code, country, hits_approved, now, completion_url))
+                  "base_approved, created, completion_url, shared_link) "
+                  "VALUES (?, 'live', ?, ?, ?, ?, ?, ?, ?)",
+                  (token, label, code, country, hits_approved, now, completion_url, shared_link))
 
     def invite(self, token: str):
         return self._one("SELECT * FROM invites WHERE token = ? AND realm = 'live'", (token,))

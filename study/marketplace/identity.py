@@ -1,14 +1,19 @@
 """Who a live participant is.
 
-Anyone holding a shared invitation link may open it, so nothing in the link's URL can name an
-identity: the identity is a WorkerId made at the first visit and bound to the browser by a
-signed cookie from then on. A recruiting platform's participant id (PROLIFIC_PID, STUDY_ID,
-SESSION_ID, or `participant`) is kept as an attribute of that identity, and one platform id
-holds at most one identity per invitation: opening the link again without the cookie, with the
-same id, is refused rather than given a fresh identity, so a block on a participant holds. A
-browser that already holds an identity keeps it, so one link cannot give one participant two.
-What a participant could still do is open the link without a platform id in a fresh browser;
-a per-participant link or a platform that always appends its id closes that.
+Nothing in a shared invitation link's URL can name an identity, since anyone holding the link
+may open it: through it, the identity is a WorkerId made at the first visit and bound to the
+browser by a signed cookie from then on. A recruiting platform's participant id (PROLIFIC_PID,
+STUDY_ID, SESSION_ID, or `participant`) is kept as an attribute of that identity, and one
+platform id holds at most one identity per invitation: opening the link again without the
+cookie, with the same id, is refused rather than given a fresh identity, so a block on a
+participant holds. A browser that already holds an identity keeps it, so one link cannot give
+one participant two. Whether the shared link may make a new identity at all is the
+invitation's policy (invites.py): by default only for a visit with a platform id, so a fresh
+browser without one cannot become a new participant.
+
+A personal link names its identity by a signed key (invites.py): the same participant in any
+browser, so whatever the requester does to that WorkerId (a block, a qualification) holds on
+every visit.
 """
 
 from __future__ import annotations
@@ -38,8 +43,12 @@ def participant_id(attributes: dict[str, str]) -> str | None:
 
 
 def join(market, invite, current: str | None, attributes: dict[str, str]) -> str:
-    """The WorkerId of whoever opened `invite`: the browser's own (`current`, from its signed
-    cookie), or a new one. Raises WorkerError when the platform id belongs to another."""
+    """The WorkerId of whoever opened `invite`'s shared link: the browser's own (`current`,
+    from its signed cookie), or a new one. Raises WorkerError when the platform id belongs to
+    another, or when the invitation's policy refuses the visit."""
+    if invite["shared_link"] == "closed":
+        raise WorkerError("This study is open only through personal links. Open the link "
+                          "you were sent for yourself.", 403, "Personal link needed")
     store = market.store
     token = invite["token"]
     pid = participant_id(attributes)
@@ -60,6 +69,7 @@ def join(market, invite, current: str | None, attributes: dict[str, str]) -> str
             return current
         if holder is not None:
             raise _taken()
+        _may_make_identity(invite, pid)
         worker_id = market.new_id("A", 14)
         store.insert_worker("live", worker_id, {
             "country": invite["country"], "subdivision": None,
@@ -68,6 +78,43 @@ def join(market, invite, current: str | None, attributes: dict[str, str]) -> str
         if attributes:
             store.set_worker("live", worker_id, "platform", json.dumps(attributes))
         return worker_id
+
+
+def join_personal(market, key: str, attributes: dict[str, str]) -> str:
+    """The WorkerId a personal link's `key` names, whichever browser opens it. Raises
+    WorkerError when the key is not one the marketplace signed, or when the platform id the
+    visit carries belongs to another participant."""
+    from study.marketplace.invites import worker_of_key
+    worker_id = worker_of_key(market.cookie_secret, key)
+    store = market.store
+    pid = participant_id(attributes)
+    with store.transaction():
+        row = store.worker("live", worker_id) if worker_id else None
+        if row is None or not row["invite_token"]:
+            raise WorkerError("This personal link is not valid. Check that you copied all of "
+                              "it.", 404, "Unknown link")
+        if pid:
+            if row["participant_id"] and row["participant_id"] != pid:
+                raise WorkerError("This personal link belongs to another participant.", 409,
+                                  "Not your link")
+            holder = store.participant(row["invite_token"], pid)
+            if holder is not None and holder != worker_id:
+                raise _taken()
+            if not row["participant_id"]:
+                store.set_worker("live", worker_id, "participant_id", pid)
+        if attributes:
+            store.set_worker("live", worker_id, "platform", json.dumps(attributes))
+    return worker_id
+
+
+def _may_make_identity(invite, pid: str | None) -> None:
+    """The invitation's shared-link policy, asked before the shared link makes an identity."""
+    # "platform-id", and anything unknown: the stricter of the two policies that let anyone in.
+    if invite["shared_link"] != "open" and not pid:
+        raise WorkerError("This link needs your participant id from the recruiting platform. "
+                          "Open the study from the platform's page (it adds your id to the "
+                          "link), or open the personal link you were sent.", 403,
+                          "Participant id needed")
 
 
 def _taken() -> WorkerError:

@@ -13,9 +13,11 @@ from __future__ import annotations
 REALMS = ("sandbox", "live")
 SANDBOX_START_CENTS = 1_000_000  # MTurk's sandbox showed $10,000.00
 
-SCHEMA_VERSION = 2
-# Columns schema 2 added to tables that are otherwise unchanged.
-ADDED_COLUMNS = (("workers", "platform TEXT"), ("invites", "completion_url TEXT"))
+SCHEMA_VERSION = 3
+# Columns added since schema 1 to tables that are otherwise unchanged; a file that lacks one
+# gains it when opened. Schema 3: an invitation's shared-link policy (see invites.py).
+ADDED_COLUMNS = (("workers", "platform TEXT"), ("invites", "completion_url TEXT"),
+                 ("invites", "shared_link TEXT NOT NULL DEFAULT 'platform-id'"))
 # Tables that gained a `requester` column in schema 2.
 BY_REQUESTER = ("accounts", "hit_types", "hits", "extensions", "qualification_types",
                 "worker_blocks", "bonuses", "notifications")
@@ -233,6 +235,7 @@ CREATE TABLE IF NOT EXISTS invites (
     country TEXT NOT NULL DEFAULT 'US',
     base_approved INTEGER NOT NULL DEFAULT 1000,
     created REAL NOT NULL,
-    completion_url TEXT
+    completion_url TEXT,
+    shared_link TEXT NOT NULL DEFAULT 'platform-id'
 );
 """

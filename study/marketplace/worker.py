@@ -230,15 +230,33 @@ def make_blueprint() -> Blueprint:
         market = _market()
         invite = flow.invite(market, token)
         if invite is None:
-            return _page("message.html", 404, realm="live", title="Unknown invitation",
+            return _page("message.html", 404, realm="live", home=None,
+                         title="Unknown invitation",
                          message="This invitation link is not valid. Check the link you were "
                                  "given.")
         try:
             worker_id = identity.join(market, invite, _current_worker("live"),
                                       identity.platform_attributes(request.args))
         except WorkerError as exc:
-            return _error("live", exc)
+            return _join_refused(exc)
         return _sign_in(_see_other("/worker/live/"), "live", worker_id)
+
+    @bp.get("/worker/live/join")
+    def join_personal():
+        # A personal link: its key names the participant, whichever browser opens it.
+        key = (request.args.get("key") or "")[:200]
+        try:
+            worker_id = identity.join_personal(_market(), key,
+                                               identity.platform_attributes(request.args))
+        except WorkerError as exc:
+            return _join_refused(exc)
+        return _sign_in(_see_other("/worker/live/"), "live", worker_id)
+
+    def _join_refused(exc: WorkerError) -> Response:
+        # A link back to the HIT list only for a browser with a session to see it with.
+        home = _url("/worker/live/") if _current_worker("live") else None
+        return _page("message.html", exc.status, realm="live", home=home, title=exc.title,
+                     message=exc.message)
 
     @bp.get("/worker/<realm>/groups/<hit_type_id>")
     def group(realm: str, hit_type_id: str):
