@@ -124,7 +124,15 @@ def test_a_personal_link_is_one_participant_in_any_browser(mk):
     assert seen == {first}
     s, r = _join(mk, other)
     assert _signed_in_as(r) == second
-    s, r = _join(mk, link, session=s)  # the link, not the browser's cookie, names who this is
+    # Someone else's link opened in a signed-in browser does not switch whose work it does
+    # (a participant could otherwise be made to work as whoever sent them a link) ...
+    cookie = s.cookies.get("mkw_live")
+    s, r = _join(mk, link, session=s)
+    assert r.status_code == 409 and "Signed in as someone else" in r.text
+    assert s.cookies.get("mkw_live") == cookie
+    # ... until the browser signs out.
+    s.post(mk.base_url + "/worker/live/logout")
+    s, r = _join(mk, link, session=s)
     assert _signed_in_as(r) == first
 
 

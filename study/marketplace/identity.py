@@ -80,10 +80,12 @@ def join(market, invite, current: str | None, attributes: dict[str, str]) -> str
         return worker_id
 
 
-def join_personal(market, key: str, attributes: dict[str, str]) -> str:
+def join_personal(market, key: str, current: str | None, attributes: dict[str, str]) -> str:
     """The WorkerId a personal link's `key` names, whichever browser opens it. Raises
-    WorkerError when the key is not one the marketplace signed, or when the platform id the
-    visit carries belongs to another participant."""
+    WorkerError when the key is not one the marketplace signed, when the browser is signed in
+    as another participant (`current`: a link someone else sent must not silently switch whose
+    work this browser does), or when the platform id the visit carries belongs to another
+    participant."""
     from study.marketplace.invites import worker_of_key
     worker_id = worker_of_key(market.cookie_secret, key)
     store = market.store
@@ -93,6 +95,10 @@ def join_personal(market, key: str, attributes: dict[str, str]) -> str:
         if row is None or not row["invite_token"]:
             raise WorkerError("This personal link is not valid. Check that you copied all of "
                               "it.", 404, "Unknown link")
+        if current and current != worker_id:
+            raise WorkerError("This browser is already signed in to this study as another "
+                              "participant. Sign out on the study's page first, or open this "
+                              "link in a private window.", 409, "Signed in as someone else")
         if pid:
             if row["participant_id"] and row["participant_id"] != pid:
                 raise WorkerError("This personal link belongs to another participant.", 409,

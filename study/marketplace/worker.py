@@ -246,7 +246,7 @@ def make_blueprint() -> Blueprint:
         # A personal link: its key names the participant, whichever browser opens it.
         key = (request.args.get("key") or "")[:200]
         try:
-            worker_id = identity.join_personal(_market(), key,
+            worker_id = identity.join_personal(_market(), key, _current_worker("live"),
                                                identity.platform_attributes(request.args))
         except WorkerError as exc:
             return _join_refused(exc)
