@@ -1,0 +1,453 @@
+"""Forced-choice pairwise comparison: which pairs to show, and what the preferences say.
+
+Input: one row per judgement, columns `worker`, `image`, `method_a`, `method_b` (the two
+methods as shown, A first) and `preferred` ("A", "B", or "none" where the page offered no
+preference). "none" judgements are left out by default (`ties="half"` counts each as half a
+win for both).
+
+The preferences are put on one scale with Bradley-Terry (P(A over B) = logistic(s_A - s_B)) or
+Thurstone Case V (P = Phi(s_A - s_B), unit: the SD of a perceived difference), fitted by
+Newton's method on the win counts; a weak Gaussian prior (choix's `alpha`) keeps the score of
+a method that wins every comparison finite.
+
+Uncertainty treats both images and workers as samples, as the ratings' crossed model does: a
+method's advantage changes from image to image (image:method variation), and no number of
+judgements on 10 images averages that away. The bootstrap resamples images and workers
+independently, with replacement, and keeps each judgement as often as its image times its
+worker was drawn (the two-way "pigeonhole" bootstrap, Owen 2007): resampling judgements alone
+would treat the image:method variation as if it shrank with more judgements, and resampling
+images alone would miss how workers differ. Differences are tested with t = d / SE on
+images - 1 degrees of freedom, the SE being the bootstrap SE scaled by I / (I - 1) (the image
+bootstrap's variance of a mean falls short by that factor); Holm over all pairs (the letters)
+and over the adjacent pairs. The intervals use the same SE, so they tell the tests' story.
+docs/pairwise.md shows the family-wise error and power of this by simulation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+from scipy.sparse.csgraph import connected_components
+
+from analysis.letters import letters as _letters
+from analysis.significance import adjust
+from analysis.table import RatingsError
+
+COLUMNS = ("worker", "image", "method_a", "method_b", "preferred")
+MODELS = {"bradley-terry": "Bradley-Terry", "thurstone": "Thurstone Case V"}
+# choix's `alpha`: the penalty alpha * sum(s^2), a Gaussian prior on the scores. Negligible
+# against a few judgements per pair; it only matters for a method that wins (or loses) all.
+PRIOR = 0.01
+NEWTON_STEPS = 60
+
+
+# ---------------------------------------------------------------- the judgements table
+
+@dataclass(frozen=True)
+class Coded:
+    """Judgements as integer codes: each one a win of `winner` over `loser` with a weight."""
+    methods: list
+    images: list
+    workers: list
+    image: np.ndarray
+    worker: np.ndarray
+    winner: np.ndarray
+    loser: np.ndarray
+    weight: np.ndarray
+    shown_first: np.ndarray   # 1 where the winner was shown as A
+    n_none: int
+    n_none_dropped: int
+
+
+def encode(df: pd.DataFrame, ties: str = "drop") -> Coded:
+    """Check and code a judgements table. `ties`: "drop" leaves out "none" judgements,
+    "half" counts each as half a win for both methods."""
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise RatingsError(f"the judgements table lacks column(s) {missing}", where="columns",
+                           hint=f"give one row per judgement with columns {list(COLUMNS)}")
+    if ties not in ("drop", "half"):
+        raise ValueError(f"ties must be 'drop' or 'half', not {ties!r}")
+    d = df.loc[:, list(COLUMNS)].copy()
+    for c in ("worker", "image", "method_a", "method_b"):
+        if d[c].isna().any():
+            raise RatingsError(f"{int(d[c].isna().sum())} judgement(s) have no {c}", where=c)
+        d[c] = d[c].astype(str)
+    pref = d["preferred"].fillna("none").astype(str).str.strip().str.lower()
+    pref = pref.replace({"": "none", "tie": "none", "no preference": "none"})
+    bad = ~pref.isin(["a", "b", "none"])
+    if bad.any():
+        raise RatingsError(f"{int(bad.sum())} judgement(s) have preferred = "
+                           f"{sorted(set(d['preferred'][bad].astype(str)))[:3]}",
+                           where="preferred", hint='use "A", "B" or "none"')
+    same = d["method_a"] == d["method_b"]
+    if same.any():
+        raise RatingsError(f"{int(same.sum())} judgement(s) compare a method with itself",
+                           where="method_a, method_b")
+    methods = sorted(set(d["method_a"]) | set(d["method_b"]))
+    images = sorted(set(d["image"]))
+    workers = sorted(set(d["worker"]))
+    mcode = {m: k for k, m in enumerate(methods)}
+    a = d["method_a"].map(mcode).to_numpy()
+    b = d["method_b"].map(mcode).to_numpy()
+    img = pd.Categorical(d["image"], categories=images).codes.astype(np.int64)
+    wrk = pd.Categorical(d["worker"], categories=workers).codes.astype(np.int64)
+    p = pref.to_numpy()
+    none = p == "none"
+    won_a = p == "a"
+    winner = np.where(won_a, a, b)
+    loser = np.where(won_a, b, a)
+    weight = np.ones(len(d))
+    first = won_a.astype(np.int8)
+    if ties == "half" and none.any():
+        # Each "none" becomes half a win for A and half a win for B.
+        n = np.flatnonzero(none)
+        winner = np.concatenate([winner[~none], a[n], b[n]])
+        loser = np.concatenate([loser[~none], b[n], a[n]])
+        weight = np.concatenate([weight[~none], np.full(2 * len(n), 0.5)])
+        img = np.concatenate([img[~none], img[n], img[n]])
+        wrk = np.concatenate([wrk[~none], wrk[n], wrk[n]])
+        first = np.concatenate([first[~none], np.ones(len(n), np.int8), np.zeros(len(n), np.int8)])
+        dropped = 0
+    else:
+        keep = ~none
+        winner, loser, weight, img, wrk, first = (x[keep] for x in (winner, loser, weight, img,
+                                                                     wrk, first))
+        dropped = int(none.sum())
+    return Coded(methods, images, workers, img, wrk, winner.astype(np.int64),
+                 loser.astype(np.int64), weight, first, int(none.sum()), dropped)
+
+
+# ---------------------------------------------------------------- scaling
+
+def _link(model: str):
+    """(F, f): the probability of a win given the score difference, and its derivative."""
+    if model == "bradley-terry":
+        def F(x):
+            return 1.0 / (1.0 + np.exp(-x))
+        return F, lambda x: F(x) * (1.0 - F(x))
+    if model == "thurstone":
+        return stats.norm.cdf, stats.norm.pdf
+    raise ValueError(f"unknown model {model!r}; use one of {list(MODELS)}")
+
+
+def fit_wins(wins: np.ndarray, model: str = "bradley-terry", prior: float = PRIOR) -> np.ndarray:
+    """Scores (mean 0) from win counts. `wins[..., i, j]`: (weighted) wins of i over j; leading
+    axes are fitted independently, all at once. Fisher scoring (Newton's method for
+    Bradley-Terry) on log L - prior * sum(s^2); the sum constraint is added to the curvature so
+    that the system stays solvable when prior = 0."""
+    W = np.asarray(wins, dtype=float)
+    single = W.ndim == 2
+    if single:
+        W = W[None]
+    B, M, _ = W.shape
+    F, f = _link(model)
+    n = W + np.swapaxes(W, 1, 2)
+    s = np.zeros((B, M))
+    ones = np.ones((M, M)) / M
+    for _ in range(NEWTON_STEPS):
+        d = s[:, :, None] - s[:, None, :]
+        P = np.clip(F(d), 1e-12, 1 - 1e-12)
+        dens = f(d)
+        resid = (W - n * P) * dens / (P * (1 - P))
+        g = resid.sum(axis=2) - 2 * prior * s
+        info = n * dens ** 2 / (P * (1 - P))
+        H = info.copy()
+        idx = np.arange(M)
+        H[:, idx, idx] = -info.sum(axis=2) - 2 * prior
+        H = H - ones                      # the curvature of -(sum s)^2 / (2M): pins the mean
+        step = np.linalg.solve(H, -g[..., None])[..., 0]
+        # A damped step: far from the optimum (one method winning everything) a full scoring
+        # step can overshoot; scores beyond +-10 are certainties either way.
+        big = np.abs(step).max(axis=1, keepdims=True)
+        step = step * np.minimum(1.0, 2.0 / np.maximum(big, 1e-300))
+        s = s + step
+        s = s - s.mean(axis=1, keepdims=True)
+        if big.max() < 1e-9:
+            break
+    return s[0] if single else s
+
+
+def win_matrix(coded: Coded, weights: np.ndarray | None = None) -> np.ndarray:
+    """wins[i, j]: weighted wins of method i over method j; with `weights` of shape (B, N)
+    one matrix per row of weights."""
+    M = len(coded.methods)
+    cell = coded.winner * M + coded.loser
+    if weights is None:
+        return np.bincount(cell, weights=coded.weight, minlength=M * M).reshape(M, M)
+    S = sparse.csr_matrix((coded.weight, (np.arange(len(cell)), cell)), shape=(len(cell), M * M))
+    return np.asarray((S.T @ np.asarray(weights).T).T).reshape(-1, M, M)
+
+
+def crossed_weights(coded: Coded, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, N) weights of the two-way bootstrap: images and workers are each drawn with
+    replacement; a judgement counts (times its image was drawn) x (times its worker was)."""
+    I, Wk = len(coded.images), len(coded.workers)
+    ci = rng.multinomial(I, np.full(I, 1.0 / I), size=n_boot)
+    cw = rng.multinomial(Wk, np.full(Wk, 1.0 / Wk), size=n_boot)
+    return ci[:, coded.image] * cw[:, coded.worker]
+
+
+# ---------------------------------------------------------------- the analysis
+
+@dataclass
+class Preferences:
+    """What `analyse` found. `methods`: one row per method, best first (score, se, CI, rank,
+    group, wins, judgements). `pairwise`: DataFrames in that order (estimate = row minus
+    column, se, p, p_adjusted over all pairs, compared = judgements of the pair, share = share
+    of them won by the row). `adjacent`: one record per neighbouring pair, with its p adjusted
+    over the adjacent pairs only."""
+    model: str
+    methods: pd.DataFrame
+    pairwise: dict
+    adjacent: list
+    counts: dict
+    settings: dict
+    notes: list = field(default_factory=list)
+
+
+def analyse(df: pd.DataFrame, model: str = "bradley-terry", *, bootstrap: int = 1000,
+            alpha: float = 0.05, correction: str = "holm", ties: str = "drop",
+            prior: float = PRIOR, seed: int = 0) -> Preferences:
+    """Scale the judgements in `df`, with bootstrap intervals over images and workers,
+    significance of every pair and of the neighbours, and letters."""
+    coded = encode(df, ties)
+    if len(coded.winner) == 0:
+        raise RatingsError("no judgement with a preference is left to analyse",
+                           where="preferred", hint='at least one row needs "A" or "B"')
+    _link(model)
+    return _analyse(coded, model, bootstrap, alpha, correction, prior, seed)
+
+
+def _analyse(coded: Coded, model: str, bootstrap: int, alpha: float, correction: str,
+             prior: float, seed: int) -> Preferences:
+    M, I = len(coded.methods), len(coded.images)
+    notes: list[str] = []
+    wins = win_matrix(coded)
+    score = fit_wins(wins, model, prior)
+    order = [int(k) for k in np.lexsort((np.arange(M), -score))]
+    se_pair = np.full((M, M), np.nan)
+    se_score = np.full(M, np.nan)
+    if I >= 2 and bootstrap > 1:
+        rng = np.random.default_rng(seed)
+        boot = fit_wins(win_matrix(coded, crossed_weights(coded, bootstrap, rng)), model, prior)
+        inflate = I / (I - 1)
+        se_score = np.sqrt(boot.var(axis=0, ddof=1) * inflate)
+        diff = boot[:, :, None] - boot[:, None, :]
+        se_pair = np.sqrt(diff.var(axis=0, ddof=1) * inflate)
+
+    compared = wins + wins.T
+    _, component = connected_components(sparse.csr_matrix(compared > 0), directed=False)
+    linked = component[:, None] == component[None, :]
+    est = score[:, None] - score[None, :]
+    df_t = I - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = est / se_pair
+        p = np.where(se_pair > 0, 2 * stats.t.sf(np.abs(t), max(df_t, 1)),
+                     np.where(est == 0, 1.0, 0.0))
+    testable = linked & np.isfinite(se_pair) & ~np.eye(M, dtype=bool)
+    p = np.where(testable, p, np.nan)
+    iu, ju = np.triu_indices(M, 1)
+    padj = np.full((M, M), np.nan)
+    padj[iu, ju] = padj[ju, iu] = adjust(p[iu, ju], correction)
+
+    sig = np.nan_to_num(padj, nan=0.0) < alpha
+    sig &= testable
+    untested = ~linked
+    # As in the ratings' verdicts: methods that were never linked by comparisons are not
+    # comparable, and a shared letter would claim they are alike.
+    letters = _letters([coded.methods[k] for k in order], (sig | untested)[np.ix_(order, order)])
+
+    crit = float(stats.t.ppf(1 - alpha / (2 * max(len(iu), 1)), df_t)) if df_t >= 1 else np.inf
+    tcrit = float(stats.t.ppf(0.975, df_t)) if df_t >= 1 else np.nan
+    names = [coded.methods[k] for k in order]
+    idx = pd.Index(names, name="method")
+    n_judged = compared.sum(axis=1)
+    methods = pd.DataFrame({
+        "method": names, "score": score[order], "se": se_score[order],
+        "ci95_low": score[order] - tcrit * se_score[order],
+        "ci95_high": score[order] + tcrit * se_score[order],
+        "rank": np.arange(1, M + 1), "group": [letters[m] for m in names],
+        "wins": wins.sum(axis=1)[order], "judgements": n_judged[order]})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(compared > 0, wins / compared, np.nan)
+
+    def frame(x):
+        return pd.DataFrame(np.asarray(x)[np.ix_(order, order)], index=idx, columns=idx)
+
+    pairwise = {"estimate": frame(est), "se": frame(se_pair), "p": frame(p),
+                "p_adjusted": frame(padj), "compared": frame(compared), "share": frame(share),
+                "correction": correction, "df": df_t}
+    adjacent = _adjacent(order, coded.methods, est, se_pair, p, compared, correction, alpha)
+
+    name = "Holm" if correction == "holm" else "Benjamini-Hochberg"
+    notes.append(f"scores: {MODELS[model]} fitted to {int(round(coded.weight.sum()))} "
+                 f"judgements; intervals and tests from {bootstrap} bootstrap resamples of images "
+                 f"and workers (two-way), t on {df_t} df, {name} over the "
+                 f"{int(np.isfinite(p[iu, ju]).sum())} pairs tested")
+    if coded.n_none:
+        notes.append(f"{coded.n_none} 'no preference' judgement(s) "
+                     + ("left out" if coded.n_none_dropped else "counted as half a win for each "
+                        "method"))
+    notes.extend(_reach_notes(I, len(coded.workers), int(untested[iu, ju].sum()), len(iu), crit,
+                              alpha, name))
+    counts = {"judgements": int(round(coded.weight.sum())),
+              "images": I, "workers": len(coded.workers), "methods": M,
+              "no_preference": coded.n_none,
+              "shown_first_won": float(np.average(coded.shown_first, weights=coded.weight))}
+    settings = {"model": model, "bootstrap": bootstrap, "alpha": alpha,
+                "correction": correction, "prior": prior, "seed": seed,
+                "critical_t": crit}
+    return Preferences(model, methods, pairwise, adjacent, counts, settings, notes)
+
+
+def _adjacent(order, methods, est, se, p, compared, correction, alpha) -> list[dict]:
+    pairs = list(zip(order[:-1], order[1:]))
+    raw = np.array([p[a, b] for a, b in pairs]) if pairs else np.array([])
+    adj = adjust(raw, correction) if len(raw) else raw
+    return [{"a": methods[a], "b": methods[b], "estimate": float(est[a, b]),
+             "se": float(se[a, b]), "p": float(raw[k]), "p_adjusted": float(adj[k]),
+             "compared": int(round(compared[a, b])),
+             "separated": bool(np.isfinite(adj[k]) and adj[k] < alpha)}
+            for k, (a, b) in enumerate(pairs)]
+
+
+def _reach_notes(n_images, n_workers, n_unlinked, n_pairs, crit, alpha, name) -> list[str]:
+    """Where the design cannot reach alpha by construction, say so."""
+    out = []
+    if n_images < 2:
+        out.append(f"one image only: the image-to-image variation of the differences cannot be "
+                   f"estimated, so no pair can be declared different at α = {alpha:g} on this "
+                   "design, whatever the judgements say; judge more images")
+    elif crit > 10:
+        out.append(f"with {n_images} images, {name} over {n_pairs} pairs needs a difference of "
+                   f"{crit:.0f} standard errors (t on {n_images - 1} df) before it is declared: "
+                   "in practice this design cannot separate a pair; judge more images")
+    if n_workers < 2:
+        out.append("one worker only: how workers differ cannot be estimated, and the intervals "
+                   "speak for this worker alone")
+    if n_unlinked:
+        out.append(f"{n_unlinked} of {n_pairs} method pairs are not linked by any chain of "
+                   "comparisons and were not compared; such methods never share a letter, so "
+                   "there a different letter means 'not compared', not 'different'")
+    return out
+
+
+# ---------------------------------------------------------------- which pairs to show
+
+def all_pairs(methods) -> list[tuple]:
+    """Every pair of methods, each once."""
+    m = list(methods)
+    return [(m[i], m[j]) for i in range(len(m)) for j in range(i + 1, len(m))]
+
+
+def undecided_neighbours(verdict, alpha: float = 0.05) -> list[tuple]:
+    """The neighbouring methods (in the rating study's order) that its verdict left apart by
+    less than alpha: a follow-up pairwise round compares exactly these. `verdict`: what
+    analysis.verdicts.decide returns, its `pairwise` entry, or a report with `.pairwise`; the
+    order is that of its p_adjusted matrix (best first). Pairs the ratings never compared
+    count as undecided."""
+    pw = getattr(verdict, "pairwise", verdict)
+    if isinstance(pw, dict) and "pairwise" in pw:
+        pw = pw["pairwise"]
+    padj = pw["p_adjusted"]
+    order = list(padj.index)
+    a = padj.to_numpy(dtype=float)
+    return [(order[k], order[k + 1]) for k in range(len(order) - 1)
+            if not (np.isfinite(a[k, k + 1]) and a[k, k + 1] < alpha)]
+
+
+def plan(pairs, images, *, judgements: int, per_worker: int, seed: int = 0) -> pd.DataFrame:
+    """Tasks for a pairwise round: every pair on every image `judgements` times, dealt to
+    workers in lots of `per_worker` tasks (a worker never judges the same pair on the same
+    image twice), with the A/B order balanced within each worker and each pair (half shown
+    one way, half the other, the odd one at random) and the task order shuffled per worker.
+    Columns: worker (0, 1, ...), position, image, method_a, method_b."""
+    rng = np.random.default_rng(seed)
+    pairs = [tuple(p) for p in pairs]
+    images = list(images)
+    if not pairs or not images or judgements < 1 or per_worker < 1:
+        raise ValueError("a plan needs at least one pair, one image, judgements >= 1 and "
+                         "per_worker >= 1")
+    tasks = [(i, k) for k in range(len(pairs)) for i in range(len(images))]
+    n_tasks = len(tasks)
+    per_worker = min(per_worker, n_tasks)
+    rows = []
+    worker = 0
+    for _ in range(judgements):
+        # One pass over all tasks per repetition: within a pass a worker's lot holds distinct
+        # tasks, and a worker belongs to one pass only.
+        perm = rng.permutation(n_tasks)
+        for start in range(0, n_tasks, per_worker):
+            lot = perm[start:start + per_worker]
+            rows.extend((worker, tasks[t][0], tasks[t][1]) for t in lot)
+            worker += 1
+    frame = pd.DataFrame(rows, columns=["worker", "image", "pair"])
+    return _balance(frame, pairs, images, rng)
+
+
+def _balance(frame: pd.DataFrame, pairs, images, rng) -> pd.DataFrame:
+    flip = np.zeros(len(frame), dtype=bool)
+    for _, idx in frame.groupby(["worker", "pair"]).indices.items():
+        # Half of this worker's tasks of this pair shown reversed; the odd one by coin.
+        n = len(idx)
+        k = n // 2 + (int(rng.integers(0, 2)) if n % 2 else 0)
+        flip[rng.permutation(idx)[:k]] = True
+    first = np.array([p[0] for p in pairs], dtype=object)[frame["pair"].to_numpy()]
+    second = np.array([p[1] for p in pairs], dtype=object)[frame["pair"].to_numpy()]
+    out = pd.DataFrame({"worker": frame["worker"].to_numpy(),
+                        "image": np.array(images, dtype=object)[frame["image"].to_numpy()],
+                        "method_a": np.where(flip, second, first),
+                        "method_b": np.where(flip, first, second)})
+    out["position"] = 0
+    parts = []
+    for _, g in out.groupby("worker", sort=True):
+        g = g.iloc[rng.permutation(len(g))].copy()
+        g["position"] = np.arange(len(g))
+        parts.append(g)
+    return pd.concat(parts, ignore_index=True)[["worker", "position", "image", "method_a",
+                                                "method_b"]]
+
+
+# ---------------------------------------------------------------- simulated judges
+
+def preference_probability(difference, noise_sd):
+    """P(prefer A) for a worker whose perception of each image carries Gaussian noise of SD
+    `noise_sd` (as a careful worker's rating does): the difference of two such perceptions has
+    SD noise_sd * sqrt(2), so P = Phi((quality_A - quality_B) / (noise_sd sqrt 2)). A worker's
+    bias shifts both perceptions alike and cancels."""
+    return stats.norm.cdf(np.asarray(difference) / (np.asarray(noise_sd) * np.sqrt(2.0)))
+
+
+def simulate(tasks: pd.DataFrame, quality: pd.DataFrame, noise_sd, rng: np.random.Generator,
+             position_bias: float = 0.0) -> pd.DataFrame:
+    """Judgements of `tasks` (a plan) by simulated careful workers. `quality`: latent quality
+    (higher is preferred), images x methods; `noise_sd`: one SD per worker (array indexed by
+    the plan's worker), or (low, high) to draw each worker's from a uniform as workers.py
+    does. `position_bias`: added to A's side (a preference for the first shown)."""
+    workers = tasks["worker"].to_numpy()
+    n_workers = int(workers.max()) + 1
+    if isinstance(noise_sd, tuple):
+        noise_sd = rng.uniform(*noise_sd, size=n_workers)
+    sd = np.broadcast_to(np.asarray(noise_sd, dtype=float), (n_workers,))[workers]
+    q = quality.to_numpy(dtype=float)
+    ri = quality.index.get_indexer(tasks["image"])
+    diff = (q[ri, quality.columns.get_indexer(tasks["method_a"])]
+            - q[ri, quality.columns.get_indexer(tasks["method_b"])])
+    prob = preference_probability(diff + position_bias, sd)
+    out = tasks.copy()
+    out["preferred"] = np.where(rng.random(len(out)) < prob, "A", "B")
+    return out
+
+
+def latent_quality(n_images: int, gaps, image_method_sd: float, rng: np.random.Generator,
+                   image_sd: float = 0.0) -> pd.DataFrame:
+    """Latent quality of each image x method: the method's gap + an image effect + an
+    image:method effect (the same terms as analysis.calibration's ratings)."""
+    gaps = np.asarray(gaps, dtype=float)
+    q = (gaps[None, :] + rng.normal(0, image_sd, (n_images, 1))
+         + rng.normal(0, image_method_sd, (n_images, len(gaps))))
+    return pd.DataFrame(q, index=pd.Index(range(n_images), name="image"),
+                        columns=pd.Index(range(len(gaps)), name="method"))
