@@ -12,14 +12,14 @@ a method that wins every comparison finite.
 
 Uncertainty treats both images and workers as samples, as the ratings' crossed model does: a
 method's advantage changes from image to image (image:method variation), and no number of
-judgements on 10 images averages that away. The bootstrap resamples images and workers
-independently, with replacement, and keeps each judgement as often as its image times its
-worker was drawn (the two-way "pigeonhole" bootstrap, Owen 2007): resampling judgements alone
-would treat the image:method variation as if it shrank with more judgements, and resampling
-images alone would miss how workers differ. Differences are tested with t = d / SE on
-images - 1 degrees of freedom, the SE being the bootstrap SE scaled by I / (I - 1) (the image
-bootstrap's variance of a mean falls short by that factor); Holm over all pairs (the letters)
-and over the adjacent pairs. The intervals use the same SE, so they tell the tests' story.
+judgements on 10 images averages that away. Three cluster bootstraps (images, workers, and a
+worker's judgements of one image) are combined as in two-way clustering, V = V_image +
+V_worker - V_cell, so that each source of variation is counted once (`two_way_variance` says
+why not the pigeonhole bootstrap, which resamples images and workers at once). Differences
+are tested with t = d / SE on Satterthwaite degrees of freedom (about images - 1 where the
+image:method variation dominates); Holm over all pairs (the letters) and, for the report's
+neighbours, over the adjacent pairs. The intervals use the same SE and df, so they tell the
+tests' story.
 docs/pairwise.md shows the family-wise error and power of this by simulation."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import sparse, stats
 from scipy.sparse.csgraph import connected_components
 
+from analysis.calibration import _frozen_heap
 from analysis.letters import letters as _letters
 from analysis.significance import adjust
 from analysis.table import RatingsError
@@ -86,14 +87,12 @@ def encode(df: pd.DataFrame, ties: str = "drop") -> Coded:
     if same.any():
         raise RatingsError(f"{int(same.sum())} judgement(s) compare a method with itself",
                            where="method_a, method_b")
-    methods = sorted(set(d["method_a"]) | set(d["method_b"]))
-    images = sorted(set(d["image"]))
-    workers = sorted(set(d["worker"]))
-    mcode = {m: k for k, m in enumerate(methods)}
-    a = d["method_a"].map(mcode).to_numpy()
-    b = d["method_b"].map(mcode).to_numpy()
-    img = pd.Categorical(d["image"], categories=images).codes.astype(np.int64)
-    wrk = pd.Categorical(d["worker"], categories=workers).codes.astype(np.int64)
+    mcodes, methods = pd.factorize(pd.concat([d["method_a"], d["method_b"]]), sort=True)
+    a, b = mcodes[:len(d)].astype(np.int64), mcodes[len(d):].astype(np.int64)
+    img, images = pd.factorize(d["image"], sort=True)
+    wrk, workers = pd.factorize(d["worker"], sort=True)
+    methods, images, workers = list(methods), list(images), list(workers)
+    img, wrk = img.astype(np.int64), wrk.astype(np.int64)
     p = pref.to_numpy()
     none = p == "none"
     won_a = p == "a"
@@ -170,24 +169,90 @@ def fit_wins(wins: np.ndarray, model: str = "bradley-terry", prior: float = PRIO
     return s[0] if single else s
 
 
-def win_matrix(coded: Coded, weights: np.ndarray | None = None) -> np.ndarray:
-    """wins[i, j]: weighted wins of method i over method j; with `weights` of shape (B, N)
-    one matrix per row of weights."""
+def win_matrix(coded: Coded, codes: np.ndarray | None = None) -> np.ndarray:
+    """wins[i, j]: weighted wins of method i over method j; with cluster `codes` (one per
+    judgement, 0..n-1) one such matrix per cluster, shape (n, M, M)."""
     M = len(coded.methods)
     cell = coded.winner * M + coded.loser
-    if weights is None:
+    if codes is None:
         return np.bincount(cell, weights=coded.weight, minlength=M * M).reshape(M, M)
-    S = sparse.csr_matrix((coded.weight, (np.arange(len(cell)), cell)), shape=(len(cell), M * M))
-    return np.asarray((S.T @ np.asarray(weights).T).T).reshape(-1, M, M)
+    n = int(codes.max()) + 1
+    return np.bincount(codes * M * M + cell, weights=coded.weight,
+                       minlength=n * M * M).reshape(n, M, M)
 
 
-def crossed_weights(coded: Coded, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, N) weights of the two-way bootstrap: images and workers are each drawn with
-    replacement; a judgement counts (times its image was drawn) x (times its worker was)."""
-    I, Wk = len(coded.images), len(coded.workers)
-    ci = rng.multinomial(I, np.full(I, 1.0 / I), size=n_boot)
-    cw = rng.multinomial(Wk, np.full(Wk, 1.0 / Wk), size=n_boot)
-    return ci[:, coded.image] * cw[:, coded.worker]
+def _cluster_variance(coded: Coded, codes: np.ndarray, n_boot: int, model: str, prior: float,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap variances of the scores and of their differences when the clusters `codes`
+    (images, workers, or image x worker cells) are resampled with replacement, each scaled by
+    n / (n - 1): a cluster bootstrap's variance of a mean falls short by that factor."""
+    n = int(codes.max()) + 1
+    if n < 2:
+        M = len(coded.methods)
+        return np.zeros(M), np.zeros((M, M))
+    draws = rng.integers(0, n, size=(n_boot, n)) + np.arange(n_boot)[:, None] * n
+    counts = np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n)
+    per_cluster = win_matrix(coded, codes)
+    M = per_cluster.shape[1]
+    wins = (counts @ per_cluster.reshape(n, M * M)).reshape(n_boot, M, M)
+    boot = fit_wins(wins, model, prior)
+    diff = boot[:, :, None] - boot[:, None, :]
+    k = n / (n - 1)
+    return boot.var(axis=0, ddof=1) * k, diff.var(axis=0, ddof=1) * k
+
+
+def model_covariance(wins: np.ndarray, score: np.ndarray, model: str) -> np.ndarray:
+    """Covariance of the (mean-0) scores if every judgement were independent: the
+    pseudo-inverse of the Fisher information at the fitted scores."""
+    F, f = _link(model)
+    d = score[:, None] - score[None, :]
+    P = np.clip(F(d), 1e-12, 1 - 1e-12)
+    info = (wins + wins.T) * f(d) ** 2 / (P * (1 - P))
+    L = np.diag(info.sum(axis=1)) - info
+    return np.linalg.pinv(L, hermitian=True)
+
+
+def two_way_variance(coded: Coded, wins: np.ndarray, score: np.ndarray, n_boot: int,
+                     model: str, prior: float, rng: np.random.Generator) -> dict:
+    """Covariance of the scores with images and workers both random, and its degrees of
+    freedom.
+
+    Judgements of one image are not independent: a method's advantage changes from image to
+    image, and no number of judgements of 10 images averages that away. The covariance is
+    the model's (every judgement independent) times an overdispersion factor phi, measured
+    by bootstrap and pooled over the pairs tested, as the ratings' crossed model pools one
+    image:method variance over all pairs (per pair, 10 images would give each SE 9 df, and
+    Holm's far tail on 9-df SEs is anti-conservative: measured, docs/pairwise.md).
+
+    phi comes from three cluster bootstraps combined as in two-way clustering (Cameron,
+    Gelbach and Miller 2011): phi = phi_image + phi_worker - phi_cell, each the pooled ratio
+    of a bootstrap's variance of the differences to the model's, resampling images, workers,
+    or a worker's judgements of one image. Images and workers each carry the judgement noise
+    once more, so the noise counted twice is taken out once. (The pigeonhole bootstrap,
+    images and workers resampled at once, counts the noise about three times: calibrated, but
+    with power thrown away where the noise dominates.) phi is at least 1. Degrees of freedom
+    by Satterthwaite: the image part has (images - 1)(methods - 1), as the image:method term
+    of a two-way layout, the worker part (workers - 1)(methods - 1), the noise part many."""
+    M = len(coded.methods)
+    cov = model_covariance(wins, score, model)
+    model_var = np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2 * cov
+    iu, ju = np.triu_indices(M, 1)
+    cell = np.unique(coded.image * len(coded.workers) + coded.worker, return_inverse=True)[1]
+    ratios = []
+    for codes in (coded.image, coded.worker, cell):
+        v = _cluster_variance(coded, codes, n_boot, model, prior, rng)[1]
+        ratios.append(float(v[iu, ju].sum() / model_var[iu, ju].sum()))
+    r_image, r_worker, r_cell = ratios
+    phi = max(r_image + r_worker - r_cell, r_image, r_worker, 1.0)
+    I, W, C = len(coded.images), len(coded.workers), int(cell.max()) + 1
+    linked = max(M - 1, 1)
+    parts = ((max(r_image - r_cell, 0.0), (I - 1) * linked),
+             (max(r_worker - r_cell, 0.0), (W - 1) * linked),
+             (min(r_cell, phi), max(C - 1, 1)))
+    den = sum(x ** 2 / max(n, 1) for x, n in parts)
+    df = phi ** 2 / den if den > 0 else np.inf
+    return {"covariance": phi * cov, "phi": phi, "df": float(max(df, 1.0)),
+            "ratios": {"image": r_image, "worker": r_worker, "cell": r_cell}}
 
 
 # ---------------------------------------------------------------- the analysis
@@ -205,6 +270,7 @@ class Preferences:
     adjacent: list
     counts: dict
     settings: dict
+    dispersion: dict          # phi (variance over the independent-judgement model's), df
     notes: list = field(default_factory=list)
 
 
@@ -230,22 +296,25 @@ def _analyse(coded: Coded, model: str, bootstrap: int, alpha: float, correction:
     order = [int(k) for k in np.lexsort((np.arange(M), -score))]
     se_pair = np.full((M, M), np.nan)
     se_score = np.full(M, np.nan)
+    df_pair = np.full((M, M), np.nan)
+    df_score = np.full(M, np.nan)
+    spread: dict = {}
     if I >= 2 and bootstrap > 1:
-        rng = np.random.default_rng(seed)
-        boot = fit_wins(win_matrix(coded, crossed_weights(coded, bootstrap, rng)), model, prior)
-        inflate = I / (I - 1)
-        se_score = np.sqrt(boot.var(axis=0, ddof=1) * inflate)
-        diff = boot[:, :, None] - boot[:, None, :]
-        se_pair = np.sqrt(diff.var(axis=0, ddof=1) * inflate)
+        spread = two_way_variance(coded, wins, score, bootstrap, model, prior,
+                                  np.random.default_rng(seed))
+        cov = spread["covariance"]
+        se_score = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        se_pair = np.sqrt(np.maximum(np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2 * cov,
+                                     0.0))
+        df_pair[:] = df_score[:] = spread["df"]
 
     compared = wins + wins.T
     _, component = connected_components(sparse.csr_matrix(compared > 0), directed=False)
     linked = component[:, None] == component[None, :]
     est = score[:, None] - score[None, :]
-    df_t = I - 1
     with np.errstate(divide="ignore", invalid="ignore"):
         t = est / se_pair
-        p = np.where(se_pair > 0, 2 * stats.t.sf(np.abs(t), max(df_t, 1)),
+        p = np.where(se_pair > 0, 2 * stats.t.sf(np.abs(t), np.nan_to_num(df_pair, nan=1.0)),
                      np.where(est == 0, 1.0, 0.0))
     testable = linked & np.isfinite(se_pair) & ~np.eye(M, dtype=bool)
     p = np.where(testable, p, np.nan)
@@ -260,15 +329,14 @@ def _analyse(coded: Coded, model: str, bootstrap: int, alpha: float, correction:
     # comparable, and a shared letter would claim they are alike.
     letters = _letters([coded.methods[k] for k in order], (sig | untested)[np.ix_(order, order)])
 
-    crit = float(stats.t.ppf(1 - alpha / (2 * max(len(iu), 1)), df_t)) if df_t >= 1 else np.inf
-    tcrit = float(stats.t.ppf(0.975, df_t)) if df_t >= 1 else np.nan
+    tcrit = stats.t.ppf(0.975, np.nan_to_num(df_score, nan=1.0))
     names = [coded.methods[k] for k in order]
     idx = pd.Index(names, name="method")
     n_judged = compared.sum(axis=1)
     methods = pd.DataFrame({
         "method": names, "score": score[order], "se": se_score[order],
-        "ci95_low": score[order] - tcrit * se_score[order],
-        "ci95_high": score[order] + tcrit * se_score[order],
+        "ci95_low": (score - tcrit * se_score)[order],
+        "ci95_high": (score + tcrit * se_score)[order], "df": df_score[order],
         "rank": np.arange(1, M + 1), "group": [letters[m] for m in names],
         "wins": wins.sum(axis=1)[order], "judgements": n_judged[order]})
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -279,28 +347,28 @@ def _analyse(coded: Coded, model: str, bootstrap: int, alpha: float, correction:
 
     pairwise = {"estimate": frame(est), "se": frame(se_pair), "p": frame(p),
                 "p_adjusted": frame(padj), "compared": frame(compared), "share": frame(share),
-                "correction": correction, "df": df_t}
+                "df": frame(df_pair), "correction": correction}
     adjacent = _adjacent(order, coded.methods, est, se_pair, p, compared, correction, alpha)
 
     name = "Holm" if correction == "holm" else "Benjamini-Hochberg"
     notes.append(f"scores: {MODELS[model]} fitted to {int(round(coded.weight.sum()))} "
                  f"judgements; intervals and tests from {bootstrap} bootstrap resamples of images "
-                 f"and workers (two-way), t on {df_t} df, {name} over the "
+                 f"and workers (two-way clustering), t tests on Satterthwaite df, {name} over the "
                  f"{int(np.isfinite(p[iu, ju]).sum())} pairs tested")
     if coded.n_none:
         notes.append(f"{coded.n_none} 'no preference' judgement(s) "
                      + ("left out" if coded.n_none_dropped else "counted as half a win for each "
                         "method"))
-    notes.extend(_reach_notes(I, len(coded.workers), int(untested[iu, ju].sum()), len(iu), crit,
-                              alpha, name))
+    notes.extend(_reach_notes(I, len(coded.workers), int(untested[iu, ju].sum()), len(iu),
+                              alpha))
     counts = {"judgements": int(round(coded.weight.sum())),
               "images": I, "workers": len(coded.workers), "methods": M,
               "no_preference": coded.n_none,
               "shown_first_won": float(np.average(coded.shown_first, weights=coded.weight))}
     settings = {"model": model, "bootstrap": bootstrap, "alpha": alpha,
-                "correction": correction, "prior": prior, "seed": seed,
-                "critical_t": crit}
-    return Preferences(model, methods, pairwise, adjacent, counts, settings, notes)
+                "correction": correction, "prior": prior, "seed": seed}
+    dispersion = {k: spread[k] for k in ("phi", "df", "ratios")} if spread else {}
+    return Preferences(model, methods, pairwise, adjacent, counts, settings, dispersion, notes)
 
 
 def _adjacent(order, methods, est, se, p, compared, correction, alpha) -> list[dict]:
@@ -314,17 +382,13 @@ def _adjacent(order, methods, est, se, p, compared, correction, alpha) -> list[d
             for k, (a, b) in enumerate(pairs)]
 
 
-def _reach_notes(n_images, n_workers, n_unlinked, n_pairs, crit, alpha, name) -> list[str]:
+def _reach_notes(n_images, n_workers, n_unlinked, n_pairs, alpha) -> list[str]:
     """Where the design cannot reach alpha by construction, say so."""
     out = []
     if n_images < 2:
         out.append(f"one image only: the image-to-image variation of the differences cannot be "
                    f"estimated, so no pair can be declared different at α = {alpha:g} on this "
                    "design, whatever the judgements say; judge more images")
-    elif crit > 10:
-        out.append(f"with {n_images} images, {name} over {n_pairs} pairs needs a difference of "
-                   f"{crit:.0f} standard errors (t on {n_images - 1} df) before it is declared: "
-                   "in practice this design cannot separate a pair; judge more images")
     if n_workers < 2:
         out.append("one worker only: how workers differ cannot be estimated, and the intervals "
                    "speak for this worker alone")
@@ -389,26 +453,30 @@ def plan(pairs, images, *, judgements: int, per_worker: int, seed: int = 0) -> p
 
 
 def _balance(frame: pd.DataFrame, pairs, images, rng) -> pd.DataFrame:
-    flip = np.zeros(len(frame), dtype=bool)
-    for _, idx in frame.groupby(["worker", "pair"]).indices.items():
-        # Half of this worker's tasks of this pair shown reversed; the odd one by coin.
-        n = len(idx)
-        k = n // 2 + (int(rng.integers(0, 2)) if n % 2 else 0)
-        flip[rng.permutation(idx)[:k]] = True
-    first = np.array([p[0] for p in pairs], dtype=object)[frame["pair"].to_numpy()]
-    second = np.array([p[1] for p in pairs], dtype=object)[frame["pair"].to_numpy()]
-    out = pd.DataFrame({"worker": frame["worker"].to_numpy(),
-                        "image": np.array(images, dtype=object)[frame["image"].to_numpy()],
-                        "method_a": np.where(flip, second, first),
-                        "method_b": np.where(flip, first, second)})
-    out["position"] = 0
-    parts = []
-    for _, g in out.groupby("worker", sort=True):
-        g = g.iloc[rng.permutation(len(g))].copy()
-        g["position"] = np.arange(len(g))
-        parts.append(g)
-    return pd.concat(parts, ignore_index=True)[["worker", "position", "image", "method_a",
-                                                "method_b"]]
+    w = frame["worker"].to_numpy()
+    k = frame["pair"].to_numpy()
+    # Within each (worker, pair): a random rank; the lower half is shown reversed, and the
+    # middle one of an odd group by coin.
+    order = np.lexsort((rng.random(len(frame)), k, w))
+    group = np.r_[True, (w[order][1:] != w[order][:-1]) | (k[order][1:] != k[order][:-1])]
+    start = np.maximum.accumulate(np.where(group, np.arange(len(frame)), 0))
+    rank = np.arange(len(frame)) - start
+    size = np.bincount(np.cumsum(group) - 1)[np.cumsum(group) - 1]
+    coin = rng.random(len(frame)) < 0.5
+    flip_sorted = (rank < size // 2) | ((size % 2 == 1) & (rank == size // 2) & coin)
+    flip = np.empty(len(frame), dtype=bool)
+    flip[order] = flip_sorted
+    first = np.array([p[0] for p in pairs], dtype=object)[k]
+    second = np.array([p[1] for p in pairs], dtype=object)[k]
+    # Each worker's tasks in a random order.
+    shown = np.lexsort((rng.random(len(frame)), w))
+    ws = w[shown]
+    head = np.r_[True, ws[1:] != ws[:-1]]
+    position = np.arange(len(ws)) - np.maximum.accumulate(np.where(head, np.arange(len(ws)), 0))
+    return pd.DataFrame({"worker": ws, "position": position,
+                         "image": np.array(images, dtype=object)[frame["image"].to_numpy()][shown],
+                         "method_a": np.where(flip, second, first)[shown],
+                         "method_b": np.where(flip, first, second)[shown]})
 
 
 # ---------------------------------------------------------------- simulated judges
@@ -451,3 +519,60 @@ def latent_quality(n_images: int, gaps, image_method_sd: float, rng: np.random.G
          + rng.normal(0, image_method_sd, (n_images, len(gaps))))
     return pd.DataFrame(q, index=pd.Index(range(n_images), name="image"),
                         columns=pd.Index(range(len(gaps)), name="method"))
+
+
+# ---------------------------------------------------------------- error rates by simulation
+
+def simulated_study(gaps, image_method_sd: float, judgements: int, rng: np.random.Generator, *,
+                    n_images: int = 10, pairs: str = "all", per_worker: int = 20,
+                    noise_sd=(0.45, 0.75), model: str = "bradley-terry", bootstrap: int = 200,
+                    alpha: float = 0.05) -> Preferences:
+    """One simulated pairwise study: methods 0..M-1 with latent quality `gaps` (higher is
+    preferred), `judgements` per pair and image, pairs "all" or "neighbours" (adjacent in the
+    true order), careful workers (noise SD drawn per worker from `noise_sd`)."""
+    M = len(gaps)
+    order = list(np.argsort(-np.asarray(gaps, dtype=float), kind="stable"))
+    chosen = (all_pairs(range(M)) if pairs == "all"
+              else [(order[k], order[k + 1]) for k in range(M - 1)])
+    tasks = plan(chosen, range(n_images), judgements=judgements, per_worker=per_worker,
+                 seed=int(rng.integers(2 ** 32)))
+    quality = latent_quality(n_images, gaps, image_method_sd, rng)
+    data = simulate(tasks, quality, noise_sd, rng)
+    return analyse(data, model, bootstrap=bootstrap, alpha=alpha,
+                   seed=int(rng.integers(2 ** 32)))
+
+
+def family_wise_error(n_methods: int, image_method_sd: float, judgements: int, n_studies: int,
+                      seed: int = 0, alpha: float = 0.05, **study) -> dict:
+    """Share of studies with no method effect in which any pair came out separated."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    with _frozen_heap():
+        for _ in range(n_studies):
+            res = simulated_study(np.zeros(n_methods), image_method_sd, judgements, rng,
+                                  alpha=alpha, **study)
+            padj = res.pairwise["p_adjusted"].to_numpy()
+            hits += bool((np.nan_to_num(padj, nan=1.0) < alpha).any())
+    rate = hits / n_studies
+    se = float(np.sqrt(alpha * (1 - alpha) / n_studies))
+    return {"studies": n_studies, "fwer": rate, "mc_se": se, "limit": alpha + 2 * se,
+            "ok": rate <= alpha + 2 * se}
+
+
+def separation(gaps, image_method_sd: float, judgements: int, n_studies: int, seed: int = 0,
+               alpha: float = 0.05, **study) -> dict:
+    """Share of truly neighbouring pairs (adjacent in the order of `gaps`, which must differ)
+    separated at alpha after Holm over all pairs (the letters' family), and the share of
+    studies that ranked every method right."""
+    rng = np.random.default_rng(seed)
+    g = np.asarray(gaps, dtype=float)
+    order = [str(k) for k in np.argsort(-g, kind="stable")]
+    found = right = 0
+    with _frozen_heap():
+        for _ in range(n_studies):
+            res = simulated_study(g, image_method_sd, judgements, rng, alpha=alpha, **study)
+            padj = res.pairwise["p_adjusted"]
+            found += sum(bool(padj.loc[a, b] < alpha) for a, b in zip(order[:-1], order[1:]))
+            right += list(res.methods["method"]) == order
+    return {"studies": n_studies, "power": found / (n_studies * (len(g) - 1)),
+            "ranked_right": right / n_studies}
