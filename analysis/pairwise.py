@@ -492,14 +492,15 @@ def preference_probability(difference, noise_sd):
 def simulate(tasks: pd.DataFrame, quality: pd.DataFrame, noise_sd, rng: np.random.Generator,
              position_bias: float = 0.0) -> pd.DataFrame:
     """Judgements of `tasks` (a plan) by simulated careful workers. `quality`: latent quality
-    (higher is preferred), images x methods; `noise_sd`: one SD per worker (array indexed by
-    the plan's worker), or (low, high) to draw each worker's from a uniform as workers.py
-    does. `position_bias`: added to A's side (a preference for the first shown)."""
+    (higher is preferred), images x methods; `noise_sd`: one SD for all, one per worker (an array
+    indexed by the plan's worker), or (low, high) to draw each worker's from a uniform as
+    study/simulate/workers.py does for careful workers. `position_bias`: added to A's side (a preference for the first shown)."""
     workers = tasks["worker"].to_numpy()
     n_workers = int(workers.max()) + 1
     if isinstance(noise_sd, tuple):
         noise_sd = rng.uniform(*noise_sd, size=n_workers)
-    sd = np.broadcast_to(np.asarray(noise_sd, dtype=float), (n_workers,))[workers]
+    sd = np.asarray(noise_sd, dtype=float)
+    sd = np.full(len(workers), float(sd)) if sd.ndim == 0 else sd[workers]
     q = quality.to_numpy(dtype=float)
     ri = quality.index.get_indexer(tasks["image"])
     diff = (q[ri, quality.columns.get_indexer(tasks["method_a"])]
