@@ -12,14 +12,13 @@ a method that wins every comparison finite.
 
 Uncertainty treats both images and workers as samples, as the ratings' crossed model does: a
 method's advantage changes from image to image (image:method variation), and no number of
-judgements on 10 images averages that away. Three cluster bootstraps (images, workers, and a
-worker's judgements of one image) are combined as in two-way clustering, V = V_image +
-V_worker - V_cell, so that each source of variation is counted once (`two_way_variance` says
-why not the pigeonhole bootstrap, which resamples images and workers at once). Differences
-are tested with t = d / SE on Satterthwaite degrees of freedom (about images - 1 where the
-image:method variation dominates); Holm over all pairs (the letters) and, for the report's
-neighbours, over the adjacent pairs. The intervals use the same SE and df, so they tell the
-tests' story.
+judgements on 10 images averages that away. The covariance of the scores is the model's (as if
+every judgement were independent) times an overdispersion factor pooled over the pairs, which
+three cluster bootstraps measure (images, workers, and a worker's judgements of one image,
+combined as in two-way clustering; `two_way_variance` says why, and why not the pigeonhole
+bootstrap). Differences are tested with t = d / SE on Satterthwaite degrees of freedom; Holm
+over all pairs (the letters) and, for the neighbours, over the adjacent pairs. The intervals
+use the same SE and df, so they tell the tests' story.
 docs/pairwise.md shows the family-wise error and power of this by simulation."""
 
 from __future__ import annotations
@@ -212,8 +211,8 @@ def model_covariance(wins: np.ndarray, score: np.ndarray, model: str) -> np.ndar
     return np.linalg.pinv(L, hermitian=True)
 
 
-def two_way_variance(coded: Coded, wins: np.ndarray, score: np.ndarray, n_boot: int,
-                     model: str, prior: float, rng: np.random.Generator) -> dict:
+def two_way_variance(coded: Coded, wins: np.ndarray, score: np.ndarray, linked: np.ndarray,
+                     n_boot: int, model: str, prior: float, rng: np.random.Generator) -> dict:
     """Covariance of the scores with images and workers both random, and its degrees of
     freedom.
 
@@ -232,11 +231,14 @@ def two_way_variance(coded: Coded, wins: np.ndarray, score: np.ndarray, n_boot: 
     images and workers resampled at once, counts the noise about three times: calibrated, but
     with power thrown away where the noise dominates.) phi is at least 1. Degrees of freedom
     by Satterthwaite: the image part has (images - 1)(methods - 1), as the image:method term
-    of a two-way layout, the worker part (workers - 1)(methods - 1), the noise part many."""
+    of a two-way layout, the worker part (workers - 1)(methods - 1), the noise part many.
+    `linked[a, b]`: the pairs joined by a chain of comparisons, the only ones pooled."""
     M = len(coded.methods)
     cov = model_covariance(wins, score, model)
     model_var = np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2 * cov
     iu, ju = np.triu_indices(M, 1)
+    keep = linked[iu, ju]
+    iu, ju = iu[keep], ju[keep]
     cell = np.unique(coded.image * len(coded.workers) + coded.worker, return_inverse=True)[1]
     ratios = []
     for codes in (coded.image, coded.worker, cell):
@@ -245,9 +247,10 @@ def two_way_variance(coded: Coded, wins: np.ndarray, score: np.ndarray, n_boot: 
     r_image, r_worker, r_cell = ratios
     phi = max(r_image + r_worker - r_cell, r_image, r_worker, 1.0)
     I, W, C = len(coded.images), len(coded.workers), int(cell.max()) + 1
-    linked = max(M - 1, 1)
-    parts = ((max(r_image - r_cell, 0.0), (I - 1) * linked),
-             (max(r_worker - r_cell, 0.0), (W - 1) * linked),
+    # Contrasts per image: methods less one per group of linked methods.
+    free = max(M - len({tuple(row) for row in linked}), 1)
+    parts = ((max(r_image - r_cell, 0.0), (I - 1) * free),
+             (max(r_worker - r_cell, 0.0), (W - 1) * free),
              (min(r_cell, phi), max(C - 1, 1)))
     den = sum(x ** 2 / max(n, 1) for x, n in parts)
     df = phi ** 2 / den if den > 0 else np.inf
@@ -298,19 +301,18 @@ def _analyse(coded: Coded, model: str, bootstrap: int, alpha: float, correction:
     se_score = np.full(M, np.nan)
     df_pair = np.full((M, M), np.nan)
     df_score = np.full(M, np.nan)
+    compared = wins + wins.T
+    _, component = connected_components(sparse.csr_matrix(compared > 0), directed=False)
+    linked = component[:, None] == component[None, :]
     spread: dict = {}
-    if I >= 2 and bootstrap > 1:
-        spread = two_way_variance(coded, wins, score, bootstrap, model, prior,
+    if I >= 2 and bootstrap > 1 and linked[np.triu_indices(M, 1)].any():
+        spread = two_way_variance(coded, wins, score, linked, bootstrap, model, prior,
                                   np.random.default_rng(seed))
         cov = spread["covariance"]
         se_score = np.sqrt(np.maximum(np.diag(cov), 0.0))
         se_pair = np.sqrt(np.maximum(np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2 * cov,
                                      0.0))
         df_pair[:] = df_score[:] = spread["df"]
-
-    compared = wins + wins.T
-    _, component = connected_components(sparse.csr_matrix(compared > 0), directed=False)
-    linked = component[:, None] == component[None, :]
     est = score[:, None] - score[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         t = est / se_pair
@@ -351,10 +353,16 @@ def _analyse(coded: Coded, model: str, bootstrap: int, alpha: float, correction:
     adjacent = _adjacent(order, coded.methods, est, se_pair, p, compared, correction, alpha)
 
     name = "Holm" if correction == "holm" else "Benjamini-Hochberg"
-    notes.append(f"scores: {MODELS[model]} fitted to {int(round(coded.weight.sum()))} "
-                 f"judgements; intervals and tests from {bootstrap} bootstrap resamples of images "
-                 f"and workers (two-way clustering), t tests on Satterthwaite df, {name} over the "
-                 f"{int(np.isfinite(p[iu, ju]).sum())} pairs tested")
+    if spread:
+        notes.append(f"scores: {MODELS[model]} fitted to {int(round(coded.weight.sum()))} "
+                     f"judgements; intervals and tests treat images and workers as random "
+                     f"(overdispersion {spread['phi']:.2f} from {bootstrap} bootstrap resamples "
+                     f"each of images, workers and cells), t tests on {spread['df']:.0f} df, "
+                     f"{name} over the {int(np.isfinite(p[iu, ju]).sum())} pairs tested")
+    else:
+        notes.append(f"scores: {MODELS[model]} fitted to {int(round(coded.weight.sum()))} "
+                     "judgements; no intervals or tests (" + ("bootstrap = 0" if bootstrap <= 1
+                                                              else "see below") + ")")
     if coded.n_none:
         notes.append(f"{coded.n_none} 'no preference' judgement(s) "
                      + ("left out" if coded.n_none_dropped else "counted as half a win for each "
