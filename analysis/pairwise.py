@@ -213,25 +213,28 @@ def model_covariance(wins: np.ndarray, score: np.ndarray, model: str) -> np.ndar
 
 def two_way_variance(coded: Coded, wins: np.ndarray, score: np.ndarray, linked: np.ndarray,
                      n_boot: int, model: str, prior: float, rng: np.random.Generator) -> dict:
-    """Covariance of the scores with images and workers both random, and its degrees of
-    freedom.
+    """Covariance of the scores with images and workers both random, and the degrees of
+    freedom of each difference.
 
-    Judgements of one image are not independent: a method's advantage changes from image to
-    image, and no number of judgements of 10 images averages that away. The covariance is
-    the model's (every judgement independent) times an overdispersion factor phi, measured
-    by bootstrap and pooled over the pairs tested, as the ratings' crossed model pools one
-    image:method variance over all pairs (per pair, 10 images would give each SE 9 df, and
-    Holm's far tail on 9-df SEs is anti-conservative: measured, docs/pairwise.md).
+    Two parts. The judgement noise: the model's covariance (every judgement independent,
+    `model_covariance`) times r >= 1, r measured by resampling cells (a worker's judgements of
+    one image) and pooled over the pairs. The image:method variation (and a worker:method
+    one): a method's advantage changes from image to image, adding the same variance 2 tau to
+    every difference whatever the design (in a chain of neighbours the image terms of the
+    steps telescope: s_0 - s_8 carries delta_0 - delta_8, as s_0 - s_1 does), so it enters as
+    tau (identity - 1/M); tau is what resampling images adds to a difference beyond the noise,
+    averaged over the pairs, as the ratings' crossed model pools one image:method variance
+    over all pairs. Per pair, 10 images would give each SE 9 df, and Holm's far tail on such
+    SEs is anti-conservative; a variance proportional to the model's alone is wrong for a
+    chain design, where the noise grows along the chain and the image part does not (both
+    measured, docs/pairwise.md).
 
-    phi comes from three cluster bootstraps combined as in two-way clustering (Cameron,
-    Gelbach and Miller 2011): phi = phi_image + phi_worker - phi_cell, each the pooled ratio
-    of a bootstrap's variance of the differences to the model's, resampling images, workers,
-    or a worker's judgements of one image. Images and workers each carry the judgement noise
-    once more, so the noise counted twice is taken out once. (The pigeonhole bootstrap,
-    images and workers resampled at once, counts the noise about three times: calibrated, but
-    with power thrown away where the noise dominates.) phi is at least 1. Degrees of freedom
-    by Satterthwaite: the image part has (images - 1)(methods - 1), as the image:method term
-    of a two-way layout, the worker part (workers - 1)(methods - 1), the noise part many.
+    Resampling images catches the image part and the noise, resampling workers the worker part
+    and the noise again; the noise is subtracted from each, so it is counted once (two-way
+    clustering, Cameron, Gelbach and Miller 2011; the pigeonhole bootstrap, images and workers
+    resampled at once, counts it about three times, Owen 2007). Degrees of freedom by
+    Satterthwaite: (images - 1)(methods - 1) for the image part, as the image:method term of a
+    two-way layout, (workers - 1)(methods - 1) for the worker part, many for the noise.
     `linked[a, b]`: the pairs joined by a chain of comparisons, the only ones pooled."""
     M = len(coded.methods)
     cov = model_covariance(wins, score, model)
@@ -240,22 +243,24 @@ def two_way_variance(coded: Coded, wins: np.ndarray, score: np.ndarray, linked: 
     keep = linked[iu, ju]
     iu, ju = iu[keep], ju[keep]
     cell = np.unique(coded.image * len(coded.workers) + coded.worker, return_inverse=True)[1]
-    ratios = []
-    for codes in (coded.image, coded.worker, cell):
-        v = _cluster_variance(coded, codes, n_boot, model, prior, rng)[1]
-        ratios.append(float(v[iu, ju].sum() / model_var[iu, ju].sum()))
-    r_image, r_worker, r_cell = ratios
-    phi = max(r_image + r_worker - r_cell, r_image, r_worker, 1.0)
-    I, W, C = len(coded.images), len(coded.workers), int(cell.max()) + 1
+    v_image, v_worker, v_cell = (_cluster_variance(coded, codes, n_boot, model, prior, rng)[1]
+                                 for codes in (coded.image, coded.worker, cell))
+    r = max(float(v_cell[iu, ju].sum() / model_var[iu, ju].sum()), 1.0)
+    noise = r * model_var
+    tau_image = max(float(np.mean(v_image[iu, ju] - noise[iu, ju])) / 2, 0.0)
+    tau_worker = max(float(np.mean(v_worker[iu, ju] - noise[iu, ju])) / 2, 0.0)
     # Contrasts per image: methods less one per group of linked methods.
     free = max(M - len({tuple(row) for row in linked}), 1)
-    parts = ((max(r_image - r_cell, 0.0), (I - 1) * free),
-             (max(r_worker - r_cell, 0.0), (W - 1) * free),
-             (min(r_cell, phi), max(C - 1, 1)))
-    den = sum(x ** 2 / max(n, 1) for x, n in parts)
-    df = phi ** 2 / den if den > 0 else np.inf
-    return {"covariance": phi * cov, "phi": phi, "df": float(max(df, 1.0)),
-            "ratios": {"image": r_image, "worker": r_worker, "cell": r_cell}}
+    I, W, C = len(coded.images), len(coded.workers), int(cell.max()) + 1
+    centre = np.eye(M) - 1.0 / M
+    covariance = r * cov + (tau_image + tau_worker) * centre
+    pair_var = noise + 2 * (tau_image + tau_worker)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        den = (noise ** 2 / max(C - 1, 1) + (2 * tau_image) ** 2 / max((I - 1) * free, 1)
+               + (2 * tau_worker) ** 2 / max((W - 1) * free, 1))
+        df = np.where(den > 0, pair_var ** 2 / den, np.inf)
+    return {"covariance": covariance, "df": np.maximum(df, 1.0), "noise_ratio": r,
+            "image_method": tau_image, "worker_method": tau_worker}
 
 
 # ---------------------------------------------------------------- the analysis
@@ -273,7 +278,7 @@ class Preferences:
     adjacent: list
     counts: dict
     settings: dict
-    dispersion: dict          # phi (variance over the independent-judgement model's), df
+    dispersion: dict          # noise_ratio (over the model's), image_method, worker_method
     notes: list = field(default_factory=list)
 
 
@@ -312,7 +317,10 @@ def _analyse(coded: Coded, model: str, bootstrap: int, alpha: float, correction:
         se_score = np.sqrt(np.maximum(np.diag(cov), 0.0))
         se_pair = np.sqrt(np.maximum(np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2 * cov,
                                      0.0))
-        df_pair[:] = df_score[:] = spread["df"]
+        df_pair = spread["df"]
+        # A score's df: that of its differences from the others (they share its terms).
+        df_score = np.array([np.median(np.delete(df_pair[k], k)) if M > 1 else np.inf
+                             for k in range(M)])
     est = score[:, None] - score[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         t = est / se_pair
@@ -356,8 +364,8 @@ def _analyse(coded: Coded, model: str, bootstrap: int, alpha: float, correction:
     if spread:
         notes.append(f"scores: {MODELS[model]} fitted to {int(round(coded.weight.sum()))} "
                      f"judgements; intervals and tests treat images and workers as random "
-                     f"(overdispersion {spread['phi']:.2f} from {bootstrap} bootstrap resamples "
-                     f"each of images, workers and cells), t tests on {spread['df']:.0f} df, "
+                     f"({bootstrap} bootstrap resamples each of images, workers and a worker's "
+                     f"judgements of one image), t tests on Satterthwaite df, "
                      f"{name} over the {int(np.isfinite(p[iu, ju]).sum())} pairs tested")
     else:
         notes.append(f"scores: {MODELS[model]} fitted to {int(round(coded.weight.sum()))} "
@@ -375,7 +383,8 @@ def _analyse(coded: Coded, model: str, bootstrap: int, alpha: float, correction:
               "shown_first_won": float(np.average(coded.shown_first, weights=coded.weight))}
     settings = {"model": model, "bootstrap": bootstrap, "alpha": alpha,
                 "correction": correction, "prior": prior, "seed": seed}
-    dispersion = {k: spread[k] for k in ("phi", "df", "ratios")} if spread else {}
+    dispersion = ({k: spread[k] for k in ("noise_ratio", "image_method", "worker_method")}
+                  if spread else {})
     return Preferences(model, methods, pairwise, adjacent, counts, settings, dispersion, notes)
 
 
