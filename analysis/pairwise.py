@@ -12,14 +12,15 @@ a method that wins every comparison finite.
 
 Uncertainty treats both images and workers as samples, as the ratings' crossed model does: a
 method's advantage changes from image to image (image:method variation), and no number of
-judgements on 10 images averages that away. The covariance of the scores is the model's (as if
-every judgement were independent) times an overdispersion factor pooled over the pairs, which
-three cluster bootstraps measure (images, workers, and a worker's judgements of one image,
-combined as in two-way clustering; `two_way_variance` says why, and why not the pigeonhole
-bootstrap). Differences are tested with t = d / SE on Satterthwaite degrees of freedom; Holm
-over all pairs (the letters) and, for the neighbours, over the adjacent pairs. The intervals
-use the same SE and df, so they tell the tests' story.
-docs/pairwise.md shows the family-wise error and power of this by simulation."""
+judgements on 10 images averages that away. A difference's variance is the model's (as if every
+judgement were independent) for the judgement noise, plus one image:method (and worker:method)
+variance pooled over the pairs, both measured by cluster bootstraps of images, workers and a
+worker's judgements of one image (`two_way_variance` says why this shape). Differences are
+tested with t = d / SE on Satterthwaite degrees of freedom; Holm over all pairs (the letters)
+and, for the neighbours, over the adjacent pairs. The intervals use the same SE and df, so they
+tell the tests' story.
+docs/pairwise.md shows the family-wise error and power of this by simulation
+(study/simulate/pairwise.py simulates the judges)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ import pandas as pd
 from scipy import sparse, stats
 from scipy.sparse.csgraph import connected_components
 
-from analysis.calibration import _frozen_heap
 from analysis.letters import letters as _letters
 from analysis.significance import adjust
 from analysis.table import RatingsError
@@ -494,103 +494,3 @@ def _balance(frame: pd.DataFrame, pairs, images, rng) -> pd.DataFrame:
                          "image": np.array(images, dtype=object)[frame["image"].to_numpy()][shown],
                          "method_a": np.where(flip, second, first)[shown],
                          "method_b": np.where(flip, first, second)[shown]})
-
-
-# ---------------------------------------------------------------- simulated judges
-
-def preference_probability(difference, noise_sd):
-    """P(prefer A) for a worker whose perception of each image carries Gaussian noise of SD
-    `noise_sd` (as a careful worker's rating does): the difference of two such perceptions has
-    SD noise_sd * sqrt(2), so P = Phi((quality_A - quality_B) / (noise_sd sqrt 2)). A worker's
-    bias shifts both perceptions alike and cancels."""
-    return stats.norm.cdf(np.asarray(difference) / (np.asarray(noise_sd) * np.sqrt(2.0)))
-
-
-def simulate(tasks: pd.DataFrame, quality: pd.DataFrame, noise_sd, rng: np.random.Generator,
-             position_bias: float = 0.0) -> pd.DataFrame:
-    """Judgements of `tasks` (a plan) by simulated careful workers. `quality`: latent quality
-    (higher is preferred), images x methods; `noise_sd`: one SD for all, one per worker (an array
-    indexed by the plan's worker), or (low, high) to draw each worker's from a uniform as
-    study/simulate/workers.py does for careful workers. `position_bias`: added to A's side (a preference for the first shown)."""
-    workers = tasks["worker"].to_numpy()
-    n_workers = int(workers.max()) + 1
-    if isinstance(noise_sd, tuple):
-        noise_sd = rng.uniform(*noise_sd, size=n_workers)
-    sd = np.asarray(noise_sd, dtype=float)
-    sd = np.full(len(workers), float(sd)) if sd.ndim == 0 else sd[workers]
-    q = quality.to_numpy(dtype=float)
-    ri = quality.index.get_indexer(tasks["image"])
-    diff = (q[ri, quality.columns.get_indexer(tasks["method_a"])]
-            - q[ri, quality.columns.get_indexer(tasks["method_b"])])
-    prob = preference_probability(diff + position_bias, sd)
-    out = tasks.copy()
-    out["preferred"] = np.where(rng.random(len(out)) < prob, "A", "B")
-    return out
-
-
-def latent_quality(n_images: int, gaps, image_method_sd: float, rng: np.random.Generator,
-                   image_sd: float = 0.0) -> pd.DataFrame:
-    """Latent quality of each image x method: the method's gap + an image effect + an
-    image:method effect (the same terms as analysis.calibration's ratings)."""
-    gaps = np.asarray(gaps, dtype=float)
-    q = (gaps[None, :] + rng.normal(0, image_sd, (n_images, 1))
-         + rng.normal(0, image_method_sd, (n_images, len(gaps))))
-    return pd.DataFrame(q, index=pd.Index(range(n_images), name="image"),
-                        columns=pd.Index(range(len(gaps)), name="method"))
-
-
-# ---------------------------------------------------------------- error rates by simulation
-
-def simulated_study(gaps, image_method_sd: float, judgements: int, rng: np.random.Generator, *,
-                    n_images: int = 10, pairs: str = "all", per_worker: int = 20,
-                    noise_sd=(0.45, 0.75), model: str = "bradley-terry", bootstrap: int = 200,
-                    alpha: float = 0.05) -> Preferences:
-    """One simulated pairwise study: methods 0..M-1 with latent quality `gaps` (higher is
-    preferred), `judgements` per pair and image, pairs "all" or "neighbours" (adjacent in the
-    true order), careful workers (noise SD drawn per worker from `noise_sd`)."""
-    M = len(gaps)
-    order = list(np.argsort(-np.asarray(gaps, dtype=float), kind="stable"))
-    chosen = (all_pairs(range(M)) if pairs == "all"
-              else [(order[k], order[k + 1]) for k in range(M - 1)])
-    tasks = plan(chosen, range(n_images), judgements=judgements, per_worker=per_worker,
-                 seed=int(rng.integers(2 ** 32)))
-    quality = latent_quality(n_images, gaps, image_method_sd, rng)
-    data = simulate(tasks, quality, noise_sd, rng)
-    return analyse(data, model, bootstrap=bootstrap, alpha=alpha,
-                   seed=int(rng.integers(2 ** 32)))
-
-
-def family_wise_error(n_methods: int, image_method_sd: float, judgements: int, n_studies: int,
-                      seed: int = 0, alpha: float = 0.05, **study) -> dict:
-    """Share of studies with no method effect in which any pair came out separated."""
-    rng = np.random.default_rng(seed)
-    hits = 0
-    with _frozen_heap():
-        for _ in range(n_studies):
-            res = simulated_study(np.zeros(n_methods), image_method_sd, judgements, rng,
-                                  alpha=alpha, **study)
-            padj = res.pairwise["p_adjusted"].to_numpy()
-            hits += bool((np.nan_to_num(padj, nan=1.0) < alpha).any())
-    rate = hits / n_studies
-    se = float(np.sqrt(alpha * (1 - alpha) / n_studies))
-    return {"studies": n_studies, "fwer": rate, "mc_se": se, "limit": alpha + 2 * se,
-            "ok": rate <= alpha + 2 * se}
-
-
-def separation(gaps, image_method_sd: float, judgements: int, n_studies: int, seed: int = 0,
-               alpha: float = 0.05, **study) -> dict:
-    """Share of truly neighbouring pairs (adjacent in the order of `gaps`, which must differ)
-    separated at alpha after Holm over all pairs (the letters' family), and the share of
-    studies that ranked every method right."""
-    rng = np.random.default_rng(seed)
-    g = np.asarray(gaps, dtype=float)
-    order = [str(k) for k in np.argsort(-g, kind="stable")]
-    found = right = 0
-    with _frozen_heap():
-        for _ in range(n_studies):
-            res = simulated_study(g, image_method_sd, judgements, rng, alpha=alpha, **study)
-            padj = res.pairwise["p_adjusted"]
-            found += sum(bool(padj.loc[a, b] < alpha) for a, b in zip(order[:-1], order[1:]))
-            right += list(res.methods["method"]) == order
-    return {"studies": n_studies, "power": found / (n_studies * (len(g) - 1)),
-            "ranked_right": right / n_studies}

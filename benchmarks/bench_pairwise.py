@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from analysis import calibration as cal  # noqa: E402
 from analysis import pairwise as pw  # noqa: E402
+from study.simulate import pairwise as sim  # noqa: E402
 from study.simulate.workers import CAREFUL_BIAS_SD, CAREFUL_NOISE_SD  # noqa: E402
 
 ALPHA = 0.05
@@ -77,7 +78,7 @@ def pairwise_power(gap: float, im_sd: float, spend: int, pairs: str, n_studies: 
     n_pairs = N_METHODS * (N_METHODS - 1) // 2 if pairs == "all" else N_METHODS - 1
     per_task = max(1, int(round(spend / (n_images * n_pairs))))
     noise = tuple(noise_factor * x for x in CAREFUL_NOISE_SD)
-    res = pw.separation(_gaps(gap), im_sd, per_task, n_studies, seed=seed, alpha=ALPHA,
+    res = sim.separation(_gaps(gap), im_sd, per_task, n_studies, seed=seed, alpha=ALPHA,
                         n_images=n_images, pairs=pairs, noise_sd=noise, bootstrap=100)
     return res["power"]
 
@@ -92,7 +93,7 @@ def calibration_rows(quick: bool) -> list[dict]:
              ("VQEG HD3", 9, 5, "all", "thurstone")]
     for name, M, per_task, pairs, model in cases[:2] if quick else cases:
         t0 = time.perf_counter()
-        res = pw.family_wise_error(M, IMAGE_METHOD_SD[name], per_task, n, seed=M + per_task,
+        res = sim.family_wise_error(M, IMAGE_METHOD_SD[name], per_task, n, seed=M + per_task,
                                    alpha=ALPHA, pairs=pairs, model=model,
                                    noise_sd=CAREFUL_NOISE_SD, bootstrap=100)
         rows.append({"benchmark": "pairwise", "figure": f"FWER, no method effect, {M} methods x "

@@ -16,6 +16,7 @@ import statsmodels.api as sm
 from analysis import pairwise as pw
 from analysis.letters import share_letter
 from analysis.table import RatingsError
+from study.simulate import pairwise as sim
 
 ALPHA = 0.05
 
@@ -26,8 +27,8 @@ def _study(gaps, image_method_sd=0.1, judgements=10, seed=0, n_images=10, pairs=
     methods = list(range(len(gaps)))
     tasks = pw.plan(pairs or pw.all_pairs(methods), range(n_images), judgements=judgements,
                     per_worker=per_worker, seed=seed)
-    return pw.simulate(tasks, pw.latent_quality(n_images, gaps, image_method_sd, rng), noise_sd,
-                       rng)
+    quality = sim.latent_quality(n_images, gaps, image_method_sd, rng)
+    return sim.simulate(tasks, quality, noise_sd, rng)
 
 
 # ---------------------------------------------------------------- known answers
@@ -98,13 +99,13 @@ def test_intervals_and_tests_count_the_images_not_only_the_judgements():
 def test_family_wise_error_with_no_method_effect_is_at_most_alpha(pairs):
     # A chain of neighbours is the case a variance proportional to the model's got wrong
     # (FWER 0.20 over 1000 studies): the noise grows along the chain, the image part does not.
-    res = pw.family_wise_error(6, 0.39, 6 if pairs == "all" else 15, 200, seed=5, alpha=ALPHA,
+    res = sim.family_wise_error(6, 0.39, 6 if pairs == "all" else 15, 200, seed=5, alpha=ALPHA,
                                bootstrap=100, pairs=pairs)
     assert res["fwer"] <= ALPHA + 3 * res["mc_se"], res
 
 
 def test_neighbours_of_a_clear_order_are_separated():
-    res = pw.separation([0.6, 0.3, 0.0], 0.05, 30, 20, seed=6, bootstrap=100)
+    res = sim.separation([0.6, 0.3, 0.0], 0.05, 30, 20, seed=6, bootstrap=100)
     assert res["power"] >= 0.9 and res["ranked_right"] >= 0.9
 
 
@@ -220,8 +221,8 @@ def test_position_bias_cancels_in_a_balanced_plan():
     gaps = [0.3, 0.0]
     rng = np.random.default_rng(8)
     tasks = pw.plan([(0, 1)], range(10), judgements=200, per_worker=10, seed=8)
-    q = pw.latent_quality(10, gaps, 0.0, rng)
-    biased = pw.simulate(tasks, q, (0.45, 0.75), rng, position_bias=0.5)
+    q = sim.latent_quality(10, gaps, 0.0, rng)
+    biased = sim.simulate(tasks, q, (0.45, 0.75), rng, position_bias=0.5)
     res = pw.analyse(biased, "thurstone", bootstrap=50)
     assert res.counts["shown_first_won"] > 0.6          # the bias is there
     est = res.pairwise["estimate"].loc["0", "1"]
@@ -231,29 +232,28 @@ def test_position_bias_cancels_in_a_balanced_plan():
 # ---------------------------------------------------------------- the simulated judge
 
 def test_careful_judge_prefers_as_its_rating_noise_predicts():
-    from study.simulate.pairwise import judge
     from study.simulate.workers import CAREFUL, WorkerModel
     worker = WorkerModel.create("AWORKER0000001", CAREFUL, seed=1)
     diff = 0.4     # B looks 0.4 further from the reference than A
     pairs = {p: (1.0, 1.0 + diff) for p in range(4000)}
-    ans = judge(worker, "hit-1", pairs)
+    ans = sim.judge(worker, "hit-1", pairs)
     share = np.mean([v == "A" for v in ans.preferred.values()])
-    expected = pw.preference_probability(diff, worker.noise_sd)
+    expected = sim.preference_probability(diff, worker.noise_sd)
     assert abs(share - expected) < 3 * np.sqrt(expected * (1 - expected) / 4000)
     # The same HIT gives the same answers; the worker's bias plays no part.
-    assert judge(worker, "hit-1", pairs) == ans
+    assert sim.judge(worker, "hit-1", pairs) == ans
     biased = WorkerModel(worker.worker_id, CAREFUL, 1, bias=2.0, noise_sd=worker.noise_sd,
                          seconds_range=worker.seconds_range)
-    assert judge(biased, "hit-1", pairs).preferred == ans.preferred
-    with_none = judge(worker, "hit-1", {p: (1.0, 1.0) for p in range(500)}, no_preference=True)
+    assert sim.judge(biased, "hit-1", pairs).preferred == ans.preferred
+    with_none = sim.judge(worker, "hit-1", {p: (1.0, 1.0) for p in range(500)},
+                          no_preference=True)
     assert 0.02 < np.mean([v == "none" for v in with_none.preferred.values()]) < 0.3
 
 
 def test_other_kinds_judge_as_their_kind():
-    from study.simulate.pairwise import judge
     from study.simulate.workers import SPAMMER, STRAIGHTLINER, WorkerModel
     pairs = {p: (0.5, 3.5) for p in range(400)}                 # A is plainly closer
-    spam = judge(WorkerModel.create("ASPAM", SPAMMER, 2), "h", pairs).preferred.values()
+    spam = sim.judge(WorkerModel.create("ASPAM", SPAMMER, 2), "h", pairs).preferred.values()
     assert 0.4 < np.mean([v == "A" for v in spam]) < 0.6
-    straight = judge(WorkerModel.create("ASTRAIGHT", STRAIGHTLINER, 2), "h", pairs)
+    straight = sim.judge(WorkerModel.create("ASTRAIGHT", STRAIGHTLINER, 2), "h", pairs)
     assert len(set(straight.preferred.values())) == 1
