@@ -150,7 +150,8 @@ def power_rows(quick: bool) -> list[dict]:
                          f"{spends[-1]}; SE floor of a difference {floor:.3f} MOS, gap / floor "
                          f"{gap / floor if floor else float('inf'):.1f})",
                          "value": v, "unit": "answers", "reference": ref,
-                         "ratio": v / ref if v and ref else None})
+                         "ratio": v / ref if v and ref else None, "needed": label,
+                         "design": design, "floor": floor})
     return rows
 
 
@@ -161,7 +162,7 @@ def main(quick: bool = False) -> list[dict]:
 def _markdown(rows: list[dict]) -> str:
     out = ["| figure | value | limit (α + 2 SE) |", "|---|---|---|"]
     for r in rows:
-        if "setting" in r or r["figure"].startswith("answers needed"):
+        if "setting" in r or "needed" in r:
             continue
         out.append(f"| {r['figure']} | {r['value']:.3f} | {r['reference']:.3f} |")
     power = [r for r in rows if "setting" in r]
@@ -174,12 +175,14 @@ def _markdown(rows: list[dict]) -> str:
     for (setting, spend), by in cells.items():
         vals = [f"{by[d]:.2f}" if d in by else "" for d in designs]
         out.append(f"| {setting} | {spend} | " + " | ".join(vals) + " |")
-    out += ["", "| needed for power ≥ 0.8 | answers | ratings needed |", "|---|---|---|"]
+    out += ["", f"| setting | design | answers for power ≥ {TARGET} | ratings for the same | "
+            "SE floor of a difference (MOS) |", "|---|---|---|---|---|"]
+    longest = f"> {max(r['spend'] for r in power)}" if power else ""
     for r in rows:
-        if r["figure"].startswith("answers needed"):
-            v = "not within the largest spend" if r["value"] is None else str(r["value"])
-            ref = "not within the largest spend" if r["reference"] is None else str(r["reference"])
-            out.append(f"| {r['figure']} | {v} | {ref} |")
+        if "needed" in r:
+            v = longest if r["value"] is None else str(r["value"])
+            ref = longest if r["reference"] is None else str(r["reference"])
+            out.append(f"| {r['needed']} | {r['design']} | {v} | {ref} | {r['floor']:.3f} |")
     return "\n".join(out)
 
 
@@ -193,4 +196,5 @@ if __name__ == "__main__":
         print(_markdown(rows))
     else:
         for r in rows:
-            print({k: v for k, v in r.items() if k not in ("setting", "design", "spend")})
+            print({k: v for k, v in r.items()
+                   if k not in ("setting", "design", "spend", "needed", "floor")})
