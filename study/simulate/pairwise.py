@@ -3,10 +3,10 @@
 The same workers as the rating simulator (study/simulate/workers.py), asked another question.
 A careful worker perceives each output's true score (0 almost identical ... 4 mostly different)
 with Gaussian noise of its own SD, as it does when rating; shown two outputs it prefers the one
-that looks closer, so P(prefer A) = Phi((score_B - score_A) / (noise_sd * sqrt 2)) (the noise of
-two perceptions, `preference_probability`). Its bias shifts both perceptions
-alike and cancels; its rounding to a level does not happen, as no level is asked for. Where
-the page offers "no preference", it answers so when the two look closer than NO_PREFERENCE.
+that looks closer, so P(prefer A) = Phi((score_B - score_A) / (noise_sd * sqrt 2)) (the noise
+of two perceptions, `preference_probability`). Its bias shifts both perceptions alike and
+cancels, and no rounding to a level enters, as no level is asked for. Where the page offers
+"no preference", it answers so when the two look closer than NO_PREFERENCE.
 
 Other kinds: a sloppy worker is a careful one with more noise; a satisficer follows the
 difference only weakly (its rating slope) unless it is obvious; a spammer picks at random; a
@@ -29,8 +29,8 @@ from scipy import stats
 
 from analysis import pairwise as pw
 from analysis.calibration import _frozen_heap
-from study.simulate.workers import (SATISFICER, SATISFICER_SLOPE, SPAMMER,
-                                    STRAIGHTLINER, WorkerModel, stream)
+from study.simulate.workers import (SATISFICER, SATISFICER_SLOPE, SPAMMER, STRAIGHTLINER,
+                                    WorkerModel, stream)
 
 # Perceived differences (0-4 scale) smaller than this read as "no preference" where offered.
 NO_PREFERENCE = 0.15
@@ -139,11 +139,11 @@ def simulated_study(gaps, image_method_sd: float, judgements: int, rng: np.rando
     chosen = (pw.all_pairs(range(M)) if pairs == "all"
               else [(order[k], order[k + 1]) for k in range(M - 1)])
     tasks = pw.plan(chosen, range(n_images), judgements=judgements, per_worker=per_worker,
-                 seed=int(rng.integers(2 ** 32)))
+                    seed=int(rng.integers(2 ** 32)))
     quality = latent_quality(n_images, gaps, image_method_sd, rng)
     data = simulate(tasks, quality, noise_sd, rng)
     return pw.analyse(data, model, bootstrap=bootstrap, alpha=alpha,
-                   seed=int(rng.integers(2 ** 32)))
+                      seed=int(rng.integers(2 ** 32)))
 
 
 def family_wise_error(n_methods: int, image_method_sd: float, judgements: int, n_studies: int,
