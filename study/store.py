@@ -8,11 +8,12 @@ render shards) can share it. The schema only moves forward: MIGRATIONS[i] takes 
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from study import files
 
 MIGRATIONS: list[str] = [
     # 1: the whole first schema.
@@ -164,23 +165,9 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def private(path: Path | str) -> None:
-    """Make the database file readable by its owner alone, before SQLite opens it: SQLite gives
-    the -wal and -shm files the database file's permissions."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        return  # unreadable or read-only: sqlite3 reports it in its own words
-    try:
-        if os.fstat(fd).st_mode & 0o077 and os.fstat(fd).st_uid == os.geteuid():
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
 def connect(path: Path | str, *, migrate: bool = True) -> sqlite3.Connection:
     """Open a study database with the settings every caller relies on."""
-    private(path)
+    files.private_database(path)
     conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None,
                            check_same_thread=False)
     conn.row_factory = sqlite3.Row

@@ -51,3 +51,31 @@ def test_an_existing_world_readable_database_is_closed_to_others(tmp_path, permi
     with running_marketplace(tmp_path, db_path=db) as mk:
         mk.client().get_account_balance()
     assert _mode(db) & 0o007 == 0
+
+
+def test_a_set_group_id_folder_shares_the_databases_with_its_group_alone(tmp_path,
+                                                                          permissive_umask):
+    # The organiser shares a study with a group (chgrp GROUP DIR && chmod g+s DIR): both
+    # databases and their WAL files become 0640 in the folder's group; others still get nothing.
+    from study import store
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o2770)
+    db = shared / "marketplace.db"
+    with running_marketplace(shared, db_path=db) as mk:
+        hit = make_hit(mk.client())
+        WorkerClient(mk.base_url).login("group")
+        assert hit["HITId"]
+        study_db = shared / "study.db"
+        conn = store.connect(study_db)
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('x', 'y')")
+        for path in (db, study_db):
+            for f in (path, path.with_name(path.name + "-wal")):
+                assert _mode(f) == 0o640, f
+                assert os.stat(f).st_gid == os.stat(shared).st_gid
+        conn.close()
+    # A database made before the folder was shared keeps no access for others either.
+    os.chmod(study_db, 0o666)
+    store.connect(study_db).close()
+    assert _mode(study_db) == 0o640

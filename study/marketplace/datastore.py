@@ -26,6 +26,7 @@ from study.marketplace.tables import (
     SCHEMA,
     SCHEMA_VERSION,
 )
+from study.files import private_database
 from study.store import transaction as sqlite_transaction
 
 
@@ -53,23 +54,6 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
-
-
-def _private(path: str) -> None:
-    """The database is made 0600 before SQLite opens it (it holds the worker-cookie secret and
-    every participant's answers); SQLite gives its WAL and SHM files the same mode. An existing
-    file loses any access for others; a group the organiser granted is kept."""
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        pass
-    for name in (path, path + "-wal", path + "-shm"):
-        try:
-            mode = os.stat(name).st_mode & 0o777
-            if mode & 0o007:
-                os.chmod(name, mode & ~0o007)
-        except (FileNotFoundError, PermissionError):
-            pass
 
 
 _WRITE_LOCKS: dict[str, threading.Lock] = {}
@@ -141,7 +125,7 @@ class Store:
         """Create or upgrade the schema; existing data is kept. A new file's live realm starts
         with `live_balance_cents`, for the first key that uses it."""
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        _private(self.path)
+        private_database(self.path)
         conn = self.conn()
         with self.transaction():
             fresh = not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'mk_meta'"
