@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
+from study.marketplace.due import tracker
 from study.marketplace.tables import (
     ADDED_COLUMNS,
     BY_REQUESTER,
@@ -135,6 +136,7 @@ class Store:
         self.path = str(Path(path).resolve())
         self.pool = Pool(self.path)
         self._init(live_balance_cents)
+        self.due = tracker(self.path, os.stat(self.path).st_ino)
 
     # -- infrastructure ------------------------------------------------------------------------
     def _init(self, live_balance_cents: int) -> None:
@@ -298,12 +300,31 @@ class Store:
 
     # -- what time does: expiry sweeps ---------------------------------------------------------
     def sweep_due(self, realm: str, now: float) -> bool:
+        """Whether a sweep has work: from memory (see due.py), and from the database itself at
+        most once a second, for what another process wrote."""
+        at = self.due.at(realm)
+        if at is None or at <= now:
+            return True
+        return self.due.recheck_now(realm) and self._due_in_db(realm, now)
+
+    def _due_in_db(self, realm: str, now: float) -> bool:
         return bool(self._one(
             "SELECT EXISTS(SELECT 1 FROM assignments WHERE realm = ? AND status = 'Accepted' "
             "AND deadline <= ?) OR EXISTS(SELECT 1 FROM assignments WHERE realm = ? AND "
             "status = 'Submitted' AND auto_approval_time <= ?) OR EXISTS(SELECT 1 FROM hits "
             "WHERE realm = ? AND expiry_swept = 0 AND expiration <= ?)",
             (realm, now, realm, now, realm, now))[0])
+
+    def next_due(self, realm: str) -> tuple[float | None, int]:
+        """(the earliest time a sweep will have work, or None; the tracker's version before
+        it was read), for `due.settle` once the transaction it was read in is committed."""
+        version = self.due.version(realm)
+        row = self._one(
+            "SELECT MIN(t) FROM (SELECT MIN(deadline) AS t FROM assignments WHERE realm = ? AND "
+            "status = 'Accepted' UNION ALL SELECT MIN(auto_approval_time) FROM assignments "
+            "WHERE realm = ? AND status = 'Submitted' UNION ALL SELECT MIN(expiration) FROM hits "
+            "WHERE realm = ? AND expiry_swept = 0)", (realm, realm, realm))
+        return row[0], version
 
     def abandon_overdue(self, realm: str, now: float) -> list:
         """Abandon what ran past its deadline; returns their (assignment_id, hit_id) rows."""
@@ -380,6 +401,7 @@ class Store:
                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                   (acct.realm, hit_id, hit_type_id, question, max_assignments, expiration,
                    annotation, now, token, acct.requester))
+        self.due.lower(acct.realm, expiration)
 
     def hit_rows(self, acct: Account, hit_type_id: str | None, after: list | None,
                  limit: int | None) -> list:
@@ -416,6 +438,8 @@ class Store:
         assert column in ("expiration", "reviewing", "hit_type_id", "disposed", "expiry_swept")
         self._run(f"UPDATE hits SET {column} = ? WHERE realm = ? AND hit_id = ?",
                   (value, realm, hit_id))
+        if column == "expiration":
+            self.due.lower(realm, value)
 
     def add_max_assignments(self, realm: str, hit_id: str, n: int) -> None:
         self._run("UPDATE hits SET max_assignments = max_assignments + ? WHERE realm = ? AND "
@@ -471,6 +495,7 @@ class Store:
         self._run("INSERT INTO assignments (realm, assignment_id, hit_id, worker_id, status, "
                   "accept_time, deadline) VALUES (?, ?, ?, ?, 'Accepted', ?, ?)",
                   (realm, assignment_id, hit_id, worker_id, now, deadline))
+        self.due.lower(realm, deadline)
 
     def set_status(self, realm: str, assignment_id: str, status: str) -> None:
         self._run("UPDATE assignments SET status = ? WHERE realm = ? AND assignment_id = ?",
@@ -481,6 +506,7 @@ class Store:
         self._run("UPDATE assignments SET status = 'Submitted', submit_time = ?, "
                   "auto_approval_time = ?, answer = ? WHERE realm = ? AND assignment_id = ?",
                   (now, auto_at, answer, realm, assignment_id))
+        self.due.lower(realm, auto_at)
 
     def mark_approved(self, realm: str, assignment_id: str, when: float,
                       feedback: str | None = None) -> None:
