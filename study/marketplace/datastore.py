@@ -275,6 +275,12 @@ class Store:
         self._run("UPDATE accounts SET balance_cents = balance_cents - ? WHERE realm = ? AND "
                   "requester = ?", (cents, *acct))
 
+    def funds(self, acct: Account) -> tuple[int, int]:
+        """(balance, held) of the account."""
+        row = self._one("SELECT balance_cents, held_cents FROM accounts WHERE realm = ? AND "
+                        "requester = ?", acct)
+        return (row[0], row[1]) if row else (0, 0)
+
     def held(self, acct: Account) -> int:
         row = self._one("SELECT held_cents FROM accounts WHERE realm = ? AND requester = ?", acct)
         return row[0] if row else 0
@@ -368,13 +374,13 @@ class Store:
                    props["Keywords"], reward_cents, props["AssignmentDurationInSeconds"],
                    props["AutoApprovalDelayInSeconds"], qual_json, now, acct.requester))
 
+    def hit_type_terms(self, acct: Account, hit_type_id: str):
+        """(reward_cents, qual_json) of the requester's HIT type, or None."""
+        return self._one("SELECT reward_cents, qual_json FROM hit_types WHERE realm = ? AND "
+                         "requester = ? AND hit_type_id = ?", (*acct, hit_type_id))
+
     def hit_type_reward(self, acct: Account, hit_type_id: str) -> int | None:
         row = self._one("SELECT reward_cents FROM hit_types WHERE realm = ? AND requester = ? "
-                        "AND hit_type_id = ?", (*acct, hit_type_id))
-        return None if row is None else row[0]
-
-    def hit_type_requirements(self, acct: Account, hit_type_id: str) -> str | None:
-        row = self._one("SELECT qual_json FROM hit_types WHERE realm = ? AND requester = ? "
                         "AND hit_type_id = ?", (*acct, hit_type_id))
         return None if row is None else row[0]
 
@@ -702,6 +708,14 @@ class Store:
         self._run("INSERT INTO notification_settings VALUES (?, ?, ?, ?, ?) ON CONFLICT "
                   "(realm, requester, hit_type_id) DO UPDATE SET spec_json = excluded.spec_json,"
                   " active = excluded.active", (*acct, hit_type_id, spec_json, int(active)))
+
+    def notification_of_hit(self, realm: str, hit_id: str):
+        """(requester, hit_type_id, spec_json, active) of a HIT and its type's notification
+        setting (spec_json None when it has none), or None when there is no such HIT."""
+        return self._one("SELECT h.requester, h.hit_type_id, n.spec_json, n.active FROM hits h "
+                         "LEFT JOIN notification_settings n ON n.realm = h.realm AND "
+                         "n.requester = h.requester AND n.hit_type_id = h.hit_type_id "
+                         "WHERE h.realm = ? AND h.hit_id = ?", (realm, hit_id))
 
     def hit_type_of(self, realm: str, hit_id: str):
         """(requester, hit_type_id) of a HIT."""
