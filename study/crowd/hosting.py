@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import secrets
 import sqlite3
 import struct
 import zlib
@@ -196,6 +197,27 @@ def s3_client(settings):
                                         retries={"mode": "standard", "max_attempts": 8}))
 
 
+HOSTING_THREADS = 16  # images encoded and flushed to disk at once by host_all
+
+
+def _second_name(encoded: Path, target: Path) -> None:
+    """Give the encoded copy (its bytes already flushed to disk when it was written) the name
+    `target` too: a hard link, made under a temporary name and renamed, so the name appears
+    whole or not at all and the bytes are neither read nor written again. A file system
+    without hard links gets a copy, flushed as every hosted file is."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        os.link(encoded, tmp)
+    except OSError:
+        atomic_write_bytes(target, encoded.read_bytes(), mode=0o644)
+        return
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class Hosting:
     """Puts images where workers' browsers can fetch them and gives their URLs."""
 
@@ -284,17 +306,20 @@ class Hosting:
 
     def host_all(self, paths) -> None:
         """Make many images available at once, as host() does one by one. In service mode the
-        copies are written (each still flushed to disk before it takes its name) by a few
-        threads, whose flushes then overlap, and their rows are stored in one transaction: one
-        flush and one commit per image, in turn, were most of what publishing a HIT cost."""
+        images are encoded and written (each still flushed to disk before it takes its name)
+        by a few threads, whose flushes then overlap, and their rows are stored in one
+        transaction: one flush and one commit per image, in turn, were most of what publishing
+        a HIT cost."""
         if self.mode != "service":
             for path in paths:
                 self.host(path)
             return
         folder = hosted_dir(self.study)
+        unique = list(dict.fromkeys(str(p) for p in paths))
+        with ThreadPoolExecutor(max_workers=HOSTING_THREADS) as pool:
+            identified = list(pool.map(self.identify, unique))
         wanted: dict[str, tuple[str, str]] = {}
-        for path in paths:
-            sha, ext = self.identify(path)
+        for path, (sha, ext) in zip(unique, identified):
             wanted.setdefault(sha, (path, ext))
         known = {r[0] for r in self.conn.execute(
             "SELECT sha256 FROM hosted_images WHERE mode = ?", (self.mode,))}
@@ -302,7 +327,7 @@ class Hosting:
                 if sha not in known or not (folder / f"{sha}.{ext}").is_file()]
         if not todo:
             return
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=HOSTING_THREADS) as pool:
             locations = list(pool.map(lambda t: self._put_local(t[1], t[0], t[2]), todo))
         with store.transaction(self.conn):
             for (sha, _path, ext), location in zip(todo, locations):
@@ -317,7 +342,7 @@ class Hosting:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{sha}.{ext}"
         if not target.is_file():
-            atomic_write_bytes(target, self.file(path).read_bytes(), mode=0o644)
+            _second_name(self.file(path), target)
         return str(target)
 
     def _object_key(self, sha: str, ext: str) -> str:
