@@ -234,6 +234,8 @@ class Hosting:
         self.image_quality = hosting.image_quality
         self._hashes: dict[str, tuple[str, str]] = {}
         self._files: dict[str, Path] = {}
+        # Images this object found hosted or hosted itself: a page shows each many times.
+        self._hosted: set[str] = set()
         self._s3 = None
         self._key: bytes | None = None
         if self.mode == "s3" and not self.bucket:
@@ -272,9 +274,7 @@ class Hosting:
                 raise StudyError(f"image {p} is missing", where=str(p),
                                  hint="run `study render` again, or restore the dataset")
             ext = IMAGE_FORMATS[self.image_format][0]
-            # The name holds what the bytes depend on: a changed setting encodes again.
-            how = self.image_format + (f"-q{self.image_quality}" if ext == "jpg" else "")
-            copy = hosted_dir(self.study) / "encoded" / f"{file_sha256(p)}-{how}.{ext}"
+            copy = self._encoded_path(p)
             if not copy.is_file():
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(copy, encode(p, self.image_format, self.image_quality),
@@ -282,6 +282,12 @@ class Hosting:
             self._files[key] = copy
             self._hashes[key] = (file_sha256(copy), ext)
         return self._hashes[key]
+
+    def _encoded_path(self, source: Path) -> Path:
+        ext = IMAGE_FORMATS[self.image_format][0]
+        # The name holds what the bytes depend on: a changed setting encodes again.
+        how = self.image_format + (f"-q{self.image_quality}" if ext == "jpg" else "")
+        return hosted_dir(self.study) / "encoded" / f"{file_sha256(source)}-{how}.{ext}"
 
     def file(self, path: str | Path) -> Path:
         """The encoded copy of the image at `path` (what workers are sent)."""
@@ -291,10 +297,13 @@ class Hosting:
     def host(self, path: str | Path) -> tuple[str, str]:
         """Make the image available (once) and return (sha256, ext)."""
         sha, ext = self.identify(path)
+        if sha in self._hosted:
+            return sha, ext
         row = self.conn.execute("SELECT mode FROM hosted_images WHERE sha256 = ?",
                                 (sha,)).fetchone()
         if row is not None and row["mode"] == self.mode and (
                 self.mode == "s3" or (hosted_dir(self.study) / f"{sha}.{ext}").is_file()):
+            self._hosted.add(sha)
             return sha, ext
         location = self._put_s3(path, sha, ext) if self.mode == "s3" else \
             self._put_local(path, sha, ext)
@@ -316,15 +325,21 @@ class Hosting:
             return
         folder = hosted_dir(self.study)
         unique = list(dict.fromkeys(str(p) for p in paths))
-        with ThreadPoolExecutor(max_workers=HOSTING_THREADS) as pool:
-            identified = list(pool.map(self.identify, unique))
+        # Threads for what must be encoded; what was encoded before is only looked up.
+        to_encode = [p for p in unique if p not in self._hashes and Path(p).is_file()
+                     and not self._encoded_path(Path(p)).is_file()]
+        if to_encode:
+            with ThreadPoolExecutor(max_workers=HOSTING_THREADS) as pool:
+                list(pool.map(self.identify, to_encode))
         wanted: dict[str, tuple[str, str]] = {}
-        for path, (sha, ext) in zip(unique, identified):
+        for path in unique:
+            sha, ext = self.identify(path)
             wanted.setdefault(sha, (path, ext))
         known = {r[0] for r in self.conn.execute(
             "SELECT sha256 FROM hosted_images WHERE mode = ?", (self.mode,))}
         todo = [(sha, path, ext) for sha, (path, ext) in wanted.items()
                 if sha not in known or not (folder / f"{sha}.{ext}").is_file()]
+        self._hosted.update(set(wanted) - {sha for sha, _p, _e in todo})
         if not todo:
             return
         with ThreadPoolExecutor(max_workers=HOSTING_THREADS) as pool:
@@ -336,6 +351,7 @@ class Hosting:
                     "ON CONFLICT(sha256) DO UPDATE SET mode = excluded.mode, "
                     "ext = excluded.ext, location = excluded.location",
                     (sha, ext, self.mode, location))
+        self._hosted.update(sha for sha, _p, _e in todo)
 
     def _put_local(self, path, sha: str, ext: str) -> str:
         folder = hosted_dir(self.study)
