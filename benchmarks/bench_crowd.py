@@ -21,9 +21,10 @@ The reference of each is the same boto3 calls, made bare, in the same order and 
 `requester()`, against the same server in the same run: the qualification and HIT type, then
 one CreateHITWithHITType per HIT with the same Question for publish; ListAssignmentsForHIT
 (paged until its empty page, as every client pages) and GetHIT per HIT and one
-ApproveAssignment, ListBonusPayments and SendBonus per assignment for collect (on HITs the reference itself created and the same workers did). Both sides make a
-new boto3 client (`requester()`), as a script would, and that fixed cost is a large part of
-the reference at this size. Three rounds on fresh copies of the study (one in --quick); the
+ApproveAssignment, ListBonusPayments and SendBonus per assignment for collect (on HITs the
+reference itself created and the same workers did). Both sides make a new boto3 client
+(`requester()`), as a script would, and that fixed cost is a large part of the reference at
+this size. Three rounds on fresh copies of the study (one in --quick); the
 ratio is of the medians.
 """
 
