@@ -100,15 +100,16 @@ class _Turns:
                     sweep = getattr(obj, "next_channel_cleanup", None)
                     self._ask(fd, obj)
                     full = full or getattr(obj, "next_channel_cleanup", None) != sweep
+        woken = set()
+        while self.woken:  # taken before anything is asked: what comes later waits a turn
+            woken.add(self.woken.pop())
         if full:
             self.full_at = now
             ask = map.keys()
         else:
-            ask = set(self.watch)
+            ask = woken | self.watch
             ask.update(fd for fd, _ in self.events)
             ask.update(map.keys() - self.objs.keys())
-            while self.woken:
-                ask.add(self.woken.pop())
         for fd in list(ask):
             obj = map.get(fd)
             if obj is not None:
@@ -166,6 +167,7 @@ def install(server) -> None:
     class Channel(HTTPChannel):
         def __init__(self, server, sock, addr, adj, map=None):
             super().__init__(_Waker(server, self, woken), sock, addr, adj, map)
+            woken.append(self._fileno)  # new, perhaps on the number of one just closed
 
     listeners = [server] if hasattr(server, "channel_class") else \
         [o for o in server.map.values() if hasattr(o, "channel_class")]
