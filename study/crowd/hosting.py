@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import secrets
 import sqlite3
 import struct
 import zlib
@@ -196,6 +197,27 @@ def s3_client(settings):
                                         retries={"mode": "standard", "max_attempts": 8}))
 
 
+HOSTING_THREADS = 16  # images encoded and flushed to disk at once by host_all
+
+
+def _second_name(encoded: Path, target: Path) -> None:
+    """Give the encoded copy (its bytes already flushed to disk when it was written) the name
+    `target` too: a hard link, made under a temporary name and renamed, so the name appears
+    whole or not at all and the bytes are neither read nor written again. A file system
+    without hard links gets a copy, flushed as every hosted file is."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        os.link(encoded, tmp)
+    except OSError:
+        atomic_write_bytes(target, encoded.read_bytes(), mode=0o644)
+        return
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class Hosting:
     """Puts images where workers' browsers can fetch them and gives their URLs."""
 
@@ -212,6 +234,8 @@ class Hosting:
         self.image_quality = hosting.image_quality
         self._hashes: dict[str, tuple[str, str]] = {}
         self._files: dict[str, Path] = {}
+        # Images this object found hosted or hosted itself: a page shows each many times.
+        self._hosted: set[str] = set()
         self._s3 = None
         self._key: bytes | None = None
         if self.mode == "s3" and not self.bucket:
@@ -250,9 +274,7 @@ class Hosting:
                 raise StudyError(f"image {p} is missing", where=str(p),
                                  hint="run `study render` again, or restore the dataset")
             ext = IMAGE_FORMATS[self.image_format][0]
-            # The name holds what the bytes depend on: a changed setting encodes again.
-            how = self.image_format + (f"-q{self.image_quality}" if ext == "jpg" else "")
-            copy = hosted_dir(self.study) / "encoded" / f"{file_sha256(p)}-{how}.{ext}"
+            copy = self._encoded_path(p)
             if not copy.is_file():
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(copy, encode(p, self.image_format, self.image_quality),
@@ -260,6 +282,12 @@ class Hosting:
             self._files[key] = copy
             self._hashes[key] = (file_sha256(copy), ext)
         return self._hashes[key]
+
+    def _encoded_path(self, source: Path) -> Path:
+        ext = IMAGE_FORMATS[self.image_format][0]
+        # The name holds what the bytes depend on: a changed setting encodes again.
+        how = self.image_format + (f"-q{self.image_quality}" if ext == "jpg" else "")
+        return hosted_dir(self.study) / "encoded" / f"{file_sha256(source)}-{how}.{ext}"
 
     def file(self, path: str | Path) -> Path:
         """The encoded copy of the image at `path` (what workers are sent)."""
@@ -269,10 +297,13 @@ class Hosting:
     def host(self, path: str | Path) -> tuple[str, str]:
         """Make the image available (once) and return (sha256, ext)."""
         sha, ext = self.identify(path)
+        if sha in self._hosted:
+            return sha, ext
         row = self.conn.execute("SELECT mode FROM hosted_images WHERE sha256 = ?",
                                 (sha,)).fetchone()
         if row is not None and row["mode"] == self.mode and (
                 self.mode == "s3" or (hosted_dir(self.study) / f"{sha}.{ext}").is_file()):
+            self._hosted.add(sha)
             return sha, ext
         location = self._put_s3(path, sha, ext) if self.mode == "s3" else \
             self._put_local(path, sha, ext)
@@ -284,25 +315,34 @@ class Hosting:
 
     def host_all(self, paths) -> None:
         """Make many images available at once, as host() does one by one. In service mode the
-        copies are written (each still flushed to disk before it takes its name) by a few
-        threads, whose flushes then overlap, and their rows are stored in one transaction: one
-        flush and one commit per image, in turn, were most of what publishing a HIT cost."""
+        images are encoded and written (each still flushed to disk before it takes its name)
+        by a few threads, whose flushes then overlap, and their rows are stored in one
+        transaction: one flush and one commit per image, in turn, were most of what publishing
+        a HIT cost."""
         if self.mode != "service":
             for path in paths:
                 self.host(path)
             return
         folder = hosted_dir(self.study)
+        unique = list(dict.fromkeys(str(p) for p in paths))
+        # Threads for what must be encoded; what was encoded before is only looked up.
+        to_encode = [p for p in unique if p not in self._hashes and Path(p).is_file()
+                     and not self._encoded_path(Path(p)).is_file()]
+        if to_encode:
+            with ThreadPoolExecutor(max_workers=HOSTING_THREADS) as pool:
+                list(pool.map(self.identify, to_encode))
         wanted: dict[str, tuple[str, str]] = {}
-        for path in paths:
+        for path in unique:
             sha, ext = self.identify(path)
             wanted.setdefault(sha, (path, ext))
         known = {r[0] for r in self.conn.execute(
             "SELECT sha256 FROM hosted_images WHERE mode = ?", (self.mode,))}
         todo = [(sha, path, ext) for sha, (path, ext) in wanted.items()
                 if sha not in known or not (folder / f"{sha}.{ext}").is_file()]
+        self._hosted.update(set(wanted) - {sha for sha, _p, _e in todo})
         if not todo:
             return
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=HOSTING_THREADS) as pool:
             locations = list(pool.map(lambda t: self._put_local(t[1], t[0], t[2]), todo))
         with store.transaction(self.conn):
             for (sha, _path, ext), location in zip(todo, locations):
@@ -311,13 +351,14 @@ class Hosting:
                     "ON CONFLICT(sha256) DO UPDATE SET mode = excluded.mode, "
                     "ext = excluded.ext, location = excluded.location",
                     (sha, ext, self.mode, location))
+        self._hosted.update(sha for sha, _p, _e in todo)
 
     def _put_local(self, path, sha: str, ext: str) -> str:
         folder = hosted_dir(self.study)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{sha}.{ext}"
         if not target.is_file():
-            atomic_write_bytes(target, self.file(path).read_bytes(), mode=0o644)
+            _second_name(self.file(path), target)
         return str(target)
 
     def _object_key(self, sha: str, ext: str) -> str:

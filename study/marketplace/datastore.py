@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
+from study.marketplace.due import tracker
 from study.marketplace.tables import (
     ADDED_COLUMNS,
     BY_REQUESTER,
@@ -53,6 +54,12 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
+    # In WAL mode with synchronous=NORMAL a commit is not flushed to disk, a checkpoint is:
+    # the request that crosses the checkpoint's size waits for it. Past 1,000 pages (the
+    # default) that was a quarter to a third of a CreateHIT's time; 8,000 pages (32 MB of
+    # WAL) make it rare, and the WAL file is cut back to 64 MB when one has grown past it.
+    conn.execute("PRAGMA wal_autocheckpoint = 8000")
+    conn.execute("PRAGMA journal_size_limit = 67108864")
     return conn
 
 
@@ -119,6 +126,7 @@ class Store:
         self.path = str(Path(path).resolve())
         self.pool = Pool(self.path)
         self._init(live_balance_cents)
+        self.due = tracker(self.path, os.stat(self.path).st_ino)
 
     # -- infrastructure ------------------------------------------------------------------------
     def _init(self, live_balance_cents: int) -> None:
@@ -258,6 +266,12 @@ class Store:
         self._run("UPDATE accounts SET balance_cents = balance_cents - ? WHERE realm = ? AND "
                   "requester = ?", (cents, *acct))
 
+    def funds(self, acct: Account) -> tuple[int, int]:
+        """(balance, held) of the account."""
+        row = self._one("SELECT balance_cents, held_cents FROM accounts WHERE realm = ? AND "
+                        "requester = ?", acct)
+        return (row[0], row[1]) if row else (0, 0)
+
     def held(self, acct: Account) -> int:
         row = self._one("SELECT held_cents FROM accounts WHERE realm = ? AND requester = ?", acct)
         return row[0] if row else 0
@@ -283,12 +297,31 @@ class Store:
 
     # -- what time does: expiry sweeps ---------------------------------------------------------
     def sweep_due(self, realm: str, now: float) -> bool:
+        """Whether a sweep has work: from memory (see due.py), and from the database itself at
+        most once a second, for what another process wrote."""
+        at = self.due.at(realm)
+        if at is None or at <= now:
+            return True
+        return self.due.recheck_now(realm) and self._due_in_db(realm, now)
+
+    def _due_in_db(self, realm: str, now: float) -> bool:
         return bool(self._one(
             "SELECT EXISTS(SELECT 1 FROM assignments WHERE realm = ? AND status = 'Accepted' "
             "AND deadline <= ?) OR EXISTS(SELECT 1 FROM assignments WHERE realm = ? AND "
             "status = 'Submitted' AND auto_approval_time <= ?) OR EXISTS(SELECT 1 FROM hits "
             "WHERE realm = ? AND expiry_swept = 0 AND expiration <= ?)",
             (realm, now, realm, now, realm, now))[0])
+
+    def next_due(self, realm: str) -> tuple[float | None, int]:
+        """(the earliest time a sweep will have work, or None; the tracker's version before
+        it was read), for `due.settle` once the transaction it was read in is committed."""
+        version = self.due.version(realm)
+        row = self._one(
+            "SELECT MIN(t) FROM (SELECT MIN(deadline) AS t FROM assignments WHERE realm = ? AND "
+            "status = 'Accepted' UNION ALL SELECT MIN(auto_approval_time) FROM assignments "
+            "WHERE realm = ? AND status = 'Submitted' UNION ALL SELECT MIN(expiration) FROM hits "
+            "WHERE realm = ? AND expiry_swept = 0)", (realm, realm, realm))
+        return row[0], version
 
     def abandon_overdue(self, realm: str, now: float) -> list:
         """Abandon what ran past its deadline; returns their (assignment_id, hit_id) rows."""
@@ -332,13 +365,13 @@ class Store:
                    props["Keywords"], reward_cents, props["AssignmentDurationInSeconds"],
                    props["AutoApprovalDelayInSeconds"], qual_json, now, acct.requester))
 
+    def hit_type_terms(self, acct: Account, hit_type_id: str):
+        """(reward_cents, qual_json) of the requester's HIT type, or None."""
+        return self._one("SELECT reward_cents, qual_json FROM hit_types WHERE realm = ? AND "
+                         "requester = ? AND hit_type_id = ?", (*acct, hit_type_id))
+
     def hit_type_reward(self, acct: Account, hit_type_id: str) -> int | None:
         row = self._one("SELECT reward_cents FROM hit_types WHERE realm = ? AND requester = ? "
-                        "AND hit_type_id = ?", (*acct, hit_type_id))
-        return None if row is None else row[0]
-
-    def hit_type_requirements(self, acct: Account, hit_type_id: str) -> str | None:
-        row = self._one("SELECT qual_json FROM hit_types WHERE realm = ? AND requester = ? "
                         "AND hit_type_id = ?", (*acct, hit_type_id))
         return None if row is None else row[0]
 
@@ -365,6 +398,7 @@ class Store:
                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                   (acct.realm, hit_id, hit_type_id, question, max_assignments, expiration,
                    annotation, now, token, acct.requester))
+        self.due.lower(acct.realm, expiration)
 
     def hit_rows(self, acct: Account, hit_type_id: str | None, after: list | None,
                  limit: int | None) -> list:
@@ -401,6 +435,8 @@ class Store:
         assert column in ("expiration", "reviewing", "hit_type_id", "disposed", "expiry_swept")
         self._run(f"UPDATE hits SET {column} = ? WHERE realm = ? AND hit_id = ?",
                   (value, realm, hit_id))
+        if column == "expiration":
+            self.due.lower(realm, value)
 
     def add_max_assignments(self, realm: str, hit_id: str, n: int) -> None:
         self._run("UPDATE hits SET max_assignments = max_assignments + ? WHERE realm = ? AND "
@@ -456,6 +492,7 @@ class Store:
         self._run("INSERT INTO assignments (realm, assignment_id, hit_id, worker_id, status, "
                   "accept_time, deadline) VALUES (?, ?, ?, ?, 'Accepted', ?, ?)",
                   (realm, assignment_id, hit_id, worker_id, now, deadline))
+        self.due.lower(realm, deadline)
 
     def set_status(self, realm: str, assignment_id: str, status: str) -> None:
         self._run("UPDATE assignments SET status = ? WHERE realm = ? AND assignment_id = ?",
@@ -466,6 +503,7 @@ class Store:
         self._run("UPDATE assignments SET status = 'Submitted', submit_time = ?, "
                   "auto_approval_time = ?, answer = ? WHERE realm = ? AND assignment_id = ?",
                   (now, auto_at, answer, realm, assignment_id))
+        self.due.lower(realm, auto_at)
 
     def mark_approved(self, realm: str, assignment_id: str, when: float,
                       feedback: str | None = None) -> None:
@@ -662,10 +700,13 @@ class Store:
                   "(realm, requester, hit_type_id) DO UPDATE SET spec_json = excluded.spec_json,"
                   " active = excluded.active", (*acct, hit_type_id, spec_json, int(active)))
 
-    def hit_type_of(self, realm: str, hit_id: str):
-        """(requester, hit_type_id) of a HIT."""
-        return self._one("SELECT requester, hit_type_id FROM hits WHERE realm = ? AND "
-                         "hit_id = ?", (realm, hit_id))
+    def notification_of_hit(self, realm: str, hit_id: str):
+        """(requester, hit_type_id, spec_json, active) of a HIT and its type's notification
+        setting (spec_json None when it has none), or None when there is no such HIT."""
+        return self._one("SELECT h.requester, h.hit_type_id, n.spec_json, n.active FROM hits h "
+                         "LEFT JOIN notification_settings n ON n.realm = h.realm AND "
+                         "n.requester = h.requester AND n.hit_type_id = h.hit_type_id "
+                         "WHERE h.realm = ? AND h.hit_id = ?", (realm, hit_id))
 
     def grant(self, realm: str, qid: str, worker_id: str, value: int, now: float) -> None:
         self._run("INSERT INTO qualifications VALUES (?, ?, ?, ?, 'Granted', ?) "

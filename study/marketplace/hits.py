@@ -33,8 +33,13 @@ def status(h, c: dict, now: float) -> str:
     return "Reviewing" if h["reviewing"] else "Reviewable"
 
 
-def hit_dicts(market, realm: str, rows) -> list[dict]:
-    counts = market.store.assignment_counts(realm, [r["hit_id"] for r in rows])
+NO_ASSIGNMENTS = {"pending": 0, "taken": 0, "completed": 0}
+
+
+def hit_dicts(market, realm: str, rows, counts: dict | None = None) -> list[dict]:
+    """The HITs as the API shows them; `counts` (by HIT id) when the caller knows them."""
+    if counts is None:
+        counts = market.store.assignment_counts(realm, [r["hit_id"] for r in rows])
     now = market.now()
     out = []
     for h in rows:
@@ -178,20 +183,22 @@ def _create_hit(market, acct: Account, hit_type_id: str | None, p: dict) -> dict
                 store.clear_hit_token(acct.realm, old["hit_id"])
         if hit_type_id is None:
             hit_type_id = _hit_type(market, acct, p)
-        reward = store.hit_type_reward(acct, hit_type_id)
-        if reward is None:
+        terms = store.hit_type_terms(acct, hit_type_id)
+        if terms is None:
             raise RequestError(f"HITType {hit_type_id} does not exist. {stamp(now)}",
                                "AWS.MechanicalTurk.HITTypeDoesNotExist")
+        reward = terms["reward_cents"]
         # A qualification type deleted since the HIT type was made cannot be used for new HITs.
-        check_requirements(market, acct,
-                           json.loads(store.hit_type_requirements(acct, hit_type_id)))
+        check_requirements(market, acct, json.loads(terms["qual_json"]))
         require_funds(market, acct,
                       max_assignments * (reward + fee_cents(reward, max_assignments)))
         hit_id = market.new_id()
         store.insert_hit(acct, hit_id, hit_type_id, p["Question"], max_assignments,
                          now + p["LifetimeInSeconds"], p.get("RequesterAnnotation"), now, token)
         rehold(market, acct.realm, hit_id)
-        out = {"HIT": hit_dict(market, acct, hit_id)}
+        # Nobody can have taken a slot of a HIT that is not committed yet.
+        out = {"HIT": hit_dicts(market, acct.realm, [hit_row(market, acct, hit_id)],
+                                {hit_id: NO_ASSIGNMENTS})[0]}
     announce(market, acct.realm, hit_id, "HITCreated")
     return out
 

@@ -62,8 +62,7 @@ def rehold(market, realm: str, hit_id: str) -> None:
 def require_funds(market, acct: Account, cost_cents: int, held: int = 0) -> None:
     """Refuse with InsufficientFunds unless `cost_cents` fits in the balance less what is held
     (`held`: the part of the cost that is already held for it)."""
-    balance = market.store.balance(acct)
-    on_hold = market.store.held(acct)
+    balance, on_hold = market.store.funds(acct)
     free = balance - on_hold + held
     if cost_cents > free:
         # MTurk's words first (clients match them), then what this marketplace knows.

@@ -130,15 +130,11 @@ def announce(market, realm: str, hit_id: str, event_type: str,
     """Send the event to the HIT type's destination if it asked for it (after the change was
     committed; failures are logged, never shown to the worker or requester)."""
     from study.marketplace.datastore import Account
-    store = market.store
-    owner = store.hit_type_of(realm, hit_id)
-    if owner is None:
+    owner = market.store.notification_of_hit(realm, hit_id)
+    if owner is None or owner["spec_json"] is None or not owner["active"]:
         return
     acct = Account(realm, owner["requester"])
-    setting = store.notification_setting(acct, owner["hit_type_id"])
-    if setting is None or not setting["active"]:
-        return
-    spec = json.loads(setting["spec_json"])
+    spec = json.loads(owner["spec_json"])
     if event_type not in spec["EventTypes"]:
         return
     now = market.now()

@@ -2,7 +2,8 @@
 their auto-approval time are approved and paid, expired HITs release what they held (and each
 is announced to the HIT type's notification destination, if it asked for it). Applied
 lazily before a request reads or writes a realm, so a marketplace that was stopped for a week
-catches up on its first request."""
+catches up on its first request. Whether anything is due is answered from memory (due.py); a
+sweep that ran sets the next due time from the database once its work is committed."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def sweep(market, realm: str) -> None:
     now = market.now()
     if not store.sweep_due(realm, now):
         return
+    nested = store.conn().in_transaction  # its commit, and so the due time, is the caller's
     events: list[tuple[str, str, str | None]] = []  # (event type, HIT, assignment)
     with store.transaction():
         abandoned = store.abandon_overdue(realm, now)
@@ -36,6 +38,9 @@ def sweep(market, realm: str) -> None:
             store.charge(Account(realm, requester), cents)
         for hit_id in sorted(changed):
             rehold(market, realm, hit_id)
+        next_at, version = store.next_due(realm)
+    if not nested:
+        store.due.settle(realm, next_at, version)
     for event_type, hit_id, assignment_id in events:
         announce(market, realm, hit_id, event_type, assignment_id)
         if event_type == "HITExpired":
