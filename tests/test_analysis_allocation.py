@@ -47,9 +47,8 @@ def test_stops_and_says_why(vqeg_components):
     lk = allocation.look(data, ratings_per_item=20, alpha=ALPHA)
     assert lk.stop.startswith("every pair is decided") and lk.next_ratings == 0
     data = simulate(d, vqeg_components, np.array([0.3, 0.0, 0.15]), np.random.default_rng(2))
-    assert allocation.look(data, ratings_per_item=4, alpha=ALPHA).stop in (
-        "the budget of ratings is spent",
-        "every pair is decided (separated, or out of reach of the budget on these images)")
+    assert allocation.look(data, ratings_per_item=4, alpha=ALPHA).stop.startswith(
+        ("the budget of ratings is spent", "every pair is decided"))
     # A study with a pair still undecided stops once the adjacent differences are precise enough.
     data = simulate(Design(ratings_per_item=3), vqeg_components,
                     0.3 * (np.arange(9) - 4), np.random.default_rng(1))

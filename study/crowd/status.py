@@ -37,6 +37,7 @@ def crowd_status(study) -> dict:
             item["required"] = this_round.get((item["image"], item["method"]), required)
         allocated = allocation.finished(conn, realm, json.loads(stored) if stored else None)
         allocation_lines = allocation.status_lines(conn, realm)
+        allocation_view = allocation.view(conn, realm)
         assignments = dict(conn.execute(
             "SELECT COALESCE(decision, 'undecided'), COUNT(*) FROM assignments WHERE realm = ? "
             "GROUP BY 1", (realm,)).fetchall())
@@ -70,6 +71,7 @@ def crowd_status(study) -> dict:
                     "assignments": assignments, "spent_usd": str(spent),
                     "committed_usd": str(committed), "complete": collect_complete,
                     "waiting": waiting, "allocation": allocation_lines,
+                    "allocation_view": allocation_view,
                     "summary": f"{complete_items}/{len(per_item)} items with {required} valid "
                                f"ratings; spent {money.fmt(spent)} of "
                                f"{money.fmt(committed)} committed"},
