@@ -11,7 +11,7 @@ The look draws the full-budget estimates from that, runs the final analysis on e
 pairwise tests at alpha with the same correction, on the SE projected to the full budget), and
 calls a pair:
 
-- separated: separated now, and at the full budget in all but `FLIP` of the draws;
+- separated: separated now, and at the full budget in all but `FLIP_SEPARATED` of the draws;
 - out of reach: not separated now, nor at the full budget in all but `FLIP` of the draws: more
   ratings would not change its verdict, only more images could;
 - undecided: neither; its order or letter could still change, and its items get more ratings.
@@ -40,8 +40,12 @@ from scipy import stats
 from analysis import mixed_model as _mm
 
 # A pair is let go once the full budget would change its verdict in at most this share of the
-# draws. Smaller keeps uniform's verdict more often and saves less (docs/allocation.md).
-FLIP = 0.05
+# draws: FLIP for a pair not separated now, FLIP_SEPARATED for one separated now. Stopping on
+# a separated pair is what could add false positives (under no effect, a gap that looks real
+# early tends to shrink), so that side is stricter. Smaller keeps uniform's verdict more often
+# and saves less (benchmarks/bench_allocation.py --flip; docs/allocation.md).
+FLIP = 0.2
+FLIP_SEPARATED = 0.05
 # Draws of the full-budget estimates per look (seeded: a look is a function of the ratings).
 DRAWS = 4000
 # Each round multiplies an undecided item's ratings by this (at least one more, at most the
@@ -231,7 +235,7 @@ def look(data: pd.DataFrame, *, ratings_per_item: int, alpha: float = 0.05,
     position = {m: i for i, m in enumerate(order)}
     pairs = []
     for j, (a, b) in enumerate(keys):
-        if change[j] > flip:
+        if change[j] > (min(flip, FLIP_SEPARATED) if now[j] else flip):
             state, need = UNDECIDED, None
         elif now[j]:
             state, need = SEPARATED, None
