@@ -13,7 +13,7 @@ calls a pair:
 
 - separated: separated now, and at the full budget in all but `FLIP_SEPARATED` of the draws;
 - out of reach: not separated now, nor at the full budget in all but `FLIP` of the draws: more
-  ratings would not change its verdict, only more images could;
+  ratings would likely not change its verdict, only more images could;
 - undecided: neither; its order or letter could still change, and its items get more ratings.
 
 The letters rest on every pair, so every pair is judged; the plan reports the adjacent ones (in
@@ -21,9 +21,10 @@ the model's order) because those are the gaps a reader looks at. Collection stop
 is undecided, or every adjacent difference is as precise as `target_se`, or the budget of
 ratings is spent, and says which. Whatever happened in between, the verdict is the ordinary
 final analysis of all ratings at `alpha` (analysis.verdicts). A pair is let go only when the
-verdict it has now is the one the full budget would give it, so stopping early keeps the
-verdict, and the family-wise error, of uniform allocation at the full budget; the benchmark
-benchmarks/bench_allocation.py measures both.
+verdict it has now is likely the one the full budget would give it, so stopping early aims at
+the verdict of uniform allocation at the full budget without adding false positives; the
+benchmark benchmarks/bench_allocation.py measures how often it gets there, what it spends and
+the family-wise error.
 
 Projections for the plan: for a contrast of two methods over I images with r ratings per item,
 Var ~ 2 (sigma2_im + s2 / r) / I. The projection is anchored on the model's own SE now:
@@ -252,8 +253,8 @@ def look(data: pd.DataFrame, *, ratings_per_item: int, alpha: float = 0.05,
     ratings = int(counts.sum())
     adjacent = [p for p in pairs if p.adjacent]
     if not any(p.state == UNDECIDED for p in pairs):
-        stop = ("every pair is decided: the full budget would not change its verdict "
-                "(separated, or out of reach of the budget on these images)")
+        stop = ("every pair is decided (separated, or out of reach of the budget on these "
+                "images): the full budget is unlikely to change its verdict")
     elif target_se > 0 and adjacent and all(p.se <= target_se for p in adjacent):
         stop = f"the precision target is met (every adjacent difference has SE <= {target_se:g})"
     elif ratings >= budget or sum(wanted.values()) <= ratings:

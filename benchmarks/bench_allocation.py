@@ -3,14 +3,16 @@ studies of the AIM 2019 shape (10 images x 9 methods, sparse HITs of 10 items, v
 components of the crossed model fitted to VQEG HD3), full budget 20 ratings per item, adaptive
 start 3 per item (analysis.allocation, analysis.sequential).
 
-    python benchmarks/bench_allocation.py [--quick] [--markdown]
+    python benchmarks/bench_allocation.py [--quick] [--markdown] [--trace]
+        [--flip F] [--flip-separated F] [--step S]
 
 Rows: the null family-wise error of the final analysis after adaptive stopping (reference =
 alpha + 2 Monte-Carlo SE, ratio <= 1 passes); per adjacent gap, the median share of uniform's
 ratings adaptive needed to reach uniform's verdict at the full budget (same separated pairs,
 hence the same ranking claims and letters; a study where it did not counts as never), how often
 it did, and how often the plan said the gaps were too small for the budget, with the median
-number of images it named."""
+number of images it named. --trace adds one line per study: its share of the ratings, whether
+it reached uniform's verdict, its rounds and why it stopped."""
 
 from __future__ import annotations
 
@@ -78,12 +80,28 @@ if __name__ == "__main__":
     ap.add_argument("--flip", type=float, default=allocation.FLIP,
                     help="a pair is let go once the full budget would change its verdict in at "
                          "most this share of the draws")
+    ap.add_argument("--flip-separated", type=float, default=allocation.FLIP_SEPARATED,
+                    help="the same for a pair separated now")
     ap.add_argument("--step", type=float, default=allocation.STEP,
                     help="each round multiplies an undecided item's ratings by this")
+    ap.add_argument("--uniform-at", type=int, default=0,
+                    help="instead: how often uniform allocation stopped at this many ratings per "
+                         "item reaches its own full-budget verdict, per gap")
     ap.add_argument("--trace", action="store_true",
                     help="also print each study: share of the ratings, same verdict, rounds, stop")
     args = ap.parse_args()
-    allocation.FLIP, allocation.STEP = args.flip, args.step
+    allocation.FLIP, allocation.FLIP_SEPARATED = args.flip, args.flip_separated
+    allocation.STEP = args.step
+    if args.uniform_at:
+        df = pd.read_csv(DATA, dtype={"worker": str}).astype({"score": float})
+        design, comp = Design(ratings_per_item=20), components_of(df)
+        for gap in GAPS:
+            gaps = gap * (np.arange(design.n_methods) - (design.n_methods - 1) / 2)
+            share = sequential.uniform_early(design, comp, gaps, 4 if args.quick else 20,
+                                             args.uniform_at, seed=2)
+            print(f"adjacent gap {gap}: uniform at {args.uniform_at} of 20 ratings per item "
+                  f"reaches its full-budget verdict in {share:.0%}")
+        sys.exit(0)
     rows = main(args.quick)
     print(_markdown(rows) if args.markdown else "\n".join(
         str({k: v for k, v in r.items() if k != "trace"}) for r in rows))
