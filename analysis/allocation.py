@@ -1,27 +1,34 @@
 """Where the next ratings should go: adaptive allocation between collection rounds.
 
 After each round the crossed mixed model (analysis.mixed_model) is fitted to every rating so
-far. Each pair of methods is then, by a rule fixed in advance:
+far, and each pair of methods is judged by what the full budget would do to it. The images are
+fixed, so what the remaining ratings can still move is only the rating noise in the item means:
+with n ratings of an item now and R at the full budget, a method's mean moves by a normal
+amount of variance s2 / I^2 * sum over its items of (1/n - 1/R) (s2 = residual + worker
+variance, the noise a contrast does not cancel in a sparse design), independently of what it
+is now. The image:method variance, often the larger part of a contrast's SE, stays as it is.
+The look draws the full-budget estimates from that, runs the final analysis on each draw (the
+pairwise tests at alpha with the same correction, on the SE projected to the full budget), and
+calls a pair:
 
-- separated: Holm-adjusted p below `alpha * INTERIM_SHARE` (stricter than the final alpha, so
-  that looking after every round does not buy false positives: the Haybittle-Peto idea);
-- out of reach: even its optimistic gap (|estimate| + 1 SE) would not be separated at the full
-  budget on these images (projected SE at `ratings_per_item` ratings for every item), so more
-  ratings cannot change its verdict, only more images can;
-- undecided: neither. Its order or letter could still change, and its items get more ratings.
+- separated: separated now, and at the full budget in all but `FLIP_SEPARATED` of the draws;
+- out of reach: not separated now, nor at the full budget in all but `FLIP` of the draws: more
+  ratings would likely not change its verdict, only more images could;
+- undecided: neither; its order or letter could still change, and its items get more ratings.
 
 The letters rest on every pair, so every pair is judged; the plan reports the adjacent ones (in
 the model's order) because those are the gaps a reader looks at. Collection stops when no pair
 is undecided, or every adjacent difference is as precise as `target_se`, or the budget of
 ratings is spent, and says which. Whatever happened in between, the verdict is the ordinary
-final analysis of all ratings at `alpha` (analysis.verdicts); the rule above only decides where
-ratings go and when to stop, and the benchmark benchmarks/bench_allocation.py shows that the
-family-wise error of that final analysis stays at alpha.
+final analysis of all ratings at `alpha` (analysis.verdicts). A pair is let go only when the
+verdict it has now is likely the one the full budget would give it, so stopping early aims at
+the verdict of uniform allocation at the full budget without adding false positives; the
+benchmark benchmarks/bench_allocation.py measures how often it gets there, what it spends and
+the family-wise error.
 
-Projections: for a contrast of two methods over I images with r ratings per item,
-Var ~ 2 (sigma2_im + s2 / r) / I, s2 = residual + worker variance (a rating's noise that a
-contrast does not cancel in a sparse design). The projection is anchored on the model's own SE
-now: SE(r', I') = SE_now * sqrt((sigma2_im + s2/r') / (sigma2_im + s2/r) * I / I')."""
+Projections for the plan: for a contrast of two methods over I images with r ratings per item,
+Var ~ 2 (sigma2_im + s2 / r) / I. The projection is anchored on the model's own SE now:
+SE(r', I') = SE_now * sqrt((sigma2_im + s2/r') / (sigma2_im + s2/r) * I / I')."""
 
 from __future__ import annotations
 
@@ -33,17 +40,23 @@ from scipy import stats
 
 from analysis import mixed_model as _mm
 
-# Interim looks separate a pair only below alpha * INTERIM_SHARE; the final analysis uses alpha.
-INTERIM_SHARE = 0.2
+# A pair is let go once the full budget would change its verdict in at most this share of the
+# draws: FLIP for a pair not separated now, FLIP_SEPARATED for one separated now. Stopping on
+# a separated pair is what could add false positives (under no effect, a gap that looks real
+# early tends to shrink), so that side is stricter. Smaller keeps uniform's verdict more often
+# and saves less (benchmarks/bench_allocation.py --flip; docs/allocation.md).
+FLIP = 0.2
+FLIP_SEPARATED = 0.05
+# Draws of the full-budget estimates per look (seeded: a look is a function of the ratings).
+DRAWS = 4000
+# Each round multiplies an undecided item's ratings by this (at least one more, at most the
+# full budget). Smaller steps stop closer to the point where the verdict is settled, at the
+# price of more rounds.
+STEP = 1.5
 # More ratings "stop helping" once the image:method variance is this many times the rating
 # noise left in an item's mean (s2 / r): the SE is then within 5% of its floor (infinitely
-# many ratings per item). A lower value (3: within 15%) saves more ratings but, measured in
-# benchmarks/bench_allocation.py, changes the verdict of borderline pairs far more often.
+# many ratings per item). The plan says so; it does not stop a pair whose verdict could change.
 DOMINANCE = 10.0
-# An undecided pair is out of reach when |estimate| + OPTIMISM * SE would not be separated at
-# the full budget. 0 (judge the estimate as it is) saves more ratings and changes more
-# borderline verdicts (docs/allocation.md).
-OPTIMISM = 1.0
 # Power the image counts in the plan are sized for.
 PLAN_POWER = 0.8
 MAX_IMAGES = 100_000
@@ -62,6 +75,7 @@ class Pair:
     adjacent: bool
     se_full: float            # projected at the full budget on these images
     images_needed: int | None = None   # for an out-of-reach gap: images that would separate it
+    p_change: float = 0.0     # share of the draws in which the full budget changes its verdict
 
     def to_dict(self) -> dict:
         return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
@@ -84,6 +98,7 @@ class Look:
     images_needed: int | None = None    # for the largest adjacent gap out of reach
     notes: list[str] = field(default_factory=list)
     counts: dict = field(default_factory=dict, repr=False)   # (image, method) -> ratings now
+    p_change: float = 0.0     # share of the draws in which the full budget changes any verdict
 
     @property
     def next_ratings(self) -> int:
@@ -101,6 +116,8 @@ class Look:
         projected = {(r["a"], r["b"]): r for r in self.projections}
         for p in adj:
             out.append(f"  {p.a} - {p.b}: {p.estimate:+.3f} ± {p.se:.3f} (SE), {p.state}"
+                       + (f" (the full budget would change its verdict with probability "
+                          f"{p.p_change:.2f})" if p.state == UNDECIDED else "")
                        + (f"; about {p.images_needed} images would separate it"
                           if p.images_needed else ""))
             row = projected.get((p.a, p.b), {})
@@ -111,9 +128,12 @@ class Look:
         if self.stop:
             out.append(f"  stop         {self.stop}")
         else:
+            undecided = self.undecided()
+            named = ", ".join(f"{p.a} - {p.b}" for p in undecided[:6])
+            more = f" and {len(undecided) - 6} more" if len(undecided) > 6 else ""
             out.append(f"  next round   at least {self.next_ratings} more ratings on "
                        f"{sum(1 for k, v in self.wanted.items() if v > self.counts.get(k, 0))} "
-                       f"items, for {len(self.undecided())} undecided pair(s)")
+                       f"items, for {len(undecided)} undecided pair(s): {named}{more}")
         if self.ratings_stop_helping:
             out.append(f"  more ratings stop helping beyond about {self.ratings_stop_helping} per "
                        "item (the image:method variance dominates); beyond that only more "
@@ -170,10 +190,13 @@ def images_needed(gap: float, se_now: float, variance: dict, r_now: float, r_max
 
 
 def look(data: pd.DataFrame, *, ratings_per_item: int, alpha: float = 0.05,
-         correction: str = "holm", target_se: float = 0.0, step: float = 2.0) -> Look:
+         correction: str = "holm", target_se: float = 0.0, step: float | None = None,
+         flip: float | None = None) -> Look:
     """Judge every pair from the ratings so far (columns image, method, worker, score) and say
     how many ratings each item should have after the next round. `ratings_per_item` is the
     full budget per item (what uniform allocation gives every item)."""
+    step = STEP if step is None else step
+    flip = FLIP if flip is None else flip
     f = _mm.fit_frame(data)
     shared = _mm.shared_images(data)
     pw = _mm.pairwise(f, shared, correction)
@@ -185,65 +208,62 @@ def look(data: pd.DataFrame, *, ratings_per_item: int, alpha: float = 0.05,
     r_now = float(np.median(counts.to_numpy()))
     variance = dict(f.variance)
     budget = ratings_per_item * len(items)
-    k = len(order)
-    # Holm's multiplier for each pair, from its rank among the tested pairs' raw p.
+    moves = _moves(counts, variance, ratings_per_item)
+    # Holm's multiplier for each pair, from its rank among the tested pairs' raw p (for the
+    # number of images the plan names).
     raw = {(a, b): float(pw["p"].at[a, b]) for i, a in enumerate(order) for b in order[i + 1:]}
     ranked = sorted((p, key) for key, p in raw.items() if np.isfinite(p))
     multiplier = {key: len(ranked) - j for j, (_, key) in enumerate(ranked)}
-    pairs = []
+    keys, est, se, se_full, dfs, var_move = [], [], [], [], [], []
     for i, a in enumerate(order):
-        for j in range(i + 1, k):
-            b = order[j]
-            est, se = float(pw["estimate"].at[a, b]), float(pw["se"].at[a, b])
-            padj = float(pw["p_adjusted"].at[a, b])
-            if not np.isfinite(padj):
+        for b in order[i + 1:]:
+            if not np.isfinite(float(pw["p_adjusted"].at[a, b])):
                 continue
-            se_full = projected_se(se, variance, r_now, max(ratings_per_item, r_now), n_images,
-                                   n_images)
+            e, s = float(pw["estimate"].at[a, b]), float(pw["se"].at[a, b])
+            v = moves.get(a, 0.0) + moves.get(b, 0.0)
+            keys.append((a, b))
+            est.append(e)
+            se.append(s)
+            # What the full budget leaves: today's variance less what the ratings still to
+            # come take away (never below a tenth of it, should the model's SE be smaller
+            # than the rating noise alone suggests).
+            se_full.append(float(np.sqrt(max(s * s - v, 0.01 * s * s))))
+            dfs.append(float(pw["df"].at[a, b]))
+            var_move.append(v)
+    now = np.array([float(pw["p_adjusted"].at[a, b]) < alpha for a, b in keys], dtype=bool)
+    change, any_change = _changes(keys, np.array(est), np.array(se_full), np.array(dfs), moves,
+                                  now, alpha, correction)
+    position = {m: i for i, m in enumerate(order)}
+    pairs = []
+    for j, (a, b) in enumerate(keys):
+        if change[j] > (min(flip, FLIP_SEPARATED) if now[j] else flip):
+            state, need = UNDECIDED, None
+        elif now[j]:
+            state, need = SEPARATED, None
+        else:
+            state = OUT_OF_REACH
             crit = stats.norm.ppf(1 - alpha / (2 * multiplier.get((a, b), 1)))
-            need = None
-            if padj < alpha * INTERIM_SHARE:
-                state = SEPARATED
-            elif (abs(est) + OPTIMISM * se) / max(se_full, 1e-12) < crit:
-                state = OUT_OF_REACH
-                need = images_needed(est, se, variance, r_now, ratings_per_item, n_images, crit)
-            else:
-                state = UNDECIDED
-            pairs.append(Pair(a, b, est, se, padj, state, j == i + 1, se_full, need))
-    # Holm steps down: a pair can be separated only if every pair with a smaller p is, so once
-    # one pair is out of reach, so is every weaker one.
-    by_key = {(p.a, p.b): p for p in pairs}
-    reached = True
-    for _, key in ranked:
-        p = by_key.get(key)
-        if p is None or p.state == SEPARATED:
-            continue
-        if p.state == OUT_OF_REACH:
-            reached = False
-        elif not reached:
-            crit = stats.norm.ppf(1 - alpha / (2 * multiplier[key]))
-            p.state = OUT_OF_REACH
-            p.images_needed = images_needed(p.estimate, p.se, variance, r_now,
-                                            ratings_per_item, n_images, crit)
+            need = images_needed(est[j], se[j], variance, r_now, ratings_per_item, n_images,
+                                 crit)
+        pairs.append(Pair(a, b, est[j], se[j], float(pw["p_adjusted"].at[a, b]), state,
+                          position[b] == position[a] + 1, se_full[j], need,
+                          float(change[j])))
     contribution, wanted = _allocate(pairs, counts, variance, ratings_per_item, step)
     stop = None
     ratings = int(counts.sum())
     adjacent = [p for p in pairs if p.adjacent]
     if not any(p.state == UNDECIDED for p in pairs):
-        stop = "every pair is decided (separated, or out of reach of the budget on these images)"
+        stop = ("every pair is decided (separated, or out of reach of the budget on these "
+                "images): the full budget is unlikely to change its verdict")
     elif target_se > 0 and adjacent and all(p.se <= target_se for p in adjacent):
         stop = f"the precision target is met (every adjacent difference has SE <= {target_se:g})"
-    elif ratings >= budget:
+    elif ratings >= budget or sum(wanted.values()) <= ratings:
         stop = "the budget of ratings is spent"
-    elif sum(wanted.values()) <= ratings:
-        stop = (f"more ratings cannot decide the undecided pairs: beyond about "
-                f"{ratings_stop_helping(variance)} per item the image:method variance "
-                "dominates, and only more images can")
     if stop:
         wanted = {it: int(n) for it, n in counts.items()}
     out = Look(order=order, pairs=pairs, variance=variance, ratings=ratings,
                budget_ratings=budget, wanted=wanted, contribution=contribution, stop=stop,
-               ratings_stop_helping=ratings_stop_helping(variance))
+               ratings_stop_helping=ratings_stop_helping(variance), p_change=any_change)
     out.counts = {it: int(n) for it, n in counts.items()}
     out.projections = _projections(adjacent, variance, r_now, ratings_per_item, n_images)
     if "image:method" in f.boundary:
@@ -259,11 +279,59 @@ def look(data: pd.DataFrame, *, ratings_per_item: int, alpha: float = 0.05,
     return out
 
 
+def _moves(counts: pd.Series, variance: dict, r_max: int) -> dict:
+    """method -> variance of how far its mean can still move before every item has r_max
+    ratings (the rating noise of the ratings still to come; see the module doc)."""
+    _, s2 = _noise(variance)
+    frame = counts.rename("n").reset_index()
+    frame["left"] = np.maximum(1.0 / frame["n"] - 1.0 / r_max, 0.0)
+    per = frame.groupby("method").agg(left=("left", "sum"), images=("image", "nunique"))
+    return {m: float(s2 * row.left / row.images ** 2) for m, row in per.iterrows()}
+
+
+def _changes(keys: list, est: np.ndarray, se_full: np.ndarray, dfs: np.ndarray, moves: dict,
+             now: np.ndarray, alpha: float, correction: str) -> tuple[np.ndarray, float]:
+    """Share of the draws of the full-budget estimates in which each pair's verdict differs
+    from `now`, and in which any does."""
+    if not keys:
+        return np.zeros(0), 0.0
+    methods = sorted({m for k in keys for m in k}, key=str)
+    col = {m: i for i, m in enumerate(methods)}
+    rng = np.random.default_rng(0)
+    sd = np.sqrt([moves.get(m, 0.0) for m in methods])
+    shift = rng.standard_normal((DRAWS, len(methods))) * sd
+    ia = np.array([col[a] for a, _ in keys])
+    ib = np.array([col[b] for _, b in keys])
+    d = est + shift[:, ia] - shift[:, ib]
+    t = np.abs(d) / se_full
+    p = 2 * stats.t.sf(t, np.where(np.isfinite(dfs), dfs, 1e12))
+    separated = _adjusted(p, correction) < alpha
+    differ = separated != now
+    return differ.mean(axis=0), float(differ.any(axis=1).mean())
+
+
+def _adjusted(p: np.ndarray, correction: str) -> np.ndarray:
+    """Holm or Benjamini-Hochberg adjusted p along the last axis (as analysis.significance.adjust
+    on each row, without a call per row)."""
+    m = p.shape[-1]
+    idx = np.argsort(p, axis=-1)
+    ps = np.take_along_axis(p, idx, axis=-1)
+    if correction == "holm":
+        adj = np.maximum.accumulate(ps * (m - np.arange(m)), axis=-1)
+    elif correction in ("bh", "fdr_bh"):
+        adj = np.minimum.accumulate((ps * m / np.arange(1, m + 1))[..., ::-1], axis=-1)[..., ::-1]
+    else:
+        raise ValueError(f"unknown correction {correction!r}; use 'holm' or 'bh'")
+    out = np.empty_like(adj)
+    np.put_along_axis(out, idx, np.minimum(adj, 1.0), axis=-1)
+    return out
+
+
 def _allocate(pairs: list[Pair], counts: pd.Series, variance: dict, r_max: int, step: float):
     """Which items the next round rates: those of the methods in undecided pairs, each raised
-    by `step` times its count (at most r_max, and not past the point where ratings stop
-    helping). An item's contribution: the share of each undecided pair's variance that its
-    rating noise makes, summed over the pairs it is in; the items of no undecided pair have 0."""
+    to `step` times its count (at least one more, at most r_max). An item's contribution: the
+    share of each undecided pair's variance that its rating noise makes, summed over the pairs
+    it is in; the items of no undecided pair have 0."""
     _, s2 = _noise(variance)
     n_images = counts.index.get_level_values(0).nunique()
     contribution = {it: 0.0 for it in counts.index}
@@ -273,14 +341,11 @@ def _allocate(pairs: list[Pair], counts: pd.Series, variance: dict, r_max: int, 
         for it, n in counts.items():
             if it[1] in (p.a, p.b):
                 contribution[it] += (s2 / n / n_images ** 2) / max(p.se ** 2, 1e-12)
-    cap = r_max
-    floor_r = ratings_stop_helping(variance)
-    if floor_r:
-        cap = min(cap, max(floor_r, int(counts.max())))
     wanted = {}
     for it, n in counts.items():
         n = int(n)
-        wanted[it] = min(cap, max(n, int(np.ceil(n * step)))) if contribution[it] > 0 else n
+        more = max(n + 1, int(np.ceil(n * step)))
+        wanted[it] = max(n, min(r_max, more)) if contribution[it] > 0 else n
     return contribution, wanted
 
 

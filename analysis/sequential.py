@@ -80,3 +80,21 @@ def family_wise_error(design: Design, components: dict, n_studies: int, initial:
     se = float(np.sqrt(alpha * (1 - alpha) / n_studies))
     return {"studies": n_studies, "fwer": rate, "mc_se": se, "limit": alpha + 2 * se,
             "ok": rate <= alpha + 2 * se, "median_share": float(np.median(shares))}
+
+
+def uniform_early(design: Design, components: dict, gaps, n_studies: int, ratings: int,
+                  seed: int = 0, alpha: float = 0.05) -> float:
+    """Share of studies where uniform allocation stopped at `ratings` per item reaches the
+    verdict it reaches at the full budget: how much the full-budget verdict depends on the
+    last ratings, whoever allocates them."""
+    rng = np.random.default_rng(seed)
+    same = 0
+    with _frozen_heap():
+        for _ in range(n_studies):
+            full = simulate(design, components, gaps, rng)
+            early = full[_rank_in_item(full) < ratings]
+            same += (_al.verdict(_al.look(early, ratings_per_item=design.ratings_per_item,
+                                          alpha=alpha), alpha)
+                     == _al.verdict(_al.look(full, ratings_per_item=design.ratings_per_item,
+                                             alpha=alpha), alpha))
+    return same / n_studies

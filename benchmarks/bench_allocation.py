@@ -3,14 +3,16 @@ studies of the AIM 2019 shape (10 images x 9 methods, sparse HITs of 10 items, v
 components of the crossed model fitted to VQEG HD3), full budget 20 ratings per item, adaptive
 start 3 per item (analysis.allocation, analysis.sequential).
 
-    python benchmarks/bench_allocation.py [--quick] [--markdown]
+    python benchmarks/bench_allocation.py [--quick] [--markdown] [--trace]
+        [--flip F] [--flip-separated F] [--step S]
 
 Rows: the null family-wise error of the final analysis after adaptive stopping (reference =
 alpha + 2 Monte-Carlo SE, ratio <= 1 passes); per adjacent gap, the median share of uniform's
 ratings adaptive needed to reach uniform's verdict at the full budget (same separated pairs,
 hence the same ranking claims and letters; a study where it did not counts as never), how often
 it did, and how often the plan said the gaps were too small for the budget, with the median
-number of images it named."""
+number of images it named. --trace adds one line per study: its share of the ratings, whether
+it reached uniform's verdict, its rounds and why it stopped."""
 
 from __future__ import annotations
 
@@ -34,12 +36,12 @@ ALPHA = 0.05
 INITIAL = 3
 
 
-def main(quick: bool = False) -> list[dict]:
+def main(quick: bool = False, n_gap: int | None = None) -> list[dict]:
     df = pd.read_csv(DATA, dtype={"worker": str}).astype({"score": float})
     comp = components_of(df)
     design = Design(ratings_per_item=20)
     n_null = 20 if quick else 200
-    n_gap = 4 if quick else 20
+    n_gap = n_gap or (4 if quick else 20)
     rows: list[dict] = []
     t0 = time.perf_counter()
     res = sequential.family_wise_error(design, comp, n_null, initial=INITIAL, seed=1, alpha=ALPHA)
@@ -59,7 +61,7 @@ def main(quick: bool = False) -> list[dict]:
                      + (f", naming a median {int(np.median(images))} images" if images else "")
                      + f"; {time.perf_counter() - t0:.0f} s)",
                      "value": r["median_needed"], "unit": "share", "reference": 0.6,
-                     "ratio": r["median_needed"] / 0.6})
+                     "ratio": r["median_needed"] / 0.6, "trace": r["rows"]})
     return rows
 
 
@@ -75,11 +77,36 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="print the table for docs/allocation.md")
-    ap.add_argument("--optimism", type=float, default=allocation.OPTIMISM,
-                    help="SEs added to |estimate| before a pair is judged out of reach")
-    ap.add_argument("--dominance", type=float, default=allocation.DOMINANCE,
-                    help="image:method variance over the rating noise where ratings stop helping")
+    ap.add_argument("--flip", type=float, default=allocation.FLIP,
+                    help="a pair is let go once the full budget would change its verdict in at "
+                         "most this share of the draws")
+    ap.add_argument("--flip-separated", type=float, default=allocation.FLIP_SEPARATED,
+                    help="the same for a pair separated now")
+    ap.add_argument("--step", type=float, default=allocation.STEP,
+                    help="each round multiplies an undecided item's ratings by this")
+    ap.add_argument("--uniform-at", type=int, default=0,
+                    help="instead: how often uniform allocation stopped at this many ratings per "
+                         "item reaches its own full-budget verdict, per gap")
+    ap.add_argument("--trace", action="store_true",
+                    help="also print each study: share of the ratings, same verdict, rounds, stop")
     args = ap.parse_args()
-    allocation.OPTIMISM, allocation.DOMINANCE = args.optimism, args.dominance
+    allocation.FLIP, allocation.FLIP_SEPARATED = args.flip, args.flip_separated
+    allocation.STEP = args.step
+    if args.uniform_at:
+        df = pd.read_csv(DATA, dtype={"worker": str}).astype({"score": float})
+        design, comp = Design(ratings_per_item=20), components_of(df)
+        for gap in GAPS:
+            gaps = gap * (np.arange(design.n_methods) - (design.n_methods - 1) / 2)
+            share = sequential.uniform_early(design, comp, gaps, 4 if args.quick else 20,
+                                             args.uniform_at, seed=2)
+            print(f"adjacent gap {gap}: uniform at {args.uniform_at} of 20 ratings per item "
+                  f"reaches its full-budget verdict in {share:.0%}")
+        sys.exit(0)
     rows = main(args.quick)
-    print(_markdown(rows) if args.markdown else "\n".join(map(str, rows)))
+    print(_markdown(rows) if args.markdown else "\n".join(
+        str({k: v for k, v in r.items() if k != "trace"}) for r in rows))
+    if args.trace:
+        for r in rows:
+            for t in r.get("trace", []):
+                print(f"{r['figure'][:22]:22}  share {t['share']:.2f}  same {t['same']!s:5}  "
+                      f"rounds {t['rounds']}  stop: {t['stop']}")

@@ -47,9 +47,8 @@ def test_stops_and_says_why(vqeg_components):
     lk = allocation.look(data, ratings_per_item=20, alpha=ALPHA)
     assert lk.stop.startswith("every pair is decided") and lk.next_ratings == 0
     data = simulate(d, vqeg_components, np.array([0.3, 0.0, 0.15]), np.random.default_rng(2))
-    assert allocation.look(data, ratings_per_item=4, alpha=ALPHA).stop in (
-        "the budget of ratings is spent",
-        "every pair is decided (separated, or out of reach of the budget on these images)")
+    assert allocation.look(data, ratings_per_item=4, alpha=ALPHA).stop.startswith(
+        ("the budget of ratings is spent", "every pair is decided"))
     # A study with a pair still undecided stops once the adjacent differences are precise enough.
     data = simulate(Design(ratings_per_item=3), vqeg_components,
                     0.3 * (np.arange(9) - 4), np.random.default_rng(1))
@@ -63,3 +62,31 @@ def test_adaptive_stopping_keeps_the_family_wise_error(vqeg_components):
                                        initial=3, seed=5, alpha=ALPHA)
     assert res["fwer"] <= res["limit"], res
     assert res["median_share"] < 1.0
+
+
+def test_the_draws_use_the_final_analysis_correction():
+    from analysis.significance import adjust
+    p = np.random.default_rng(3).uniform(0, 0.2, (5, 12))
+    for correction in ("holm", "bh"):
+        expected = np.vstack([adjust(row, correction) for row in p])
+        assert np.allclose(allocation._adjusted(p, correction), expected)
+
+
+def test_a_pair_is_let_go_once_the_full_budget_cannot_change_its_verdict(vqeg_components):
+    """With every item at the full budget nothing can move: every pair is decided, and its
+    state is the final analysis's verdict at alpha (no stricter interim threshold)."""
+    d = Design(ratings_per_item=8, n_methods=4)
+    data = simulate(d, vqeg_components, np.array([0.0, 0.3, 0.6, 0.9]), np.random.default_rng(4))
+    lk = allocation.look(data, ratings_per_item=8, alpha=ALPHA)
+    assert lk.stop.startswith("every pair is decided") and lk.p_change == 0
+    for p in lk.pairs:
+        assert p.p_change == 0
+        assert (p.state == allocation.SEPARATED) == (p.p_adjusted < ALPHA)
+    # With 2 of 8 ratings per item, the same data leave some pair undecided, and the next round
+    # rates only the items of methods in undecided pairs, by half as many again.
+    rank = data.groupby(["image", "method"]).cumcount()
+    early = allocation.look(data[rank < 2], ratings_per_item=8, alpha=ALPHA)
+    undecided = {m for p in early.undecided() for m in (p.a, p.b)}
+    assert undecided and early.stop is None
+    for it, n in early.wanted.items():
+        assert n == (3 if it[1] in undecided else 2)

@@ -60,14 +60,74 @@ def wanted_counts(study, conn: sqlite3.Connection, realm: str, counts: dict[int,
         return wanted
     lk, item_of = look
     nxt = {i: max(wanted[i], int(lk.wanted.get(item_of[i], wanted[i]))) for i in counts}
+    # What the next round costs, and the most the rest could: every item of an undecided pair
+    # raised to the full budget after it.
+    methods = {m for p in lk.undecided() for m in (p.a, p.b)}
+    n_next, next_usd = round_cost(conn, realm, published,
+                                  {i: nxt[i] - counts[i] for i in counts})
+    _, rest_usd = round_cost(conn, realm, published,
+                             {i: full - nxt[i] for i in counts
+                              if item_of[i][1] in methods and not lk.stop})
+    lines = lk.lines()
+    at = next((j + 1 for j, line in enumerate(lines) if line.startswith("  next round")), None)
+    if at is not None:
+        lines.insert(at, f"  costs        {n_next} more assignment(s), about "
+                         f"{money.fmt(next_usd)}; the full budget would change some verdict "
+                         f"with probability {lk.p_change:.2f}")
+    previous = st.get("round", 0)
     store.set_meta(conn, _key(realm), json.dumps({
+        "round": previous + 1,
         "wanted": {str(i): n for i, n in nxt.items()}, "stop": lk.stop,
         "ratings": lk.ratings, "budget_ratings": lk.budget_ratings,
         "next_ratings": int(sum(nxt.values()) - sum(counts.values())),
+        "next_assignments": n_next, "next_usd": str(next_usd), "rest_usd": str(rest_usd),
+        "uniform_usd": str(uniform_cost(conn, realm, lk.ratings, lk.budget_ratings)),
+        "p_change": lk.p_change,
         "undecided": [[p.a, p.b] for p in lk.undecided()],
         "pairs": [p.to_dict() for p in lk.pairs if p.adjacent],
-        "projections": lk.projections, "lines": lk.lines()}, default=str))
+        "projections": lk.projections, "lines": lines}, default=str))
     return nxt
+
+
+def _home_hits(conn: sqlite3.Connection, realm: str) -> dict[int, int]:
+    """item_id -> the HIT a top-up extends first (its lowest-numbered one)."""
+    home: dict[int, int] = {}
+    for item_id, h in conn.execute(
+            "SELECT hi.item_id, hi.hit_index FROM hit_items hi JOIN hits h ON "
+            "h.hit_index = hi.hit_index AND h.realm = ? WHERE hi.realm IN ('', ?)",
+            (realm, realm)):
+        home[item_id] = min(h, home.get(item_id, h))
+    return home
+
+
+def round_cost(conn: sqlite3.Connection, realm: str, published: dict,
+               more: dict[int, int]):
+    """Assignments and money for `more` (item_id -> ratings to add) by extending each item's
+    HIT, which rates every item of that HIT: a HIT gets as many as its neediest item."""
+    from study.crowd.topup import _hit_capacity
+
+    home = _home_hits(conn, realm)
+    per_hit: dict[int, int] = {}
+    for i, n in more.items():
+        if n > 0 and i in home:
+            per_hit[home[i]] = max(per_hit.get(home[i], 0), int(n))
+    reward = money.usd(published["reward"])
+    total = money.usd(0)
+    for h, n in per_hit.items():
+        total += n * money.assignment_cost(reward, _hit_capacity(conn, realm, h) + n)
+    return int(sum(per_hit.values())), total
+
+
+def uniform_cost(conn: sqlite3.Connection, realm: str, ratings: int, budget_ratings: int):
+    """About what uniform allocation would cost: the full budget of valid ratings at this
+    study's cost per valid rating so far (what was committed for the ratings in hand, so the
+    ratings lost to quality control and the decided items rated along in an extended HIT are
+    counted)."""
+    from study.crowd.publish import committed_cost
+
+    if ratings <= 0:
+        return money.usd(0)
+    return (committed_cost(conn, realm) * budget_ratings / ratings).quantize(money.usd("0.01"))
 
 
 def _look(study, conn: sqlite3.Connection, realm: str, full: int, target_se: float):
@@ -99,7 +159,29 @@ def status_lines(conn: sqlite3.Connection, realm: str) -> list[str]:
     st = state(conn, realm)
     if not st:
         return []
-    return ["adaptive allocation, after the last round:"] + list(st.get("lines") or [])
+    return [f"adaptive allocation, after round {st.get('round', 1)}:"] + list(st.get("lines") or [])
+
+
+def view(conn: sqlite3.Connection, realm: str) -> dict | None:
+    """The dashboard's figures on adaptive allocation: undecided pairs, spend so far, the next
+    round's cost, the projected spend and what uniform allocation would have cost (None under
+    uniform allocation, or before the first look)."""
+    from study.crowd.publish import committed_cost
+
+    st = state(conn, realm)
+    if not st:
+        return None
+    committed = committed_cost(conn, realm)
+    rest = money.usd(st.get("rest_usd") or 0)
+    uniform = money.usd(st.get("uniform_usd") or 0)
+    return {"round": st.get("round", 1), "stop": st.get("stop"),
+            "undecided": st.get("undecided") or [], "pairs": st.get("pairs") or [],
+            "ratings": st.get("ratings"), "budget_ratings": st.get("budget_ratings"),
+            "next_ratings": 0 if st.get("stop") else st.get("next_ratings"),
+            "next_usd": 0.0 if st.get("stop") else float(money.usd(st.get("next_usd") or 0)),
+            "committed_usd": float(committed),
+            "projected_usd": float(committed + rest), "uniform_usd": float(uniform),
+            "p_change": st.get("p_change")}
 
 
 def plan_lines(design, cost_per_assignment, n_hits: int) -> list[str]:

@@ -37,6 +37,7 @@ def crowd_status(study) -> dict:
             item["required"] = this_round.get((item["image"], item["method"]), required)
         allocated = allocation.finished(conn, realm, json.loads(stored) if stored else None)
         allocation_lines = allocation.status_lines(conn, realm)
+        allocation_view = allocation.view(conn, realm)
         assignments = dict(conn.execute(
             "SELECT COALESCE(decision, 'undecided'), COUNT(*) FROM assignments WHERE realm = ? "
             "GROUP BY 1", (realm,)).fetchall())
@@ -59,6 +60,7 @@ def crowd_status(study) -> dict:
     finally:
         conn.close()
     complete_items = sum(1 for i in per_item if i["valid"] >= i["required"])
+    valid = sum(i["valid"] for i in per_item)
     collect_complete = bool(per_item) and complete_items == len(per_item) and allocated
     return {
         "publish": {"realm": realm, "hits_designed": designed, "hits_published": published,
@@ -70,7 +72,11 @@ def crowd_status(study) -> dict:
                     "assignments": assignments, "spent_usd": str(spent),
                     "committed_usd": str(committed), "complete": collect_complete,
                     "waiting": waiting, "allocation": allocation_lines,
-                    "summary": f"{complete_items}/{len(per_item)} items with {required} valid "
-                               f"ratings; spent {money.fmt(spent)} of "
-                               f"{money.fmt(committed)} committed"},
+                    "allocation_view": allocation_view,
+                    "summary": f"{complete_items}/{len(per_item)} items with "
+                               + (f"the valid ratings this round wants ({valid} of "
+                                  f"{required * len(per_item)} at the full budget)"
+                                  if allocation_view else f"{required} valid ratings")
+                               + f"; spent {money.fmt(spent)} of {money.fmt(committed)} "
+                                 "committed"},
     }

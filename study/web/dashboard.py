@@ -36,7 +36,9 @@ def dashboard_data(study: Study) -> dict[str, Any]:
     data: dict[str, Any] = {"status": status, "budget_usd": float(study.settings.budget.max_usd),
                             "methods": [], "workers": [], "reports": status["report"]["files"],
                             "report_card": _report_card(status), "analysis": None,
-                            "worker_flags": {}, "spend": _money_and_counts(status)}
+                            "worker_flags": {}, "spend": _money_and_counts(status),
+                            # Adaptive allocation: undecided pairs, spend so far and projected.
+                            "allocation": status["collect"].get("allocation_view")}
     try:
         inputs = study_inputs(study)
     except StudyError:
