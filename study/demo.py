@@ -202,10 +202,10 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
         "ranking_matches": planted == ranked,
         "workers": len(worked),
         "low_quality": sorted(planted_bad),
-        # Workers the report screened out, and workers quality control excluded or rejected
-        # at collect, against the workers planted as low quality.
-        "flags": _precision_recall(flagged & worked, planted_bad),
-        "collect_flags": _precision_recall(doubted & worked, planted_bad),
+        # Workers the report left out of the analysis, and workers quality control excluded or
+        # rejected at collect (any assignment), against the workers planted as low quality.
+        "flags": _precision_recall(flagged & worked, planted_bad, worked),
+        "collect_flags": _precision_recall(doubted & worked, planted_bad, worked),
         "seconds": round(time.perf_counter() - started, 1),
     }
     click.secho("\n== result", bold=True)
@@ -214,11 +214,13 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     click.echo("ranking matches the planted order: " + ("yes" if summary["ranking_matches"] else "NO"))
     click.echo(f"{len(planted_bad)} of {len(worked)} workers who submitted were planted as low "
                f"quality ({', '.join(LOW_QUALITY)})")
-    for label, key in (("screened out by the report", "flags"),
-                       ("excluded or rejected at collect", "collect_flags")):
+    for label, key in (("excluded from the analysis by the report", "flags"),
+                       ("excluded (or rejected) at collect, at least once", "collect_flags")):
         f = summary[key]
         click.echo(f"  {label}: {f['flagged']} workers, {f['caught']} of them planted; "
-                   f"precision {_fmt(f['precision'])}, recall {_fmt(f['recall'])}")
+                   f"precision {_fmt(f['precision'])}, recall {_fmt(f['recall'])}; "
+                   f"{f['honest_flagged']} of {f['honest']} others "
+                   f"({_fmt(f['honest_share'])})")
     click.echo(f"\nfinished in {summary['seconds']} s")
     click.echo(f"  study folder: {study_root}")
     for name in sorted(p.name for p in study.reports_dir.glob("report.*")):
@@ -228,11 +230,14 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     return summary
 
 
-def _precision_recall(flagged: set[str], planted: set[str]) -> dict[str, Any]:
+def _precision_recall(flagged: set[str], planted: set[str], worked: set[str]) -> dict[str, Any]:
     caught = len(flagged & planted)
+    honest = worked - planted
     return {"flagged": len(flagged), "planted": len(planted), "caught": caught,
             "precision": caught / len(flagged) if flagged else None,
-            "recall": caught / len(planted) if planted else None}
+            "recall": caught / len(planted) if planted else None,
+            "honest": len(honest), "honest_flagged": len(flagged & honest),
+            "honest_share": len(flagged & honest) / len(honest) if honest else None}
 
 
 def _fmt(share: float | None) -> str:
