@@ -152,11 +152,13 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
     fidelity:   {method: {psnr, ssim}} or a DataFrame with columns method, psnr, ssim.
     gold:       optional DataFrame of gold ratings (same columns) when they are not in `df`
                 with gold=True.
-    screening:  "auto" (default; also True) screens by ITU-R BT.500 only a dense design, where
-                the median worker rated at least half of the items and at least
-                analysis.subjective.MIN_RATINGS of them; "bt500" screens any
-                design; False or "none" screens nobody. Either way a worker with fewer than
-                analysis.subjective.MIN_RATINGS testable ratings is not screened.
+    screening:  "auto" (default; also True) excludes workers whose model-based inconsistency
+                (P.910 Annex E) exceeds INCONSISTENCY_LIMIT of the scale's span, in any design
+                (needs subject_models), and screens by ITU-R BT.500 a dense design, where the
+                median worker rated at least half of the items and at least
+                analysis.subjective.MIN_RATINGS of them; "bt500" screens any design by BT.500
+                alone; False or "none" screens nobody. BT.500 leaves a worker with fewer than
+                analysis.subjective.MIN_RATINGS testable ratings unscreened.
     Gold ratings and ratings with valid=False never enter the MOS."""
     if correction not in ("holm", "bh"):
         raise RatingsError(f"unknown correction {correction!r}", where="correction",
@@ -198,7 +200,8 @@ def analyse(df: pd.DataFrame, scale: Scale, *, factsheets=None, fidelity=None, g
     # Screening decides whose ratings count: model-based inconsistency in every design, and
     # ITU-R BT.500 where the design is dense enough for it.
     t = time.perf_counter()
-    kept, excluded, screening_info = screen(base, screening, incons, scale)
+    judged = incons if sm_info.get("converged") else None
+    kept, excluded, screening_info = screen(base, screening, judged, scale)
     timings["screening"] = time.perf_counter() - t
     if screening_info.get("note"):
         notes.append("screening " + screening_info["note"])
@@ -338,6 +341,8 @@ def screen(base: pd.DataFrame, how: bool | str = "auto", inconsistency: pd.DataF
         if rule is not None:
             methods.append("model-based inconsistency")
             excluded.update(rule["excluded"])
+        else:
+            notes.append("by model-based inconsistency not applied: no converged subject model")
     dense = median >= n_items / 2 and median >= _subjective.MIN_RATINGS
     info["applicable"] = bool(dense)
     if how == "auto" and not dense:
