@@ -25,6 +25,10 @@ KINDS = (CAREFUL, SLOPPY, SATISFICER, SPAMMER, STRAIGHTLINER, RETURNER, ABANDONE
 # Kinds whose ratings carry (almost) no information about the images: a study's quality
 # control should exclude them.
 LOW_QUALITY = (SATISFICER, SPAMMER, STRAIGHTLINER)
+# Honest workers whose ratings are noisier than any real subject's (sloppy: noise SD 0.8-1.2
+# against 0.45-0.75): a study may exclude them for inconsistency or keep them, and neither is
+# an error of its quality control.
+NOISY = (SLOPPY,)
 
 DEFAULT_MIX: dict[str, float] = {
     CAREFUL: 0.60,
