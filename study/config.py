@@ -224,9 +224,11 @@ max_inconsistency = 1.5
 repeat_max_difference = 2
 # Workers with this many failed assignments are blocked.
 block_after_failures = 2
-# Exclude an assignment that rated a pair the page never showed at 1:1 (one image pixel per
-# screen pixel) or closer; pages record the largest zoom of every pair.
-require_native_view = false
+# Exclude (not reject) an assignment that rated a pair the page never showed at 1:1 (one image
+# pixel per screen pixel) or closer: the page opens every pair at 1:1 and records its largest
+# zoom, so such a pair was judged from a downscaled overview ("whole photo"), where the details
+# that set methods apart are lost. Pages that send no viewing record are not judged by it.
+require_native_view = true
 # Bonus per approved assignment in USD (0 = none), and the reason the worker sees.
 bonus_usd = 0.0
 bonus_reason = "Thank you for careful ratings."

@@ -108,7 +108,7 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     from study.render.demodata import build_demo_dataset
     from study.simulate import SimulatedClock, simulate_crowd
     from study.simulate.scoring import planted_ranking, planted_scores
-    from study.simulate.workers import LOW_QUALITY
+    from study.simulate.workers import LOW_QUALITY, NOISY
     from study.studydir import Study
     from study.web import create_app
     from study.service import announce_service, free_port, serve_file
@@ -195,11 +195,14 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     planted = planted_ranking(planted_scores(pairs))
     report = json.loads((study.reports_dir / "report.json").read_text())
     ranked = [m["method"] for m in sorted(report["methods"], key=lambda m: m["mos"])]
-    planted_bad, worked = set(), set()
+    planted_bad, noisy, worked = set(), set(), set()
     for res in crowd_results:
         worked |= {w.worker_id for w in res.workers if w.submitted}
         planted_bad |= set(res.low_quality_workers)
+        noisy |= set(res.ids_of(*NOISY))
     planted_bad &= worked
+    # Noisy honest workers count neither way: excluding them is no catch and no loss.
+    judged = worked - (noisy - planted_bad)
     flagged = {w["worker"] for w in report["workers"] if w.get("screening") not in (None, "kept")}
     conn = study.connect()
     try:
@@ -215,10 +218,11 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
         "ranking_matches": planted == ranked,
         "workers": len(worked),
         "low_quality": sorted(planted_bad),
-        # Workers the report screened out, and workers quality control excluded or rejected
-        # at collect, against the workers planted as low quality.
-        "flags": _precision_recall(flagged & worked, planted_bad),
-        "collect_flags": _precision_recall(doubted & worked, planted_bad),
+        # Workers the report left out of the analysis, and workers quality control excluded or
+        # rejected at collect (any assignment), against the workers planted as low quality.
+        "flags": _precision_recall(flagged & judged, planted_bad, judged),
+        "collect_flags": _precision_recall(doubted & judged, planted_bad, judged),
+        "noisy": {"workers": len(noisy & worked), "excluded": len(noisy & worked & flagged)},
         "allocation": _allocation_summary(study),
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -228,11 +232,17 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 5
     click.echo("ranking matches the planted order: " + ("yes" if summary["ranking_matches"] else "NO"))
     click.echo(f"{len(planted_bad)} of {len(worked)} workers who submitted were planted as low "
                f"quality ({', '.join(LOW_QUALITY)})")
-    for label, key in (("screened out by the report", "flags"),
-                       ("excluded or rejected at collect", "collect_flags")):
+    if summary["noisy"]["workers"]:
+        click.echo(f"{summary['noisy']['workers']} were honest but noisier than real subjects "
+                   f"({', '.join(NOISY)}; {summary['noisy']['excluded']} excluded by the report), "
+                   "counted neither way below")
+    for label, key in (("excluded from the analysis by the report", "flags"),
+                       ("excluded (or rejected) at collect, at least once", "collect_flags")):
         f = summary[key]
         click.echo(f"  {label}: {f['flagged']} workers, {f['caught']} of them planted; "
-                   f"precision {_fmt(f['precision'])}, recall {_fmt(f['recall'])}")
+                   f"precision {_fmt(f['precision'])}, recall {_fmt(f['recall'])}; "
+                   f"{f['honest_flagged']} of {f['honest']} others "
+                   f"({_fmt(f['honest_share'])})")
     for line in _allocation_lines(summary["allocation"]):
         click.echo(line)
     click.echo(f"\nfinished in {summary['seconds']} s")
@@ -279,11 +289,14 @@ def _allocation_lines(a: dict[str, Any] | None) -> list[str]:
             else "  collection had not stopped when the demo's rounds ran out"]
 
 
-def _precision_recall(flagged: set[str], planted: set[str]) -> dict[str, Any]:
+def _precision_recall(flagged: set[str], planted: set[str], worked: set[str]) -> dict[str, Any]:
     caught = len(flagged & planted)
+    honest = worked - planted
     return {"flagged": len(flagged), "planted": len(planted), "caught": caught,
             "precision": caught / len(flagged) if flagged else None,
-            "recall": caught / len(planted) if planted else None}
+            "recall": caught / len(planted) if planted else None,
+            "honest": len(honest), "honest_flagged": len(flagged & honest),
+            "honest_share": len(flagged & honest) / len(honest) if honest else None}
 
 
 def _fmt(share: float | None) -> str:

@@ -73,8 +73,8 @@ def test_screening_is_not_applied_to_a_sparse_design_by_default():
     data = data.drop(columns="bad").astype({"image": str, "method": str, "worker": str})
     rep = analyse(data, Scale.acr(), bootstrap=0, subject_models=False)
     assert rep.screening["method"] is None and rep.screening["applicable"] is False
-    assert rep.screening["n_rejected"] == 0
-    assert any("BT.500 screening not applicable: sparse design" in n for n in rep.notes)
+    assert rep.screening["n_excluded"] == 0
+    assert any("by ITU-R BT.500 not applicable: sparse design" in n for n in rep.notes)
     forced = analyse(data, Scale.acr(), bootstrap=0, subject_models=False, screening="bt500")
     assert forced.screening["method"] == "ITU-R BT.500"
     assert any("was asked for on a sparse design" in n for n in forced.notes)

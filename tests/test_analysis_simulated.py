@@ -67,8 +67,9 @@ def test_planted_spammers_flagged(study):
     assert (acc.drop(index=list(spam)) >= 0.5).all()
     incons = w["inconsistency"].astype(float)
     assert set(incons.nlargest(len(spam)).index) == spam
-    assert set(study.screening["rejected"]) <= spam
-    assert (w.loc[list(study.screening["rejected"]), "screening"] == "rejected").all()
+    assert set(study.screening["excluded"]) <= spam
+    out = w.loc[list(study.screening["excluded"])]
+    assert (out["screening"] == "excluded").all() and (out["excluded_by"] == "screening").all()
 
 
 def test_report_contract_and_table_one(study, tmp_path):

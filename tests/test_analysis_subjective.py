@@ -342,3 +342,34 @@ def test_per_content_conditions_design_and_ambiguity_per_image():
     assert list(res.ambiguity.index) == ["i0", "i1"]
     assert res.ambiguity.loc["i1", "estimate"] > 3 * res.ambiguity.loc["i0", "estimate"]
     assert len(res.quality) == 12
+
+
+# ---------------------------------------------------------------------------------------------
+# model-based inconsistency screening (the report's default in every design)
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_inconsistency_screening_keeps_real_subjects_and_drops_loose_raters(name):
+    """The rule's limit (0.8 level on a five-level scale) lies above 49 of the 50 real lab
+    subjects of the two datasets; raters planted among them who answer near the middle of the
+    scale, weakly following the pictures, are excluded."""
+    from analysis.pipeline import INCONSISTENCY_LIMIT, analyse
+    from analysis.scale import Scale
+
+    real = pd.read_csv(DATA / name).astype({"image": str, "method": str, "worker": str})
+    rep = analyse(real, Scale.acr(), bootstrap=0)
+    excluded = rep.screening["inconsistency"]["excluded"]
+    assert rep.screening["inconsistency"]["limit"] == pytest.approx(INCONSISTENCY_LIMIT * 4)
+    assert len(excluded) <= (1 if name.startswith("nflx") else 0), excluded
+    assert "model-based inconsistency" in rep.screening["method"]
+
+    rng = np.random.default_rng(3)
+    mean = real.groupby(["image", "method"])["score"].transform("mean")
+    loose = real[real["worker"].isin(sorted(real["worker"].unique())[:3])].copy()
+    middle = 3 + 0.3 * (mean[loose.index] - 3) + rng.normal(0, 0.9, len(loose))
+    loose["score"] = np.clip(np.round(middle), 1, 5)
+    loose["worker"] = "loose-" + loose["worker"]
+    rep = analyse(pd.concat([real, loose], ignore_index=True), Scale.acr(), bootstrap=0)
+    workers = rep.workers.set_index("worker")
+    assert set(loose["worker"]) <= set(rep.screening["excluded"])
+    assert (workers.loc[sorted(set(loose["worker"])), "excluded_by"] == "screening").all()
+    assert workers.loc[sorted(set(loose["worker"])), "rejected"].isna().all()

@@ -112,3 +112,66 @@ def test_a_repeated_pair_judges_the_worker_and_counts_once(tmp_path):
              and r["position"] != repeats[0]["position"]][0]["score"]))
     valid = ratings_frame(study, valid_only=True)
     assert not valid[~valid.gold].duplicated(["image", "method", "worker"]).any()
+
+
+def test_satisficers_are_excluded_and_honest_workers_kept(tmp_path, run_cli):
+    """A crowd with 30 % satisficers rates photos larger than a screen shows at 1:1, as a real
+    bokeh study's are. A satisficer presses "whole photo" and judges from the overview; the page
+    records that it never saw a pair at 1:1, and quality control excludes its work from the
+    analysis (paid, not rejected). Honest workers, who keep the 1:1 view the page opens with,
+    are kept, and the report says who was excluded and who was rejected as two things."""
+    import json
+
+    from study.simulate.workers import CAREFUL, SATISFICER
+
+    root = large_photo_study(tmp_path, ratings_per_item=3)
+    quiet = lambda _m: None  # noqa: E731
+    with study_service(root) as (url, _market):
+        study = Study.open(root)
+        publish(study, "sandbox", echo=quiet)
+        result = simulate_crowd(f"{url}/worker/sandbox", workers=10, seed=2,
+                                mix={CAREFUL: 0.7, SATISFICER: 0.3}, concurrency=4,
+                                progress=False, deadline_s=120)
+        collect(study, echo=quiet)
+    worked = {w.worker_id: w.kind for w in result.workers if w.submitted}
+    satisficers = {worker_id_for(w) for w, k in worked.items() if k == SATISFICER}
+    honest = {worker_id_for(w) for w, k in worked.items() if k == CAREFUL}
+    assert satisficers and honest
+    conn = study.connect()
+    decisions = {}
+    for a in conn.execute("SELECT worker_id, decision, decision_reason FROM assignments"):
+        decisions.setdefault(a["worker_id"], []).append((a["decision"], a["decision_reason"]))
+    conn.close()
+    for w in satisficers:
+        assert all(d == "exclude" and "1:1" in why for d, why in decisions[w]), decisions[w]
+    for w in honest:
+        assert all(d == "approve" for d, _ in decisions[w]), decisions[w]
+    run_cli("--study", root, "report", "--format", "json,md")
+    report = json.loads((root / "reports" / "report.json").read_text())
+    rows = {w["worker"]: w for w in report["workers"]}
+    for w in satisficers:
+        assert rows[w]["screening"] == "excluded" and rows[w]["excluded_by"] == "collect"
+        assert rows[w]["rejected"] is False and "1:1" in rows[w]["reason"]
+    assert all(rows[w]["screening"] == "kept" for w in honest)
+    md = (root / "reports" / "report.md").read_text()
+    assert "excluded from the analysis at collect" in md and "Rejected (not paid)" in md
+
+
+def large_photo_study(base, ratings_per_item: int, factor: int = 16):
+    """photo_dataset_study's study on photos `factor` times as large (1200 x 1792): the same
+    pictures, so the methods differ as much, but taller than any common screen shows at 1:1."""
+    from PIL import Image
+
+    from conftest import CLI
+    from test_crowd_support import add_renders, make_bokeh_dataset
+
+    dataset = make_bokeh_dataset(base / "ebb", size=(75, 112))
+    for path in (dataset / "test").glob("*/*.png"):
+        with Image.open(path) as im:
+            big = im.resize((im.width * factor, im.height * factor), Image.Resampling.BICUBIC)
+        big.save(path)
+    root = base / "study"
+    CLI()("init", root, "--dataset", dataset)
+    add_renders(root)
+    set_config(root, f"[design]\nitems_per_hit = 10\nratings_per_item = {ratings_per_item}\n")
+    return root

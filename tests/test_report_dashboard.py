@@ -52,11 +52,15 @@ def rate(root, approved: int, extra: dict[str, str] | None = None) -> None:
         con.execute("INSERT INTO assignments (assignment_id, realm, hit_id, hit_index, worker_id, "
                     "status, decision) VALUES (?, 'sandbox', 'H', 0, ?, 'Submitted', ?)",
                     (f"A{w}", worker, decisions.get(worker)))
+        decision = decisions.get(worker)
+        # Collect leaves the ratings of work it did not approve out, saying why.
+        kept = decision in (None, "approve")
         for pos, (item, m) in enumerate(items, 1):
             score = int(np.clip(np.rint(TRUTH[m] + rng.normal(0, 0.6)), 0, 4))
             con.execute("INSERT INTO ratings (assignment_id, position, item_id, worker_id, score, "
-                        "seconds, valid) VALUES (?, ?, ?, ?, ?, 3.0, 1)",
-                        (f"A{w}", pos, item, worker, score))
+                        "seconds, valid, reason) VALUES (?, ?, ?, ?, ?, 3.0, ?, ?)",
+                        (f"A{w}", pos, item, worker, score, int(kept),
+                         "" if kept else f"{decision}: planted by the test"))
     con.commit()
     con.close()
 
@@ -115,7 +119,7 @@ def test_report_card_is_done_once_collected_and_reported(study_dir, run_cli, das
     assert data["report_card"] == {"complete": True, "text": "report.json"}
 
 
-def test_excluded_and_rejected_are_counted_apart(study_dir, dashboard):
+def test_excluded_and_rejected_are_counted_apart(study_dir, dashboard, run_cli):
     rate(study_dir, approved=5, extra={"W5": "exclude", "W6": "exclude", "W7": "reject"})
     data = get(dashboard(), "/dashboard/data.json").get_json()
     spend = data["spend"]
@@ -125,3 +129,12 @@ def test_excluded_and_rejected_are_counted_apart(study_dir, dashboard):
     assert cells["Excluded from the analysis"] == "2"
     assert cells["Rejected (not paid)"] == "1"
     assert cells["Approved (paid)"] == "7"
+    # Per worker, whether its ratings are in the analysis and whether it was paid are two columns.
+    run_cli("report", "--format", "json", cwd=study_dir)
+    html = get(dashboard(), "/dashboard/").get_data(as_text=True)
+    table = html[html.index('id="workers"'):]
+    assert "<th>Analysis</th><th>Rejected (not paid)</th>" in table
+    rows = {m[0]: m[1] for m in re.findall(r"<tr><td>(W\d)</td>(.*?)</tr>", table, re.S)}
+    assert "excluded (collect)" in rows["W5"] and "<td>no</td>" in rows["W5"]
+    assert "excluded (collect)" in rows["W7"] and "<td>yes</td>" in rows["W7"]
+    assert ">kept<" in rows["W0"] and "<td>no</td>" in rows["W0"]

@@ -193,6 +193,47 @@ def test_satisficers_pass_obvious_gold_at_a_normal_pace_but_barely_follow_the_tr
     assert gold.ratings[1] == 0 and gold.ratings[2] >= 3
 
 
+def test_what_the_page_records_follows_how_each_kind_looks():
+    """A careful worker keeps the 1:1 view the page opens with (and zooms in on some pairs); a
+    satisficer presses "whole photo" at once: on a photo larger than its screen shows at 1:1,
+    every pair after the first is recorded below 1:1, and it never flips."""
+    from study.simulate.workers import SCREENS, fit_zoom
+
+    truth = {p: 2.0 for p in range(1, 10)}
+    large = {p: (1536, 1024) for p in truth}
+    small = {p: (96, 64) for p in truth}
+    for seed in range(3):
+        careful = WorkerModel.create(f"AC{seed}", CAREFUL, seed=seed).answer("h", truth, None, large)
+        assert all(v["z"] >= 1 for v in careful.views.values())
+        assert sum(v["f"] for v in careful.views.values()) > 0
+        sat = WorkerModel.create(f"AS{seed}", SATISFICER, seed=seed)
+        ans = sat.answer("h", truth, truth, large)
+        zooms = [ans.views[p]["z"] for p in sorted(truth)]
+        assert zooms[0] == 1 and all(z < 0.99 for z in zooms[1:])
+        assert all(v["f"] == 0 for v in ans.views.values())
+        assert (ans.views[1]["w"], ans.views[1]["h"], ans.views[1]["r"]) == sat.screen
+        assert sat.screen in [s for s, _ in SCREENS]
+        # A photo that fits the screen at 1:1 or more is seen so even as a whole.
+        assert all(v["z"] >= 1 for v in sat.answer("h", truth, truth, small).views.values())
+    # The rating page's measured panes: 672 x 500 at 1366 x 768.
+    assert fit_zoom((1366, 768, 1.0), (672, 500)) == pytest.approx(1.0)
+    assert fit_zoom((1366, 768, 2.0), (1344, 1000)) == pytest.approx(1.0)
+
+
+def test_satisficers_judge_from_a_glance():
+    """What sets bokeh methods apart (a sharp background against a blurred one) shows less at a
+    glance than on a careful look; identical photos stay identical."""
+    from study.simulate.scoring import glance_score, prepare
+    from study.simulate.workers import SATISFICER_GLANCE_SIDE
+
+    img = small(data.astronaut(), 384, 384)
+    soft = blur(img, 3)
+    ref, res = prepare(img), prepare(soft)
+    careful, glance = true_score(img, soft), glance_score(ref, res, SATISFICER_GLANCE_SIDE)
+    assert 0 < glance < careful - 0.3
+    assert glance_score(ref, ref, SATISFICER_GLANCE_SIDE) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_answers_depend_only_on_seed_worker_and_hit():
     t = {1: 0.3, 2: 2.2, 3: 3.9}
     w = WorkerModel.create("AX", CAREFUL, seed=9)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 UNDEFINED = "—"
 
@@ -168,22 +169,46 @@ def pvalue_table(report) -> Table:
     return Table([""] + [str(c) for c in p.columns], rows, [False] + [True] * len(p.columns))
 
 
+def rejected_text(value) -> str:
+    """The "Rejected (not paid)" cell: a payment decision, apart from the analysis."""
+    if value is None or (isinstance(value, float) and value != value):
+        return UNDEFINED
+    return "yes" if bool(value) else "no"
+
+
 def worker_table(report, flagged_only: bool = False) -> Table:
+    """One row per worker. "Analysis" says whether its ratings are in the analysis (kept or
+    excluded, and by what); "Rejected (not paid)" is the payment decision, a different thing:
+    excluded work is paid unless it was also rejected."""
     w = report.workers
     if flagged_only:
-        w = w[w["screening"] != "kept"]
+        w = w[(w["screening"] != "kept") | (w["rejected"] == True)]  # noqa: E712
     rows = [[text(r["worker"]), fmt(r["n"], "count"), fmt(r["gold_accuracy"], "share"),
              fmt(r["bias"], "bias"), fmt(r["inconsistency"], "inconsistency"),
-             text(r["screening"]), text(r["reason"])] for r in w.to_dict("records")]
-    return Table(["Worker", "Ratings", "Gold accuracy", "Bias", "Inconsistency", "Outcome",
-                  "Reason"], rows, [False, True, True, True, True, False, False])
+             analysis_text(r), rejected_text(r["rejected"]), text(r["reason"])]
+            for r in w.to_dict("records")]
+    return Table(["Worker", "Ratings", "Gold accuracy", "Bias", "Inconsistency", "Analysis",
+                  "Rejected (not paid)", "Reason"], rows,
+                 [False, True, True, True, True, False, False, False])
+
+
+def analysis_text(row) -> str:
+    if row["screening"] == "kept":
+        return "kept"
+    by = row.get("excluded_by")
+    return f"excluded ({by})" if isinstance(by, str) and by else "excluded"
 
 
 def worker_summary(report) -> dict:
     w = report.workers
+    excluded = w["screening"] == "excluded"
+    by = w["excluded_by"] if "excluded_by" in w else pd.Series([None] * len(w), index=w.index)
     out = {"workers": int(len(w)), "kept": int((w["screening"] == "kept").sum()),
-           "rejected": int((w["screening"] == "rejected").sum()),
-           "excluded": int((w["screening"] == "excluded").sum())}
+           "excluded_by_screening": int((excluded & (by == "screening")).sum()),
+           "excluded_at_collect": int((excluded & (by == "collect")).sum()),
+           "excluded_other": int((excluded & ~by.isin(["screening", "collect"])).sum()),
+           "rejected": (int((w["rejected"] == True).sum())  # noqa: E712
+                        if "rejected" in w and w["rejected"].notna().any() else None)}
     if "gold_accuracy" in w and w["gold_accuracy"].notna().any():
         out["gold_accuracy_median"] = float(np.nanmedian(w["gold_accuracy"].astype(float)))
     return out
@@ -191,9 +216,18 @@ def worker_summary(report) -> dict:
 
 def worker_sentence(report) -> str:
     ws = worker_summary(report)
-    s = (f"{ws['workers']} workers: {ws['kept']} kept, {ws['rejected']} excluded from the "
-         f"analysis by screening, "
-         f"{ws['excluded']} without valid ratings.")
+    parts = [f"{ws['kept']} kept in the analysis"]
+    if ws["excluded_at_collect"]:
+        parts.append(f"{ws['excluded_at_collect']} excluded from the analysis at collect "
+                     "(quality control of each assignment)")
+    if ws["excluded_by_screening"]:
+        parts.append(f"{ws['excluded_by_screening']} excluded from the analysis by screening")
+    if ws["excluded_other"]:
+        parts.append(f"{ws['excluded_other']} without valid ratings")
+    s = f"{ws['workers']} workers: " + ", ".join(parts) + "."
+    if ws["rejected"] is not None:
+        s += (f" Rejected (not paid), a payment decision apart from the analysis: "
+              f"{ws['rejected']}.")
     if "gold_accuracy_median" in ws:
         s += f" Median gold accuracy {ws['gold_accuracy_median']:.0%}."
     return s

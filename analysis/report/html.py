@@ -55,7 +55,7 @@ def _worker_plot(report) -> str | None:
         return None
     points = [{"method": str(r["worker"]), "x": float(r["bias"]), "y": float(r["inconsistency"])}
               for r in rows]
-    colours = ["#c0392b" if r["screening"] == "rejected" else "#1b3b6f" for r in rows]
+    colours = ["#c0392b" if r["screening"] != "kept" else "#1b3b6f" for r in rows]
     return svg.scatter(points, "bias", "inconsistency", "Worker bias vs inconsistency",
                        x_quantity="bias", y_quantity="inconsistency", colours=colours,
                        labels=False)

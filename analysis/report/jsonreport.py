@@ -17,7 +17,7 @@ ITEM_FIELDS = ("image", "method", "mos", "n", "std", "ci95_low", "ci95_high", "q
                "quality_ci95_low", "quality_ci95_high")
 WORKER_FIELDS = ("worker", "n", "n_total", "n_gold", "gold_accuracy", "bias", "bias_ci95_low",
                  "bias_ci95_high", "inconsistency", "inconsistency_ci95_low",
-                 "inconsistency_ci95_high", "screening", "reason")
+                 "inconsistency_ci95_high", "screening", "excluded_by", "rejected", "reason")
 INT_FIELDS = {"rank", "n_images", "n_ratings", "psnr_rank", "ssim_rank", "n", "n_total", "n_gold"}
 
 

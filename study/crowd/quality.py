@@ -8,8 +8,8 @@ Decisions: "approve" (paid, ratings used), "exclude" (paid, ratings not used: do
 and "reject" (not paid; only for clear failures, always with a written reason).
 
 An assignment whose gold answers are all right and whose ratings are shown consistent (close to
-the consensus on enough items, and a repeated pair rated alike), at a human pace, is always
-approved: a narrow spread of ratings or a weak correlation on a HIT whose items happen to look
+the consensus on enough items, and a repeated pair rated alike), at a human pace, and whose pairs
+were each seen at 1:1 or closer where the study requires it, is always approved: a narrow spread of ratings or a weak correlation on a HIT whose items happen to look
 alike are no reason to drop an honest worker. (Speed still counts: a fast random rater can be
 lucky on two check pairs and, over nine items, land near the consensus.)
 """
@@ -32,7 +32,7 @@ class Policy:
     max_inconsistency: float = 1.5
     repeat_max_difference: int = 2
     block_after_failures: int = 2
-    require_native_view: bool = False
+    require_native_view: bool = True
 
 
 def policy_from_config(quality) -> Policy:

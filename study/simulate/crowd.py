@@ -28,7 +28,8 @@ from study.errors import StudyError
 from study.simulate import pages, scoring
 from study.simulate.results import SimulationResult, Submission, WorkerOutcome
 from study.simulate.schedule import SimulatedClock, run_schedule
-from study.simulate.workers import LEVELS, WorkerModel, build_crowd
+from study.simulate.workers import (LEVELS, SATISFICER, SATISFICER_GLANCE_SIDE, WorkerModel,
+                                    build_crowd)
 
 RETRIES = 4                 # extra attempts after a connection error or a 5xx/429
 BACKOFF_S = 0.2             # first pause; doubles each attempt, capped
@@ -57,7 +58,9 @@ class _Images:
     def __init__(self) -> None:
         self._content: dict[str, str] = {}            # URL -> content id
         self._prepared: dict[str, np.ndarray] = {}    # content id -> prepared grey image
+        self._sizes: dict[str, tuple[int, int]] = {}  # content id -> (width, height)
         self._scores: dict[tuple[str, str], float] = {}
+        self._glances: dict[tuple[str, str], float] = {}
 
     def content(self, url: str, http: "_Http") -> str:
         if url not in self._content:
@@ -65,6 +68,7 @@ class _Images:
             cid = hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()[:32]
             if cid not in self._prepared:
                 self._prepared[cid] = scoring.prepare(pixels)
+                self._sizes[cid] = (int(pixels.shape[1]), int(pixels.shape[0]))
             self._content[url] = cid
         return self._content[url]
 
@@ -75,6 +79,17 @@ class _Images:
             self._scores[key] = scoring.score_from_distance(
                 scoring.distance(self._prepared[reference], self._prepared[result]))
         return self._scores[key]
+
+    def glance(self, reference: str, result: str) -> float:
+        """The score of two content ids at a glance (what a satisficer goes by)."""
+        key = (reference, result)
+        if key not in self._glances:
+            self._glances[key] = scoring.glance_score(
+                self._prepared[reference], self._prepared[result], SATISFICER_GLANCE_SIDE)
+        return self._glances[key]
+
+    def size(self, content: str) -> tuple[int, int]:
+        return self._sizes[content]
 
 
 def _fetch_bytes(url: str, http: "_Http") -> bytes:
@@ -298,7 +313,10 @@ class _Worker:
             return None
 
         true_scores = {p: self.images.true_score(a, b) for p, (a, b) in contents.items()}
-        answer = self.model.answer(key, true_scores)
+        glances = ({p: self.images.glance(a, b) for p, (a, b) in contents.items()}
+                   if self.model.kind == SATISFICER else None)
+        answer = self.model.answer(key, true_scores, glances,
+                                   {p: self.images.size(b) for p, (_, b) in contents.items()})
         form = {k: v for k, v in task.hidden.items()
                 if not k.startswith(("seconds_", "view_"))}
         form["assignmentId"] = assignment_id
@@ -306,12 +324,10 @@ class _Worker:
             p = it.position
             form[f"rating_{p}"] = it.level(answer.ratings[p], LEVELS - 1)
             form[f"seconds_{p}"] = f"{answer.seconds[p]:.2f}"
-            # What the page records of a person who looks at the pair as it opens (1:1) on a
-            # laptop screen (only a page with the field sends it).
+            # What the page records of how the pair was viewed (only a page with the field
+            # sends it).
             if f"view_{p}" in task.hidden:
-                form[f"view_{p}"] = json.dumps({"s": round(answer.seconds[p], 1), "z": 1, "f": 0,
-                                                "w": 1366, "h": 768, "r": 1},
-                                               separators=(",", ":"))
+                form[f"view_{p}"] = json.dumps(answer.views[p], separators=(",", ":"))
         if answer.comments:
             form["comments"] = answer.comments
         submit_to = params.get("turkSubmitTo")

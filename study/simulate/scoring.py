@@ -113,6 +113,15 @@ def perceptual_distance(reference: np.ndarray, result: np.ndarray) -> float:
     return distance(prepare(reference), prepare(result))
 
 
+def glance_score(reference: np.ndarray, result: np.ndarray, side: int) -> float:
+    """The score of two prepared images at a glance: the same comparison on the pictures
+    brought down to `side` pixels on their long side, where fine differences are lost."""
+    h, w = reference.shape
+    s = min(1.0, side / max(h, w))
+    size = (max(16, round(h * s)), max(16, round(w * s)))
+    return score_from_distance(distance(_resize(reference, size), _resize(result, size)))
+
+
 def score_from_distance(distance: float) -> float:
     """The monotone map from distance to the 0-4 scale."""
     d = max(0.0, float(distance))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,10 @@ KINDS = (CAREFUL, SLOPPY, SATISFICER, SPAMMER, STRAIGHTLINER, RETURNER, ABANDONE
 # Kinds whose ratings carry (almost) no information about the images: a study's quality
 # control should exclude them.
 LOW_QUALITY = (SATISFICER, SPAMMER, STRAIGHTLINER)
+# Honest workers whose ratings are noisier than any real subject's (sloppy: noise SD 0.8-1.2
+# against 0.45-0.75): a study may exclude them for inconsistency or keep them, and neither is
+# an error of its quality control.
+NOISY = (SLOPPY,)
 
 DEFAULT_MIX: dict[str, float] = {
     CAREFUL: 0.60,
@@ -49,12 +53,44 @@ LEVELS = 5  # ratings 0..4
 # Rounding and clipping shrink the latent bias and add to the noise, hence the latent values.
 CAREFUL_BIAS_SD = 0.45
 CAREFUL_NOISE_SD = (0.45, 0.75)
-# A satisficer answers from a coarse impression: it sees when two photos are identical or
-# glaringly different (so it passes the gold checks) and otherwise stays near the middle,
-# weakly following the truth, at a careful worker's pace.
+# A satisficer satisfices weakly (Krosnick 1991): it goes through every step of the task, each
+# with less effort than it asks for. Here that is a quick look at the overview, a middle-of-the-
+# scale answer that follows weakly what it saw, at a careful worker's pace:
+# - it presses "whole photo" as each HIT opens and keeps the page there, so it never looks at a
+#   pair at 1:1 or closer (only the first pair, which the page opens at 1:1, is recorded as seen
+#   so) and never flips; where a photo fits its screen at 1:1 or more, the overview is that;
+# - its impression is the pair's difference at a glance: the same dissimilarity as the true score
+#   on the photos brought down to SATISFICER_GLANCE_SIDE pixels, where what sets bokeh methods
+#   apart (a sharp background, halos at the subject's edges) is mostly lost;
+# - pairs that look identical at a glance get the "identical" end (it passes the reference-vs-
+#   itself gold), pairs glaringly different at a glance the other end; the rest stay near the
+#   middle of the scale (slope SATISFICER_SLOPE) with noise SATISFICER_NOISE_SD, about half as
+#   much again as a careful worker's.
+# These are a model of the behaviour, not figures fitted to data: no public dataset labels its
+# satisficers.
+SATISFICER_GLANCE_SIDE = 64
 SATISFICER_SLOPE = 0.3
 SATISFICER_NOISE_SD = 0.9
-SATISFICER_OBVIOUS = (0.3, 3.2)   # true scores below / above which the difference is obvious
+SATISFICER_OBVIOUS = (0.3, 3.0)   # glance scores below / above which the difference is obvious
+
+# The screens simulated workers use: the window's inside in CSS pixels (a maximised browser on a
+# common desktop screen, less its toolbars and the taskbar) and the device-pixel ratio, with
+# their shares (assumed, after the common desktop resolutions of public screen statistics).
+SCREENS = (
+    ((1920, 945, 1.0), 0.30),    # 1920x1080
+    ((1536, 730, 1.25), 0.15),   # 1920x1080 at 125 %
+    ((1366, 645, 1.0), 0.15),    # 1366x768 laptop
+    ((1440, 790, 2.0), 0.10),    # 2880x1800 laptop at 200 %
+    ((1280, 600, 1.5), 0.10),    # 1920x1080 at 150 %
+    ((1600, 770, 1.0), 0.10),    # 1600x900
+    ((2560, 1300, 1.0), 0.10),   # 2560x1440
+)
+# The rating page's two photo panes, side by side, in CSS pixels: the window less the page's
+# margins, header, tools and scale (measured in Chromium at 1366x768: two panes of 672x500).
+PANE_MARGIN = (22, 268)
+# A careful worker opens each pair at 1:1 (the page's default) and zooms in to 2:1 on some.
+CAREFUL_ZOOM_IN_PROBABILITY = 0.3
+CAREFUL_MEAN_FLIPS = 1.5
 
 # Probability that a returner returns a HIT it accepted (the first one always: it looked
 # at the task, found it longer than it wanted, and handed it back).
@@ -132,6 +168,24 @@ class Answer:
     ratings: dict[int, int]           # position -> 0..4
     seconds: dict[int, float]         # position -> seconds spent on the item
     comments: str = ""
+    # position -> the page's viewing record (view_P): {"s", "z", "f", "w", "h", "r"}
+    views: dict[int, dict] = field(default_factory=dict)
+
+
+def draw_screen(rng: np.random.Generator) -> tuple[int, int, float]:
+    """One of SCREENS by its share: (window width, height in CSS pixels, device-pixel ratio)."""
+    shares = np.array([share for _, share in SCREENS])
+    return SCREENS[int(rng.choice(len(SCREENS), p=shares / shares.sum()))][0]
+
+
+def fit_zoom(screen: tuple[int, int, float], size: tuple[int, int] | None) -> float:
+    """The zoom (screen pixels per image pixel) at which the page's "whole photo" shows a photo
+    of `size` (width, height) on `screen`; 1 when the size is unknown."""
+    if not size or not size[0] or not size[1]:
+        return 1.0
+    w, h, ratio = screen
+    pane_w, pane_h = (w - PANE_MARGIN[0]) / 2, h - PANE_MARGIN[1]
+    return min(pane_w / size[0], pane_h / size[1]) * ratio
 
 
 @dataclass
@@ -146,38 +200,45 @@ class WorkerModel:
     straight_level: int = 2
     seconds_range: tuple[float, float] = (5.0, 20.0)
     comment_rate: float = 0.0
+    screen: tuple[int, int, float] = SCREENS[0][0]
 
     @classmethod
     def create(cls, worker_id: str, kind: str, seed: int) -> "WorkerModel":
         if kind not in KINDS:
             raise ValueError(f"unknown worker kind {kind!r}")
         rng = stream(seed, "traits", worker_id)
+        screen = draw_screen(stream(seed, "screen", worker_id))
         bias = float(rng.normal(0.0, CAREFUL_BIAS_SD))
         if kind in (CAREFUL, RETURNER, ABANDONER):
             # Returners and abandoners rate carefully whenever they do finish a HIT.
             return cls(worker_id, kind, seed, bias=bias,
                        noise_sd=float(rng.uniform(*CAREFUL_NOISE_SD)),
-                       seconds_range=(5.0, 20.0), comment_rate=0.15)
+                       seconds_range=(5.0, 20.0), comment_rate=0.15, screen=screen)
         if kind == SATISFICER:
             return cls(worker_id, kind, seed, bias=float(rng.normal(0.0, 0.3)),
                        noise_sd=SATISFICER_NOISE_SD, seconds_range=(4.0, 15.0),
-                       comment_rate=0.05)
+                       comment_rate=0.05, screen=screen)
         if kind == SLOPPY:
             return cls(worker_id, kind, seed, bias=float(rng.normal(0.0, 0.5)),
                        noise_sd=float(rng.uniform(0.8, 1.2)), seconds_range=(2.0, 7.0),
-                       comment_rate=0.05)
+                       comment_rate=0.05, screen=screen)
         if kind == SPAMMER:
-            return cls(worker_id, kind, seed, seconds_range=(0.4, 1.8))
+            return cls(worker_id, kind, seed, seconds_range=(0.4, 1.8), screen=screen)
         return cls(worker_id, kind, seed, straight_level=int(rng.integers(0, LEVELS)),
-                   seconds_range=(0.5, 2.5))
+                   seconds_range=(0.5, 2.5), screen=screen)
 
     @property
     def low_quality(self) -> bool:
         return self.kind in LOW_QUALITY
 
-    def answer(self, hit_key: str, true_scores: dict[int, float]) -> Answer:
-        """Ratings for one HIT. `true_scores` maps each item's position to its true score;
-        `hit_key` names the HIT (the same HIT gives the same answer)."""
+    def answer(self, hit_key: str, true_scores: dict[int, float],
+               glances: dict[int, float] | None = None,
+               sizes: dict[int, tuple[int, int]] | None = None) -> Answer:
+        """Ratings for one HIT, and what the page records of how each pair was viewed.
+        `true_scores` maps each item's position to its true score; `glances` to its score at
+        a glance (scoring.glance_score; the true score when not given); `sizes` to the photos'
+        (width, height) in pixels (unknown: they fit the screen at 1:1). `hit_key` names the
+        HIT (the same HIT gives the same answer)."""
         rng = stream(self.seed, "answer", self.worker_id, hit_key)
         positions = sorted(true_scores)
         ratings: dict[int, int] = {}
@@ -193,7 +254,8 @@ class WorkerModel:
             elif self.kind == STRAIGHTLINER:
                 r = self.straight_level
             elif self.kind == SATISFICER:
-                r = self._impression(true_scores[p], noise)
+                seen = true_scores[p] if glances is None else glances[p]
+                r = self._impression(seen, noise)
             else:
                 r = int(np.clip(round(true_scores[p] + self.bias + self.noise_sd * noise),
                                 0, LEVELS - 1))
@@ -202,17 +264,40 @@ class WorkerModel:
         comments = ""
         if self.comment_rate and rng.random() < self.comment_rate:
             comments = COMMENTS[int(rng.integers(1, len(COMMENTS)))]
-        return Answer(ratings, seconds, comments)
+        views = self._views(hit_key, positions, seconds, sizes or {})
+        return Answer(ratings, seconds, comments, views)
 
-    def _impression(self, truth: float, noise: float) -> int:
+    def _views(self, hit_key: str, positions: list[int], seconds: dict[int, float],
+               sizes: dict[int, tuple[int, int]]) -> dict[int, dict]:
+        """The page's viewing record of each pair (its own stream: the ratings do not depend
+        on it). The page opens the first pair at 1:1 and keeps the zoom the worker chose."""
+        rng = stream(self.seed, "view", self.worker_id, hit_key)
+        w, h, ratio = self.screen
+        views = {}
+        for i, p in enumerate(positions):
+            zoom_in = rng.random() < CAREFUL_ZOOM_IN_PROBABILITY
+            flips = int(rng.poisson(CAREFUL_MEAN_FLIPS))
+            if self.kind == SATISFICER:
+                # "Whole photo" from the first pair on; that pair was on screen at 1:1 first.
+                z = fit_zoom(self.screen, sizes.get(p))
+                z, flips = (max(1.0, z) if i == 0 else z), 0
+            elif self.kind in (SPAMMER, STRAIGHTLINER):
+                z, flips = 1.0, 0         # the page's default, untouched
+            else:
+                z = 2.0 if zoom_in else 1.0
+            views[p] = {"s": round(seconds[p], 1), "z": round(z, 2), "f": flips,
+                        "w": w, "h": h, "r": ratio}
+        return views
+
+    def _impression(self, seen: float, noise: float) -> int:
         obvious_same, obvious_different = SATISFICER_OBVIOUS
-        if truth < obvious_same:
+        if seen < obvious_same:
             return 0
-        if truth > obvious_different:
+        if seen > obvious_different:
             return LEVELS - 1 - int(noise > 1.0)
         middle = (LEVELS - 1) / 2
-        r = middle + SATISFICER_SLOPE * (truth - middle) + self.bias + self.noise_sd * noise
-        return int(np.clip(round(r), 1, LEVELS - 2))
+        r = middle + SATISFICER_SLOPE * (seen - middle) + self.bias + self.noise_sd * noise
+        return int(np.clip(round(r), 0, LEVELS - 1))
 
     def hit_seconds(self, hit_key: str, answer: Answer) -> float:
         """Simulated seconds from accepting a HIT to submitting it: the items' times plus

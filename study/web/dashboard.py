@@ -121,7 +121,7 @@ def _worker_flags(study: Study) -> dict[str, dict[str, Any]]:
     for r in rows:
         flags = []
         if r["failures"]:
-            flags.append(f"{r['failures']} failed")
+            flags.append(f"{r['failures']} assignment(s) not approved")
         if r["excluded"]:
             flags.append("excluded")
         entry = out.setdefault(r["worker_id"], {"blocked": False, "flags": "", "reason": ""})
