@@ -98,7 +98,7 @@ def _cli(*args: str) -> None:
         raise StudyError(f"`study {' '.join(map(str, args))}` failed (exit status {rv})")
 
 
-def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 512,
+def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1024,
              port: int = 8765, rounds: int = 30,
              mix: dict[str, float] | None = None,
              allocation: str = "uniform") -> dict[str, Any]:
@@ -308,7 +308,7 @@ def _fmt(share: float | None) -> str:
 @click.option("--workers", type=int, default=36, show_default=True,
               help="Simulated workers per round (spammers among them).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--size", type=int, default=512, show_default=True,
+@click.option("--size", type=int, default=1024, show_default=True,
               help="Height of the demo images in pixels.")
 @click.option("--port", type=int, default=8765, show_default=True,
               help="Port for the in-process service (a free one if taken).")
