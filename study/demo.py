@@ -192,7 +192,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
                               "WHERE r.status = 'done'")]
     finally:
         conn.close()
-    planted = planted_ranking(planted_scores(pairs))
+    scores = planted_scores(pairs)
+    planted = planted_ranking(scores)
     report = json.loads((study.reports_dir / "report.json").read_text())
     ranked = [m["method"] for m in sorted(report["methods"], key=lambda m: m["mos"])]
     planted_bad, noisy, worked = set(), set(), set()
@@ -216,6 +217,7 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
         "planted_ranking": planted,
         "report_ranking": ranked,
         "ranking_matches": planted == ranked,
+        "letters": _letters_check(scores, report),
         "workers": len(worked),
         "low_quality": sorted(planted_bad),
         # Workers the report left out of the analysis, and workers quality control excluded or
@@ -230,6 +232,9 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     click.echo("planted order (closest to the f/1.8 photo first): " + " < ".join(planted))
     click.echo("report order  (lowest MOS first):                 " + " < ".join(ranked))
     click.echo("ranking matches the planted order: " + ("yes" if summary["ranking_matches"] else "NO"))
+    lt = summary["letters"]
+    click.echo(f"the letters separate {lt['separated']} of the {lt['different']} pairs of methods "
+               f"at least {lt['gap']} apart in truth")
     click.echo(f"{len(planted_bad)} of {len(worked)} workers who submitted were planted as low "
                f"quality ({', '.join(LOW_QUALITY)})")
     if summary["noisy"]["workers"]:
@@ -252,6 +257,20 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     click.echo(f"  dashboard:    run `study serve --study {study_root}` and open the link it prints")
     (directory / "demo-summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _letters_check(scores: dict[str, float], report: dict[str, Any],
+                   gap: float = 0.49) -> dict[str, Any]:
+    """How many pairs of methods that truly differ (by `gap` or more; the smallest planted gap
+    of the demo's design) the report's letters separate (no letter in common)."""
+    from itertools import combinations
+
+    groups = {m["method"]: set(m.get("group") or "") for m in report["methods"]}
+    different = [(a, b) for a, b in combinations(sorted(scores), 2)
+                 if abs(scores[a] - scores[b]) >= gap and a in groups and b in groups]
+    joined = [f"{a} ~ {b}" for a, b in different if groups[a] & groups[b]]
+    return {"gap": gap, "different": len(different),
+            "separated": len(different) - len(joined), "joined": joined}
 
 
 def _allocation_summary(study) -> dict[str, Any] | None:
