@@ -9,19 +9,20 @@ import time
 
 import pytest
 import requests
-import waitress
 
 from study.studydir import Study
 from study.web import create_app
-from study.marketplace.server import CONNECTIONS, allow_open_files, waitress_settings
+from study.marketplace.server import (CONNECTIONS, allow_open_files, create_server,
+                                      waitress_settings)
 
 IDLE_CONNECTIONS = 1100  # past waitress's default of 100, and past 1,000
 
 
 def _served(study_dir, **settings):
-    """The study's app on waitress with `settings`, in a thread; returns (url, stop)."""
+    """The study's app on waitress with `settings` (as `study serve` runs it), in a thread;
+    returns (url, stop)."""
     app = create_app(Study.open(study_dir), dashboard_token="t0ken")
-    server = waitress.create_server(app, host="127.0.0.1", port=0, **settings)
+    server = create_server(app, host="127.0.0.1", port=0, **settings)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from study.errors import StudyError
-from study.marketplace.server import THREADS, allow_open_files, waitress_settings
+from study.marketplace.server import THREADS, allow_open_files, create_server, waitress_settings
 
 
 def _study_or_none(ctx: click.Context):
@@ -55,7 +55,6 @@ def marketplace_group() -> None:
 @click.pass_context
 def serve_command(ctx: click.Context, host: str, port: int, db: str | None, threads: int) -> None:
     """Serve the Requester API (boto3 endpoint_url) and the worker site."""
-    import waitress
     from study.marketplace import KEYS_ENV, create_app
 
     keys = _keys(ctx)
@@ -68,8 +67,7 @@ def serve_command(ctx: click.Context, host: str, port: int, db: str | None, thre
     app = create_app(db_path, keys=keys)
     try:
         allow_open_files()
-        server = waitress.create_server(app, host=host, port=port,
-                                        **waitress_settings(threads))
+        server = create_server(app, host=host, port=port, **waitress_settings(threads))
     except OSError as exc:
         raise StudyError(f"cannot listen on {host}:{port}: {exc.strerror}",
                          hint="another program uses that port: pass --port N") from None

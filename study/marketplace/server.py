@@ -42,6 +42,18 @@ THREADS = 16
 CONNECTIONS = 4000
 
 
+def create_server(app, **settings):
+    """waitress.create_server, running its loop with study.marketplace.polling's (whose cost
+    does not grow with idle keep-alive connections)."""
+    import waitress
+
+    from study.marketplace import polling
+
+    server = waitress.create_server(app, **settings)
+    polling.install(server)
+    return server
+
+
 def waitress_settings(threads: int = THREADS, behind_tls_proxy: bool = False) -> dict:
     """How `study serve` and `study marketplace serve` run waitress, chosen rather than left at
     its defaults. A client that stalls mid-request is dropped after 30 s instead of 120 s; a

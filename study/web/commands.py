@@ -11,7 +11,7 @@ import click
 
 from study.config import base_url_mismatch
 from study.errors import StudyError
-from study.marketplace.server import THREADS, allow_open_files, waitress_settings
+from study.marketplace.server import THREADS, allow_open_files, create_server, waitress_settings
 from study.service import announce_service, serve_file
 from study.studydir import Study, pass_study
 
@@ -58,8 +58,6 @@ def _check_port(host: str, port: int) -> None:
 @pass_study
 def serve_command(study: Study, host: str | None, port: int | None, threads: int) -> None:
     """Serve the marketplace, task pages, images and dashboard until interrupted."""
-    import waitress
-
     from study.web import create_app
 
     host = host or study.settings.serve.host
@@ -79,8 +77,8 @@ def serve_command(study: Study, host: str | None, port: int | None, threads: int
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     allow_open_files()
     try:
-        waitress.serve(app, host=host, port=port, _quiet=True,
-                       **waitress_settings(threads, study.settings.serve.behind_tls_proxy))
+        create_server(app, host=host, port=port,
+                      **waitress_settings(threads, study.settings.serve.behind_tls_proxy)).run()
     except KeyboardInterrupt:
         pass
     finally:
