@@ -9,8 +9,9 @@ and "reject" (not paid; only for clear failures, always with a written reason).
 
 An assignment whose gold answers are all right and whose ratings are shown consistent (close to
 the consensus on enough items, and a repeated pair rated alike), at a human pace, and whose pairs
-were each seen at 1:1 or closer where the study requires it, is always approved: a narrow spread of ratings or a weak correlation on a HIT whose items happen to look
-alike are no reason to drop an honest worker. (Speed still counts: a fast random rater can be
+were each seen at 1:1 or closer where the study requires it, is always approved: a narrow spread
+of ratings or a weak correlation on a HIT whose items happen to look alike are no reason to drop
+an honest worker. (Speed still counts: a fast random rater can be
 lucky on two check pairs and, over nine items, land near the consensus.)
 """
 
