@@ -26,7 +26,6 @@ import argparse
 import heapq
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,12 +45,6 @@ DEADLINE_S = 300  # no phase of this benchmark may run longer
 SLOTS_PER_HIT = 50
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def served_study(tmp: Path):
     """A small study served by `study serve` in its own process; yields (base_url, key_id,
@@ -59,12 +52,14 @@ def served_study(tmp: Path):
     import requests
     from conftest import CLI
     from test_crowd_support import make_bokeh_dataset, use_service_url
+    from study.marketplace.testing import stop
+    from study.service import free_port
     from study.studydir import Study
 
     dataset = make_bokeh_dataset(tmp / "data", ids=(1, 2, 3))
     root = tmp / "study"
     CLI()("init", root, "--dataset", dataset, "--images", "3")
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     use_service_url(root, url)
     keys = Study.open(root).secrets()
     env = dict(os.environ)
@@ -86,12 +81,7 @@ def served_study(tmp: Path):
             time.sleep(0.1)
         yield url, keys["aws_access_key_id"], keys["aws_secret_access_key"]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def load_hit(i: int) -> dict:

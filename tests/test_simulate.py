@@ -12,6 +12,7 @@ from skimage import data, filters, transform
 
 from study.config import default_settings
 from study.errors import StudyError
+from study.service import free_port
 from study.simulate import (build_crowd, hit_key, item_true_scores, pages, planted_ranking,
                             planted_scores, true_score)
 from study.simulate.workers import (CAREFUL, DEFAULT_MIX, KINDS, SATISFICER, SLOPPY, SPAMMER,
@@ -365,14 +366,6 @@ def test_an_unreachable_worker_site_is_a_clear_error():
 
 # --- the command ---------------------------------------------------------------------------
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _set_serve_port(study: Path, port: int) -> None:
     import re
 
@@ -401,7 +394,7 @@ def test_command_refuses_the_live_realm_and_a_bad_mix(run_cli, tmp_path):
 
 
 def test_command_in_a_study_with_no_service_running_says_how_to_start_it(run_cli, study_dir):
-    _set_serve_port(study_dir, _free_port())
+    _set_serve_port(study_dir, free_port())
     res = run_cli("simulate", "--workers", "2", cwd=study_dir, expect=2)
     assert "no service answers at" in res.output and "study serve" in res.output
 

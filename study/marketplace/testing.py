@@ -223,9 +223,16 @@ def serve_process(db_path: str | Path, keys: dict[str, str], port: int = 0,
             time.sleep(0.05)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def stop(proc) -> None:
+    """Stop a server process: asked first (it finishes what it was doing), killed after 10 s."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
