@@ -118,6 +118,12 @@ framework = "-"
 hardware = "-"
 
 [design]
+# The test method: "similarity-0-4" (AIM 2019: each output against the reference, 0 almost
+# identical .. 4 mostly different, on the [scale] below), "acr" (each output alone, 1 bad ..
+# 5 excellent), "dcr" (the reference then the output, 1 very annoying .. 5 imperceptible),
+# "ccr" (both in random order, -3 much worse .. +3 much better) or "pairwise" (the reference and
+# two outputs: which is closer). The ITU-T methods use their standard's scale.
+method = "similarity-0-4"
 # Items (image x method) per HIT, and valid ratings wanted per item.
 items_per_hit = 10
 ratings_per_item = 5
@@ -314,6 +320,7 @@ class RenderSection:
 
 @dataclass(frozen=True)
 class DesignSection:
+    method: str = _opt(choices=("similarity-0-4", "acr", "dcr", "ccr", "pairwise"))
     items_per_hit: int = _opt(lo=1, hi=500)
     ratings_per_item: int = _opt(lo=1, hi=1000)
     allocation: str = _opt(choices=("uniform", "adaptive"))
@@ -586,6 +593,12 @@ def _cross_checks(s: Settings, where: str) -> list[StudyError]:
                                        where=where, hint="one word or phrase per level"))
         elif len(set(s.scale.labels)) != len(s.scale.labels):
             problems.append(StudyError("setting scale.labels repeats a level", where=where))
+        if s.design is not None and s.design.method != "similarity-0-4" \
+                and s.scale.scale() != Scale(0, 4, False, tuple(defaults()["scale"]["labels"])):
+            problems.append(StudyError(
+                f"[scale] applies to design.method = \"similarity-0-4\"; "
+                f"\"{s.design.method}\" uses its standard's scale", where=where,
+                hint="remove the [scale] settings, or use design.method = \"similarity-0-4\""))
     if s.quality is not None and \
             s.quality.reject_below_gold_accuracy > s.quality.gold_min_accuracy:
         problems.append(StudyError(

@@ -160,6 +160,35 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 2: test methods (study.methods). An item may show two outputs (pairwise: method and
+    # method_b) and be an attention trap or part of a qualification HIT; a HIT position may
+    # show its item the other way round (CCR's reference second, pairwise's method_b as "A").
+    # SQLite cannot change a CHECK or UNIQUE constraint in place, so items is rebuilt (with
+    # foreign keys off, see apply_migrations) keeping every item_id.
+    """
+    CREATE TABLE items_new (
+        item_id INTEGER PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images(image_id),
+        method TEXT NOT NULL,
+        method_b TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL DEFAULT 'test'
+            CHECK (kind IN ('test', 'gold_reference', 'gold_control', 'trap', 'training',
+                            'qualifying')),
+        reference_path TEXT NOT NULL,
+        result_path TEXT NOT NULL,
+        result_b_path TEXT NOT NULL DEFAULT '',
+        expected_min INTEGER,
+        expected_max INTEGER,
+        UNIQUE (image_id, method, method_b, kind)
+    );
+    INSERT INTO items_new (item_id, image_id, method, kind, reference_path, result_path,
+                           expected_min, expected_max)
+        SELECT item_id, image_id, method, kind, reference_path, result_path, expected_min,
+               expected_max FROM items;
+    DROP TABLE items;
+    ALTER TABLE items_new RENAME TO items;
+    ALTER TABLE hit_items ADD COLUMN swapped INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -194,16 +223,28 @@ def apply_migrations(conn: sqlite3.Connection) -> int:
         raise StudyError(
             f"study.db has schema version {current}, newer than this program knows "
             f"({SCHEMA_VERSION})", hint="upgrade the `study` package")
-    while current < SCHEMA_VERSION:
-        with transaction(conn):
-            # Re-read inside the write lock: another process may have migrated meanwhile.
-            current = schema_version(conn)
-            if current >= SCHEMA_VERSION:
-                break
-            for statement in _statements(MIGRATIONS[current]):
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (current + 1,))
-            current += 1
+    if current >= SCHEMA_VERSION:
+        return current
+    # A step may rebuild a table that others reference (SQLite's documented way to change a
+    # constraint); foreign keys are off for that and checked before each step commits.
+    conn.execute("PRAGMA foreign_keys=OFF")
+    try:
+        while current < SCHEMA_VERSION:
+            with transaction(conn):
+                # Re-read inside the write lock: another process may have migrated meanwhile.
+                current = schema_version(conn)
+                if current >= SCHEMA_VERSION:
+                    break
+                for statement in _statements(MIGRATIONS[current]):
+                    conn.execute(statement)
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise sqlite3.IntegrityError(
+                        f"schema step {current + 1} leaves {len(broken)} broken references")
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (current + 1,))
+                current += 1
+    finally:
+        conn.execute("PRAGMA foreign_keys=ON")
     return current
 
 

@@ -4,6 +4,7 @@ do, and nothing is written."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_ebb, photo, write_image
+from study import store
 from study.dataset import discover, id_sort_key, load_depth, load_rgb, validate_pairs
 
 
@@ -268,3 +270,35 @@ def test_init_says_when_it_chose_a_subset(tmp_path, run_cli):
     ds = make_ebb(tmp_path / "ebb", ids=tuple(range(1, 13)))
     out = run_cli("init", tmp_path / "s", "--dataset", ds).output
     assert "10 of the dataset's 12 complete pairs were chosen at random (seed 0)" in out
+
+
+def test_a_first_schema_database_moves_forward_keeping_its_items(tmp_path):
+    """Schema step 2 rebuilds `items` (new kinds, a second output); every item_id, the HIT
+    positions and the ratings that point at them survive, and foreign keys hold again."""
+    path = tmp_path / "study.db"
+    old = sqlite3.connect(path)
+    old.executescript(store.MIGRATIONS[0])
+    old.executescript(
+        "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+        "INSERT INTO schema_version VALUES (1);"
+        "INSERT INTO images VALUES ('im1', 0, 'in.png', 'ref.png', NULL, 4, 4, 'a', 'b', '');"
+        "INSERT INTO items (item_id, image_id, method, kind, reference_path, result_path) "
+        "VALUES (7, 'im1', 'blur', 'test', 'ref.png', 'out.png');"
+        "INSERT INTO hit_items VALUES (0, 1, 7, '');"
+        "INSERT INTO assignments (assignment_id, realm, hit_id, hit_index, worker_id, status) "
+        "VALUES ('A1', 'sandbox', 'H1', 0, 'W1', 'Submitted');"
+        "INSERT INTO ratings (assignment_id, position, item_id, worker_id, score, valid) "
+        "VALUES ('A1', 1, 7, 'W1', 2, 1);")
+    old.commit()
+    old.close()
+    conn = store.connect(path)
+    assert store.schema_version(conn) == store.SCHEMA_VERSION
+    row = conn.execute("SELECT * FROM items").fetchone()
+    assert (row["item_id"], row["method"], row["method_b"], row["result_b_path"]) == \
+        (7, "blur", "", "")
+    assert conn.execute("SELECT swapped FROM hit_items").fetchone()[0] == 0
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO ratings (assignment_id, position, item_id, worker_id, valid) "
+                     "VALUES ('A1', 2, 99, 'W1', 0)")

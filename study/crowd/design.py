@@ -18,7 +18,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from analysis.scale import Scale
-from study import store
+from study import methods, store
 from study.errors import StudyError
 
 GOLD_REFERENCE = "gold_reference"
@@ -43,10 +43,16 @@ class Item:
     result_path: str
     expected_min: int | None = None
     expected_max: int | None = None
+    # Pairwise items show a second output.
+    method_b: str = ""
+    result_b_path: str = ""
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.image_id, self.method, self.kind)
+    def key(self) -> tuple[str, ...]:
+        # A one-output item keeps its three-part key, so designs stored before pairwise items
+        # existed keep their fingerprint.
+        return (self.image_id, self.method, self.kind) + ((self.method_b,) if self.method_b
+                                                           else ())
 
     @property
     def gold(self) -> bool:
@@ -75,15 +81,15 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
     s = study.settings
     k, gold_ref, control = s.design.items_per_hit, s.design.gold_reference, \
         s.design.gold_control_method
-    scale = s.scale.scale()
+    scale = methods.of(s).scale
     images, renders = _rows(conn)
     if not images:
         raise StudyError("the study has no images", where=str(study.db_path),
                          hint="create the study with `study init DIR --dataset PATH`")
-    methods = list(s.methods)
+    compared = list(s.methods)
     tests: list[Item] = []
     for img in images:
-        for method in methods:
+        for method in compared:
             path = renders.get((method, img["image_id"]))
             if path:
                 tests.append(Item(img["image_id"], method, "test", img["reference_path"],
@@ -155,15 +161,17 @@ def _clearly_different(conn: sqlite3.Connection, control: str, pool: list[Item])
 def _insert_items(conn: sqlite3.Connection, items: list[Item]) -> dict[tuple, int]:
     for it in items:
         conn.execute(
-            "INSERT INTO items (image_id, method, kind, reference_path, result_path, "
-            "expected_min, expected_max) VALUES (?,?,?,?,?,?,?) "
-            "ON CONFLICT(image_id, method, kind) DO UPDATE SET "
+            "INSERT INTO items (image_id, method, method_b, kind, reference_path, result_path, "
+            "result_b_path, expected_min, expected_max) VALUES (?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(image_id, method, method_b, kind) DO UPDATE SET "
             "reference_path = excluded.reference_path, result_path = excluded.result_path, "
+            "result_b_path = excluded.result_b_path, "
             "expected_min = excluded.expected_min, expected_max = excluded.expected_max",
-            (it.image_id, it.method, it.kind, it.reference_path, it.result_path,
-             it.expected_min, it.expected_max))
-    return {(r["image_id"], r["method"], r["kind"]): r["item_id"]
-            for r in conn.execute("SELECT item_id, image_id, method, kind FROM items")}
+            (it.image_id, it.method, it.method_b, it.kind, it.reference_path, it.result_path,
+             it.result_b_path, it.expected_min, it.expected_max))
+    return {(r["image_id"], r["method"], r["kind"]) + ((r["method_b"],) if r["method_b"] else ()):
+            r["item_id"] for r in conn.execute(
+                "SELECT item_id, image_id, method, method_b, kind FROM items")}
 
 
 def ensure_design(study, conn: sqlite3.Connection, save: bool = True) -> Design:
@@ -204,7 +212,7 @@ def ensure_design(study, conn: sqlite3.Connection, save: bool = True) -> Design:
 
 def _freeze_scale(study, conn: sqlite3.Connection) -> None:
     # The scale is part of the design: collect, reports and the dashboard read it from here.
-    store.set_meta(conn, "crowd.scale", json.dumps(study.settings.scale.scale().to_dict()))
+    store.set_meta(conn, "crowd.scale", json.dumps(methods.of(study.settings).scale.to_dict()))
 
 
 def stored_scale(conn: sqlite3.Connection) -> Scale:
@@ -219,7 +227,7 @@ def study_scale(study, conn: sqlite3.Connection) -> Scale:
     """The scale the study's HITs ask for: frozen with the design, else the settings' one."""
     if store.get_meta(conn, "crowd.scale"):
         return stored_scale(conn)
-    return study.settings.scale.scale()
+    return methods.of(study.settings).scale
 
 
 def design_hit_count(conn: sqlite3.Connection) -> int:
