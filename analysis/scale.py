@@ -93,6 +93,11 @@ class Scale:
         return cls(d["low"], d["high"], bool(d["higher_is_better"]),
                    tuple(d.get("labels") or ()))
 
+    def mirrored(self, value: int) -> int:
+        """The level at the same distance from the other end: the answer to a question asked
+        the other way round (CCR with the output shown first, pairwise with A and B swapped)."""
+        return int(self.low + self.high - value)
+
     def contains(self, values) -> np.ndarray:
         v = np.asarray(values, dtype=float)
         return (v >= self.low) & (v <= self.high)

@@ -104,8 +104,15 @@ def store_assignment(conn: sqlite3.Connection, realm: str, hit_index: int, a: di
             "status, answer_xml, accept_time, submit_time) VALUES (?,?,?,?,?,?,?,?,?)",
             (aid, realm, a["HITId"], hit_index, worker, a.get("AssignmentStatus", "Submitted"),
              answer, _ts(a.get("AcceptTime")), _ts(a.get("SubmitTime"))))
-        items = {r["position"]: r["item_id"] for r in design.hit_items(conn, hit_index)}
-        parsed = parse_answers(answer, sorted(items), design.stored_scale(conn))
+        rows = design.hit_items(conn, hit_index)
+        items = {r["position"]: r["item_id"] for r in rows}
+        swapped = {r["position"] for r in rows if r["swapped"]}
+        scale = design.stored_scale(conn)
+        parsed = parse_answers(answer, sorted(items), scale)
+        for pos in swapped & set(parsed.items):
+            # The page asked the other way round (study.methods): store the study's orientation.
+            if parsed.items[pos].score is not None:
+                parsed.items[pos].score = scale.mirrored(parsed.items[pos].score)
         seen = {r[0] for r in conn.execute(
             "SELECT r.item_id FROM ratings r JOIN assignments a USING (assignment_id) "
             "WHERE r.worker_id = ? AND a.realm = ? AND r.item_id IS NOT NULL",

@@ -237,5 +237,5 @@ def design_hit_count(conn: sqlite3.Connection) -> int:
 def hit_items(conn: sqlite3.Connection, hit_index: int) -> list[sqlite3.Row]:
     """The items of one HIT in display order, with everything a page needs."""
     return conn.execute(
-        "SELECT hi.position, i.* FROM hit_items hi JOIN items i USING (item_id) "
+        "SELECT hi.position, hi.swapped, i.* FROM hit_items hi JOIN items i USING (item_id) "
         "WHERE hi.hit_index = ? ORDER BY hi.position", (hit_index,)).fetchall()
