@@ -238,6 +238,34 @@ require_native_view = true
 # Bonus per approved assignment in USD (0 = none), and the reason the worker sees.
 bonus_usd = 0.0
 bonus_reason = "Thank you for careful ratings."
+# Attention checks per HIT (0 = none): a pair whose processed photo carries a written
+# instruction in its pixels ("Quality check: select 'similar' for this pair"), at a level drawn
+# per check. The page source cannot tell it from a test pair; an assignment that does not
+# follow it is excluded from the analysis (paid: doubt is not proof).
+traps_per_hit = 0
+# A bonus in USD (0 = none) for each approved assignment whose test ratings agree with the
+# other workers': mean absolute deviation from their item means at most
+# agreement_max_deviation levels, judged once every rated item has agreement_min_others other
+# ratings. Paid once per assignment, with this reason.
+agreement_bonus_usd = 0.0
+agreement_max_deviation = 0.75
+agreement_min_others = 2
+agreement_bonus_reason = "Your ratings agreed closely with the other raters'."
+
+[qualification]
+# A qualification HIT that the rating HITs require: training pairs that show what the two ends
+# of the scale look like (the study's own reference against itself, and against the gold
+# control method), with feedback after each answer, then test pairs graded by `study collect`.
+# Workers who get at least pass_mark of them right receive the study's qualification
+# (IntegerValue = their score) and may then take rating HITs. Off by default.
+enabled = false
+test_pairs = 6
+pass_mark = 5
+# Reward of the qualification HIT (every worker who submits it is paid), and how many workers
+# may take it.
+reward = "0.10"
+max_workers = 50
+title = "Training and qualification: rate how similar two photos look"
 
 [report]
 formats = ["md", "html", "csv", "tex", "json"]
@@ -406,6 +434,21 @@ class QualitySection:
     require_native_view: bool
     bonus_usd: Decimal = _opt(lo=0, hi=1000)
     bonus_reason: str
+    traps_per_hit: int = _opt(lo=0, hi=5)
+    agreement_bonus_usd: Decimal = _opt(lo=0, hi=1000)
+    agreement_max_deviation: float = _opt(lo=0, lo_open=True)
+    agreement_min_others: int = _opt(lo=1)
+    agreement_bonus_reason: str
+
+
+@dataclass(frozen=True)
+class QualificationSection:
+    enabled: bool
+    test_pairs: int = _opt(lo=1, hi=40)
+    pass_mark: int = _opt(lo=0, hi=40)
+    reward: Decimal = _opt(lo=0, lo_open=True, hi=1000)
+    max_workers: int = _opt(lo=1, hi=1000000)
+    title: str = _opt(nonempty=True)
 
 
 REPORT_FORMATS = ("md", "html", "csv", "tex", "json")
@@ -440,6 +483,7 @@ class Settings:
     hosting: HostingSection
     budget: BudgetSection
     quality: QualitySection
+    qualification: QualificationSection
     report: ReportSection
     serve: ServeSection
     # One table per method; each kind's keys are checked by the renderer's plug-in loader.
@@ -605,6 +649,23 @@ def _cross_checks(s: Settings, where: str) -> list[StudyError]:
             "setting quality.reject_below_gold_accuracy is above quality.gold_min_accuracy",
             where=where, hint="rejection is for clear failures: keep it at or below the "
                               "exclusion threshold"))
+    q = s.qualification
+    if q is not None and q.pass_mark > q.test_pairs:
+        problems.append(StudyError(
+            f"setting qualification.pass_mark ({q.pass_mark}) is above qualification."
+            f"test_pairs ({q.test_pairs}): nobody could pass", where=where,
+            hint="lower pass_mark or raise test_pairs"))
+    if q is not None and q.enabled and s.design is not None and s.design.method == "pairwise":
+        problems.append(StudyError(
+            "the qualification HIT trains and tests a rating scale; design.method = "
+            "\"pairwise\" has none", where=where,
+            hint="set qualification.enabled = false, or qualify workers in a rating study "
+                 "first"))
+    if s.quality is not None and s.quality.traps_per_hit and s.design is not None \
+            and s.design.method == "pairwise":
+        problems.append(StudyError(
+            "attention traps ask for a level of a rating scale; design.method = \"pairwise\" "
+            "has none", where=where, hint="set quality.traps_per_hit = 0"))
     if s.hosting is not None:
         url = urlparse(s.hosting.base_url)
         if url.scheme not in ("http", "https") or not url.hostname:

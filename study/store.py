@@ -189,6 +189,43 @@ MIGRATIONS: list[str] = [
     ALTER TABLE items_new RENAME TO items;
     ALTER TABLE hit_items ADD COLUMN swapped INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: training and qualification (study.crowd.qualify): one row per submitted assignment of
+    # the qualification HIT, its grade and whether its approval and grant were sent; and a
+    # payment kind for the bonus for agreeing with the consensus (study.crowd.agreement), paid
+    # once per assignment beside the flat bonus. payments is rebuilt for its CHECK.
+    """
+    CREATE TABLE qualification_assignments (
+        assignment_id TEXT PRIMARY KEY,
+        realm TEXT NOT NULL,
+        hit_id TEXT NOT NULL,
+        worker_id TEXT NOT NULL,
+        answer_xml TEXT,
+        submit_time TEXT,
+        score INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        passed INTEGER NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        approved INTEGER NOT NULL DEFAULT 0,
+        granted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE payments_new (
+        kind TEXT NOT NULL CHECK (kind IN ('approve', 'reject', 'bonus', 'agreement_bonus')),
+        assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
+        worker_id TEXT NOT NULL,
+        amount_usd REAL NOT NULL DEFAULT 0,
+        unique_token TEXT UNIQUE,
+        reason TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'intent'
+            CHECK (state IN ('intent', 'done', 'superseded', 'failed')),
+        note TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (kind, assignment_id)
+    );
+    INSERT INTO payments_new SELECT kind, assignment_id, worker_id, amount_usd, unique_token,
+        reason, state, note, updated_at FROM payments;
+    DROP TABLE payments;
+    ALTER TABLE payments_new RENAME TO payments;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

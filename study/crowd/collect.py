@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from study import store
-from study.crowd import design, journal, money
+from study.crowd import design, journal, money, qualify
 from study.crowd.answers import parse_answers
 from study.crowd.client import Requester, error_message, requester
 from study.crowd.faults import fault_point
@@ -172,7 +172,7 @@ def decide_assignment(conn: sqlite3.Connection, realm: str, aid: str, policy) ->
     rated = [Rated(r["item_id"], r["score"], r["seconds"],
                    bool(r["valid"]) or r["reason"] == REPEAT_REASON,
                    (r["expected_min"], r["expected_max"]) if r["kind"] not in (None, "test")
-                   else None) for r in rows]
+                   else None, trap=r["kind"] == "trap") for r in rows]
     a = conn.execute("SELECT * FROM assignments WHERE assignment_id = ?", (aid,)).fetchone()
     info = json.loads(a["quality_json"] or "{}")
     for r, row in zip(rated, rows):
@@ -396,6 +396,10 @@ def collect(study, *, approve: bool = True, realm: str | None = None,
                 summary = Summary(rlm)
                 with requester(study, rlm) as api:
                     summary.new_assignments = fetch(conn, api)
+                    note = qualify.summary_line(
+                        qualify.collect_qualification(conn, api, approve), conn, rlm)
+                    if note:
+                        summary.notes.append(note)
                     summary.decisions = decide_all(conn, rlm, policy)
                     if approve:
                         make_intents(conn, rlm, study.settings.quality)

@@ -124,6 +124,9 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
     n_hits = math.ceil(len(order) / k)
     # Near-equal HIT sizes rather than one short HIT at the end.
     chunks = [order[i::n_hits] for i in range(n_hits)]
+    # Attention traps (study.crowd.traps): none unless quality.traps_per_hit is set.
+    from study.crowd import traps
+    trap_items = traps.for_hits(study, images, scale, n_hits, s.quality.traps_per_hit)
     hits = []
     for h, chunk in enumerate(chunks):
         members = list(chunk)
@@ -136,10 +139,13 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
         if s.design.repeats_per_hit:
             # Test-retest: some of the HIT's test items a second time, somewhere else.
             members += rng.sample(list(chunk), min(s.design.repeats_per_hit, len(chunk)))
+        members += trap_items[h]
         rng.shuffle(members)
         hits.append([m.key for m in members])
     used = {key for hit in hits for key in hit}
-    items = [i for i in tests + golds[GOLD_REFERENCE] + golds[GOLD_CONTROL] if i.key in used]
+    traps_used = list({t.key: t for hit in trap_items for t in hit}.values())
+    items = [i for i in tests + golds[GOLD_REFERENCE] + golds[GOLD_CONTROL] + traps_used
+             if i.key in used]
     return Design(items=items, hits=hits)
 
 

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Callable
 
 from study import store
-from study.crowd import allocation, design, journal, money
+from study.crowd import allocation, design, journal, money, qualify
 from study.crowd.client import Requester, error_message, requester
 from study.crowd.hosting import Hosting
 from study.crowd.lock import crowd_lock
@@ -80,11 +80,11 @@ def committed_cost(conn: sqlite3.Connection, realm: str) -> Decimal:
         total += r["n"] * money.assignment_cost(reward, r["n"])
     for r in conn.execute(
             "SELECT p.amount_usd FROM payments p JOIN assignments a USING (assignment_id) "
-            "WHERE p.kind = 'bonus' AND a.realm = ? AND p.state IN ('intent', 'done')",
-            (realm,)):
+            "WHERE p.kind IN ('bonus', 'agreement_bonus') AND a.realm = ? "
+            "AND p.state IN ('intent', 'done')", (realm,)):
         amount = money.usd(r["amount_usd"])
         total += amount + money.fee(amount)
-    return total
+    return total + qualify.committed(conn, realm)
 
 
 def make_plan(study, conn: sqlite3.Connection, realm: str, dry_run: bool = False) -> Plan:
@@ -121,6 +121,9 @@ def make_plan(study, conn: sqlite3.Connection, realm: str, dry_run: bool = False
         f"{money.fmt(plan.hourly)}/hour",
     ]
     plan.lines.extend(allocation.plan_lines(s.design, per, len(to_create)))
+    lines, cost = qualify.plan(study, conn, realm)
+    plan.lines.extend(lines)
+    plan.cost_new += cost
     presign = s.hosting.s3_presign_seconds
     lifetime = s.hit.lifetime_s
     if s.hosting.mode == "s3" and s.hit.question == "html" \
@@ -216,7 +219,8 @@ def ensure_hit_type(study, conn: sqlite3.Connection, api: Requester, qid: str) -
         Title=hit.title,
         Keywords=hit.keywords,
         Description=hit.description,
-        QualificationRequirements=requirements(hit, api.realm, qid))
+        QualificationRequirements=requirements(hit, api.realm, qid)
+        + qualify.requirements(conn, api.realm))
     # CreateHITType returns the same id for the same parameters, so it is safe to repeat.
     journal.record(conn, "publish:hit_type:sent")
     type_id = api.call("create_hit_type", **params)["HITTypeId"]
@@ -349,6 +353,7 @@ def _publish_hits(study, conn: sqlite3.Connection, realm: str, plan: Plan,
     with requester(study, realm) as api:
         store.set_meta(conn, f"crowd.{realm}.endpoint", api.endpoint)
         qid = ensure_qualification(study, conn, api)
+        qualify.publish_qualification(study, conn, api, hosting, qid)
         type_id = ensure_hit_type(study, conn, api, qid)
         with progress(len(plan.to_create), "publishing", "HITs") as bar:
             for h in plan.to_create:

@@ -51,6 +51,8 @@ class Rated:
     expected: tuple[int, int] | None = None  # gold items: the accepted range
     # Largest zoom the page saw the item at (screen pixels per image pixel); None: not recorded.
     max_zoom: float | None = None
+    # An attention trap (study.crowd.traps): `expected` is the level its picture asks for.
+    trap: bool = False
 
 
 @dataclass
@@ -70,6 +72,9 @@ class Checks:
     repeat_difference: int | None = None
     # Rated items the page recorded as never shown at 1:1 or closer.
     unseen_native: int = 0
+    # Attention traps shown, and those whose written instruction was not followed.
+    trap_total: int = 0
+    trap_misses: list[str] = field(default_factory=list)
 
     @property
     def gold_accuracy(self) -> float | None:
@@ -96,6 +101,13 @@ def assess(rated: list[Rated], consensus: dict[int, float]) -> Checks:
     checks = Checks(total=len(rated), valid=len(valid))
     for r in rated:
         if r.expected is None:
+            continue
+        if r.trap:
+            checks.trap_total += 1
+            if not (r.valid and r.score is not None and r.expected[0] <= r.score <= r.expected[1]):
+                got = "not rated" if r.score is None else f"rated {r.score}"
+                checks.trap_misses.append(f"a pair whose picture asked for {r.expected[0]} was "
+                                          f"{got}")
             continue
         checks.gold_total += 1
         lo, hi = r.expected
@@ -166,6 +178,10 @@ def decide(checks: Checks, policy: Policy, problems: list[str] | None = None) ->
     if checks.median_seconds is not None and checks.median_seconds < policy.min_seconds_per_item:
         doubts.append(f"median {checks.median_seconds:.1f} s per item below "
                       f"{policy.min_seconds_per_item} s")
+    if checks.trap_misses:
+        # The instruction is written in the picture: not following it means the pair was not
+        # looked at. Excluded rather than rejected: a worker may have misread it.
+        doubts.append("missed an attention check (" + "; ".join(checks.trap_misses) + ")")
     if policy.require_native_view and checks.unseen_native:
         doubts.append(f"{checks.unseen_native} pair(s) rated without ever being seen at 1:1")
     if not doubts and shown_consistent(checks, policy):
