@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from study import store
-from study.crowd import design, journal, money, qualify
+from study.crowd import agreement, design, journal, money, qualify
 from study.crowd.answers import parse_answers
 from study.crowd.client import Requester, error_message, requester
 from study.crowd.faults import fault_point
@@ -59,7 +59,8 @@ class Summary:
                f"{d.get('approve', 0)} approved, {d.get('exclude', 0)} approved but excluded, "
                f"{d.get('reject', 0)} rejected",
                f"  payments     {p.get('approve', 0)} approvals, {p.get('reject', 0)} "
-               f"rejections, {p.get('bonus', 0)} bonuses sent",
+               f"rejections, {p.get('bonus', 0)} bonuses sent"
+               + (f", {p[agreement.KIND]} agreement bonuses" if p.get(agreement.KIND) else ""),
                f"  workers      {self.blocked} blocked, {self.capped} at the HIT cap",
                f"  top-up       {self.topup_assignments} assignments added, "
                f"{self.topup_hits} new HITs",
@@ -282,16 +283,19 @@ def send_decision(conn: sqlite3.Connection, api: Requester, p: sqlite3.Row) -> s
 def send_bonus(conn: sqlite3.Connection, api: Requester, p: sqlite3.Row) -> str:
     from botocore.exceptions import ClientError
 
-    aid = p["assignment_id"]
-    # A bonus already paid (an earlier run whose token the marketplace may have forgotten).
-    paid = list(api.pages("list_bonus_payments", "BonusPayments", AssignmentId=aid))
+    aid, kind = p["assignment_id"], p["kind"]
+    reason = p["reason"] or "Thank you."
+    # A bonus already paid (an earlier run whose token the marketplace may have forgotten);
+    # known by its reason, since an assignment may carry a flat and an agreement bonus.
+    paid = [b for b in api.pages("list_bonus_payments", "BonusPayments", AssignmentId=aid)
+            if b.get("Reason") == reason]
     if paid:
-        _finish(conn, "bonus", aid, "done", "already paid")
+        _finish(conn, kind, aid, "done", "already paid")
         return "done"
-    journal.record(conn, "collect:bonus:sent", assignment_id=aid)
+    journal.record(conn, f"collect:{kind}:sent", assignment_id=aid)
     try:
         api.call("send_bonus", WorkerId=p["worker_id"], BonusAmount=str(
-            money.usd(p["amount_usd"])), AssignmentId=aid, Reason=p["reason"] or "Thank you.",
+            money.usd(p["amount_usd"])), AssignmentId=aid, Reason=reason,
                  UniqueRequestToken=p["unique_token"])
         note = ""
     except ClientError as exc:
@@ -301,7 +305,7 @@ def send_bonus(conn: sqlite3.Connection, api: Requester, p: sqlite3.Row) -> str:
                 "already" not in error_message(exc).lower():
             raise
         note = "already paid (token seen)"
-    _finish(conn, "bonus", aid, "done", note)
+    _finish(conn, kind, aid, "done", note)
     return "done"
 
 
@@ -318,11 +322,12 @@ def pay(conn: sqlite3.Connection, api: Requester) -> dict[str, int]:
     rows = conn.execute(
         "SELECT p.* FROM payments p JOIN payments ap ON ap.assignment_id = p.assignment_id "
         "AND ap.kind = 'approve' AND ap.state = 'done' JOIN assignments a ON "
-        "a.assignment_id = p.assignment_id WHERE a.realm = ? AND p.kind = 'bonus' "
-        "AND p.state = 'intent' ORDER BY p.assignment_id", (api.realm,)).fetchall()
+        "a.assignment_id = p.assignment_id WHERE a.realm = ? AND p.kind IN ('bonus', ?) "
+        "AND p.state = 'intent' ORDER BY p.assignment_id", (api.realm, agreement.KIND)
+    ).fetchall()
     for p in rows:
         send_bonus(conn, api, p)
-        sent["bonus"] = sent.get("bonus", 0) + 1
+        sent[p["kind"]] = sent.get(p["kind"], 0) + 1
     return sent
 
 
@@ -403,6 +408,7 @@ def collect(study, *, approve: bool = True, realm: str | None = None,
                     summary.decisions = decide_all(conn, rlm, policy)
                     if approve:
                         make_intents(conn, rlm, study.settings.quality)
+                        agreement.make_intents(conn, rlm, study.settings.quality)
                         summary.payments = pay(conn, api)
                     summary.blocked = block_workers(conn, api, policy)
                     summary.capped = cap_workers(

@@ -204,6 +204,17 @@ def committed(conn: sqlite3.Connection, realm: str) -> Decimal:
     return n * money.assignment_cost(reward, n)
 
 
+def spent(conn: sqlite3.Connection, realm: str) -> Decimal:
+    """What the approved qualification assignments of `realm` cost."""
+    hit = _hit_state(conn, realm)
+    if hit.get("state") != "created":
+        return Decimal("0")
+    n = conn.execute("SELECT COUNT(*) FROM qualification_assignments WHERE realm = ? AND "
+                     "approved = 1", (realm,)).fetchone()[0]
+    reward = money.usd(hit["reward"])
+    return n * money.assignment_cost(reward, int(hit["max_assignments"]))
+
+
 def _hit_state(conn: sqlite3.Connection, realm: str) -> dict:
     stored = store.get_meta(conn, f"crowd.{realm}.qualification_hit")
     return json.loads(stored) if stored else {}

@@ -49,11 +49,13 @@ def crowd_status(study) -> dict:
         for r in conn.execute(
                 "SELECT p.kind, p.amount_usd, h.reward, h.max_assignments FROM payments p "
                 "JOIN assignments a USING (assignment_id) JOIN hits h ON h.hit_id = a.hit_id "
-                "WHERE a.realm = ? AND p.state = 'done' AND p.kind IN ('approve', 'bonus')",
-                (realm,)):
-            amount = money.usd(r["amount_usd"] if r["kind"] == "bonus" else r["reward"])
-            spent += amount + money.fee(amount, 1 if r["kind"] == "bonus"
-                                        else r["max_assignments"])
+                "WHERE a.realm = ? AND p.state = 'done' AND p.kind IN ('approve', 'bonus', "
+                "'agreement_bonus')", (realm,)):
+            bonus = r["kind"] != "approve"
+            amount = money.usd(r["amount_usd"] if bonus else r["reward"])
+            spent += amount + money.fee(amount, 1 if bonus else r["max_assignments"])
+        from study.crowd.qualify import spent as qualification_spent
+        spent += qualification_spent(conn, realm)
         from study.crowd.publish import committed_cost
         committed = committed_cost(conn, realm)
         waiting = json.loads(store.get_meta(conn, f"crowd.{realm}.waiting") or "[]")
