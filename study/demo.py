@@ -42,6 +42,18 @@ ADAPTIVE_SETTINGS = {
 }
 
 
+# `study demo --training`: a qualification HIT with training before any rating (new workers
+# arrive every round, so it takes many workers at a small reward) and one attention trap per
+# HIT. Not the default: it adds a round trip per crowd (qualify, collect, then rate).
+TRAINING_SETTINGS = {
+    ("qualification", "enabled"): "true",
+    ("qualification", "max_workers"): 400,
+    ("qualification", "reward"): '"0.05"',
+    ("quality", "traps_per_hit"): 1,
+    ("budget", "max_usd"): 260.0,
+}
+
+
 def _set(toml_text: str, section: str, key: str, value: Any) -> str:
     """Change one `key = value` line inside [section] of the commented template."""
     pattern = re.compile(rf"(^\[{re.escape(section)}\]\n(?:(?!^\[).*\n)*?){re.escape(key)} = .*$",
@@ -101,7 +113,7 @@ def _cli(*args: str) -> None:
 def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1024,
              port: int = 8765, rounds: int = 30,
              mix: dict[str, float] | None = None,
-             allocation: str = "uniform") -> dict[str, Any]:
+             allocation: str = "uniform", training: bool = False) -> dict[str, Any]:
     from study.create import create_study
     from study.marketplace.ids import SeededIds
     from study.marketplace.server import serve_in_thread
@@ -135,6 +147,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     settings = dict(DEMO_SETTINGS)
     if allocation == "adaptive":
         settings.update(ADAPTIVE_SETTINGS)
+    if training:
+        settings.update(TRAINING_SETTINGS)
     for (section, key), value in settings.items():
         text = _set(text, section, key, value)
     # A stronger global blur than the default keeps the baseline clearly apart from the
@@ -158,15 +172,23 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
         t = _stage("4/7 publish to the sandbox realm")
         _cli("--study", study_root, "publish", "--sandbox", "--yes")
 
+        from study.simulate.instructions import trap_instructions
         from study.status import gather
         crowd_results = []
+        instructions = trap_instructions(study)
         for round_no in range(1, rounds + 1):
             t = _stage(f"5/7 simulated crowd, round {round_no}")
-            result = simulate_crowd(f"{url}/worker/sandbox", workers=workers,
-                                    seed=seed + 1000 * round_no, mix=mix, progress=False,
-                                    clock=clock)
-            crowd_results.append(result)
-            submitted = sum(w.submitted for w in result.workers)
+            # With training, last round's crowd comes back (its passers are qualified now)
+            # before this round's newcomers take the qualification HIT.
+            crowd_seeds = ([seed + 1000 * (round_no - 1)] if training and round_no > 1
+                           else []) + [seed + 1000 * round_no]
+            submitted = 0
+            for crowd_seed in crowd_seeds:
+                result = simulate_crowd(f"{url}/worker/sandbox", workers=workers,
+                                        seed=crowd_seed, mix=mix, progress=False,
+                                        clock=clock, instructions=instructions)
+                crowd_results.append(result)
+                submitted += sum(w.submitted for w in result.workers)
             click.echo(f"{submitted} assignment(s) submitted in {time.perf_counter() - t:.1f} s")
             t = _stage(f"6/7 collect with quality control, round {round_no}")
             _cli("--study", study_root, "collect")
@@ -226,6 +248,7 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
         "collect_flags": _precision_recall(doubted & judged, planted_bad, judged),
         "noisy": {"workers": len(noisy & worked), "excluded": len(noisy & worked & flagged)},
         "allocation": _allocation_summary(study),
+        "training": _training_summary(study, crowd_results) if training else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
     click.secho("\n== result", bold=True)
@@ -250,6 +273,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
                    f"({_fmt(f['honest_share'])})")
     for line in _allocation_lines(summary["allocation"]):
         click.echo(line)
+    for line in _training_lines(summary["training"]):
+        click.echo(line)
     click.echo(f"\nfinished in {summary['seconds']} s")
     click.echo(f"  study folder: {study_root}")
     for name in sorted(p.name for p in study.reports_dir.glob("report.*")):
@@ -271,6 +296,40 @@ def _letters_check(scores: dict[str, float], report: dict[str, Any],
     joined = [f"{a} ~ {b}" for a, b in different if groups[a] & groups[b]]
     return {"gap": gap, "different": len(different),
             "separated": len(different) - len(joined), "joined": joined}
+
+
+def _training_summary(study, crowd_results) -> dict[str, Any]:
+    """Who passed the qualification, and whom the attention traps caught, by planted kind."""
+    from study.simulate.workers import LOW_QUALITY
+
+    kinds = {w.worker_id: w.kind for res in crowd_results for w in res.workers}
+    conn = study.connect()
+    try:
+        tests = conn.execute("SELECT worker_id, passed FROM qualification_assignments"
+                             ).fetchall()
+        caught = {r[0] for r in conn.execute(
+            "SELECT DISTINCT worker_id FROM assignments WHERE decision_reason LIKE "
+            "'%attention check%'")}
+        rated = {r[0] for r in conn.execute("SELECT DISTINCT worker_id FROM assignments")}
+    finally:
+        conn.close()
+    out: dict[str, Any] = {}
+    for group, members in (("low_quality", set(LOW_QUALITY)),
+                           ("others", set(kinds.values()) - set(LOW_QUALITY))):
+        took = [t for t in tests if kinds.get(t["worker_id"]) in members]
+        workers = {w for w in rated if kinds.get(w) in members}
+        out[group] = {"took_test": len(took), "passed": sum(t["passed"] for t in took),
+                      "rated": len(workers), "caught_by_traps": len(workers & caught)}
+    return out
+
+
+def _training_lines(t: dict[str, Any] | None) -> list[str]:
+    if not t:
+        return []
+    return [f"qualification: {g['passed']} of {g['took_test']} {name} passed; of the "
+            f"{g['rated']} who rated, {g['caught_by_traps']} missed an attention check"
+            for name, g in (("planted low-quality workers", t["low_quality"]),
+                            ("other workers", t["others"]))]
 
 
 def _allocation_summary(study) -> dict[str, Any] | None:
@@ -337,13 +396,17 @@ def _fmt(share: float | None) -> str:
 @click.option("--allocation", type=click.Choice(["uniform", "adaptive"]), default="uniform",
               show_default=True,
               help="adaptive: ratings only where the verdict is undecided; prints the saving.")
+@click.option("--training", is_flag=True,
+              help="Workers pass a qualification HIT with training first, and each HIT holds "
+                   "an attention trap; prints who passed and whom the traps caught.")
 def demo_command(directory: str, workers: int, seed: int, size: int, port: int,
-                 mix: str | None, allocation: str) -> None:
+                 mix: str | None, allocation: str, training: bool) -> None:
     """Run a whole study end to end on demo data (default folder: ./demo-study)."""
     from study.simulate import parse_mix
 
     summary = run_demo(Path(directory), workers=workers, seed=seed, size=size, port=port,
-                       mix=parse_mix(mix) if mix else None, allocation=allocation)
+                       mix=parse_mix(mix) if mix else None, allocation=allocation,
+                       training=training)
     if not summary["ranking_matches"]:
         raise StudyError("the report's ranking differs from the planted one",
                          where=str(Path(directory) / "demo-summary.json"))

@@ -91,8 +91,10 @@ def simulate_command(ctx: click.Context, n_workers: int, seed: int | None, realm
     if realm != "sandbox":
         raise StudyError("simulated workers only work in the sandbox realm", where="--realm",
                          hint="live HITs are for real people; use --realm sandbox")
+    instructions = None
     if base_url is None:
         from study.service import study_service_url
+        from study.simulate.instructions import trap_instructions
         from study.studydir import open_study
 
         root = ctx.find_root()
@@ -100,6 +102,7 @@ def simulate_command(ctx: click.Context, n_workers: int, seed: int | None, realm
         study = open_study(study_dir)
         base_url = study_service_url(study)
         _check_published(study, realm)
+        instructions = trap_instructions(study)
         if seed is None:
             seed = study.settings.study.seed
         if max_hits_per_worker is None:
@@ -108,7 +111,8 @@ def simulate_command(ctx: click.Context, n_workers: int, seed: int | None, realm
                             seed=0 if seed is None else seed,
                             mix=parse_mix(mix) if mix else None, concurrency=concurrency,
                             max_hits_per_worker=max_hits_per_worker,
-                            progress=not as_json, deadline_s=deadline_s)
+                            progress=not as_json, deadline_s=deadline_s,
+                            instructions=instructions)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -28,8 +28,8 @@ from study.errors import StudyError
 from study.simulate import pages, scoring
 from study.simulate.results import SimulationResult, Submission, WorkerOutcome
 from study.simulate.schedule import SimulatedClock, run_schedule
-from study.simulate.workers import (LEVELS, SATISFICER, SATISFICER_GLANCE_SIDE, WorkerModel,
-                                    build_crowd)
+from study.simulate.workers import (LEVELS, LOW_QUALITY, SATISFICER, SATISFICER_GLANCE_SIDE,
+                                    WorkerModel, build_crowd)
 
 RETRIES = 4                 # extra attempts after a connection error or a 5xx/429
 BACKOFF_S = 0.2             # first pause; doubles each attempt, capped
@@ -50,6 +50,11 @@ class SiteUnavailable(Exception):
     """The site kept failing (connection errors or server faults) after every retry."""
 
 
+def content_id(pixels: np.ndarray) -> str:
+    """A decoded picture's identity: the same pixels under any URL or bytes."""
+    return hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()[:32]
+
+
 class _Images:
     """Images as a shared browser cache would hold them: fetched once per URL, and known by
     their pixels. The same picture may be served under many URLs and with different bytes (the
@@ -65,7 +70,7 @@ class _Images:
     def content(self, url: str, http: "_Http") -> str:
         if url not in self._content:
             pixels = scoring.decode_image(_fetch_bytes(url, http))
-            cid = hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()[:32]
+            cid = content_id(pixels)
             if cid not in self._prepared:
                 self._prepared[cid] = scoring.prepare(pixels)
                 self._sizes[cid] = (int(pixels.shape[1]), int(pixels.shape[0]))
@@ -176,8 +181,10 @@ class _Worker:
     returns the next step and the simulated seconds until it, or None when the worker leaves."""
 
     def __init__(self, model: WorkerModel, site: str, images: _Images, http: _Http,
-                 max_hits: int | None, on_submit) -> None:
+                 max_hits: int | None, on_submit, instructions: dict[str, int] | None = None
+                 ) -> None:
         self.model = model
+        self.instructions = instructions or {}
         self.site = site.rstrip("/")
         self.images = images
         self.http = http
@@ -323,6 +330,12 @@ class _Worker:
         for it in task.items:
             p = it.position
             form[f"rating_{p}"] = it.level(answer.ratings[p], LEVELS - 1)
+            told = self.instructions.get(contents[p][1])
+            if told is not None and self.model.kind not in LOW_QUALITY and \
+                    str(told) in it.levels:
+                # A worker who looks at the pair reads its attention check and does as it says;
+                # satisficers, spammers and straight-liners answer as they always do.
+                form[f"rating_{p}"] = str(told)
             form[f"seconds_{p}"] = f"{answer.seconds[p]:.2f}"
             # What the page records of how the pair was viewed (only a page with the field
             # sends it).
@@ -375,8 +388,8 @@ def _check_site(site: str, timeout: float) -> None:
 def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
                    mix: dict[str, float] | None = None, concurrency: int = 8,
                    max_hits_per_worker: int | None = None, progress: bool = True,
-                   deadline_s: float = 900.0, clock: SimulatedClock | None = None
-                   ) -> SimulationResult:
+                   deadline_s: float = 900.0, clock: SimulatedClock | None = None,
+                   instructions: dict[str, int] | None = None) -> SimulationResult:
     """Run `workers` simulated workers against the worker site at `worker_site_url`
     (`{base}/worker/sandbox`) until no HIT is left for any of them or `deadline_s` (wall-clock
     seconds) passes.
@@ -385,7 +398,9 @@ def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
     abandoner) to shares; `concurrency` bounds the workers in session at once (in simulated
     time). A worker's ratings of a HIT depend only on the seed, the worker and the HIT; the
     order in which workers act depends only on the seed. Given the marketplace's `clock` (a
-    `SimulatedClock`), the crowd moves it, so the marketplace sees simulated time too."""
+    `SimulatedClock`), the crowd moves it, so the marketplace sees simulated time too.
+    `instructions` maps the content id of each attention trap's picture to the level it asks
+    for (study.simulate.instructions), which workers who look at pairs follow."""
     if workers < 0:
         raise StudyError("the number of workers must be 0 or more", where="--workers")
     if concurrency < 1:
@@ -417,7 +432,8 @@ def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
         session = requests.Session()
         session.headers["User-Agent"] = "study-simulated-worker/1"
         http = _Http(session, deadline, counter, random.Random(f"{seed}-{m.worker_id}"))
-        sims.append(_Worker(m, site, images, http, max_hits_per_worker, on_submit))
+        sims.append(_Worker(m, site, images, http, max_hits_per_worker, on_submit,
+                            instructions))
 
     try:
         deadline_reached, simulated_s = run_schedule(sims, seed=seed, concurrency=concurrency,
