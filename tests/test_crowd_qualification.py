@@ -173,3 +173,40 @@ def test_grading_counts_answers_in_range():
            "<FreeText>1</FreeText></Answer></QuestionFormAnswers>")
     score, misses = qualify.grade(xml, lay)
     assert score == 1 and misses == ["pair 2 (control) expecting 2-4 was rated 1"]
+
+
+@pytest.mark.parametrize("step", ["collect:qualification:graded",
+                                  "collect:qualification:approve:sent",
+                                  "collect:qualification:approve:done",
+                                  "collect:qualification:grant:sent",
+                                  "collect:qualification:grant:done"])
+def test_grading_survives_a_crash_at_every_step(qualified_study, tmp_path, monkeypatch, step,
+                                                fresh_faults):
+    from study.crowd.collect import collect
+
+    root = copy_study(qualified_study, tmp_path / "s").root
+    with study_service(root) as (url, _market):
+        study = Study.open(root)
+        publish(study, "sandbox", echo=QUIET)
+        assert work_one_hit(requests.Session(), f"{url}/worker/sandbox", "GOOD1",
+                            qualification_answers(root, right=4))
+        monkeypatch.setenv("STUDY_FAULT", step)
+        with pytest.raises(InjectedFault):
+            collect(study, echo=QUIET)
+        monkeypatch.delenv("STUDY_FAULT")
+        collect(study, echo=QUIET)
+        collect(study, echo=QUIET)
+        conn = study.connect()
+        rows = conn.execute("SELECT * FROM qualification_assignments").fetchall()
+        assert [(r["score"], r["passed"], r["approved"], r["granted"]) for r in rows] == [
+            (4, 1, 1, 1)]
+        with requester(study, "sandbox") as api:
+            a = api.call("get_assignment", AssignmentId=rows[0]["assignment_id"])["Assignment"]
+            assert a["AssignmentStatus"] == "Approved"
+            frozen = json.loads(conn.execute("SELECT value FROM meta WHERE key = "
+                                             "'crowd.sandbox.qualification'").fetchone()[0])
+            quals = list(api.pages("list_workers_with_qualification_type", "Qualifications",
+                                   QualificationTypeId=frozen["type_id"]))
+            assert [(q["WorkerId"], q["IntegerValue"]) for q in quals] == [
+                (worker_id_for("GOOD1"), 4)]
+        conn.close()
