@@ -172,15 +172,11 @@ def qualification_name(sid: str) -> str:
     return f"study {sid} excluded workers"
 
 
-def ensure_qualification(study, conn: sqlite3.Connection, api: Requester) -> str:
-    """The study's qualification: granted to blocked workers and to workers at the HIT cap;
-    HITs require that a worker does not have it."""
-    key = f"crowd.{api.realm}.qualification_type_id"
-    known = store.get_meta(conn, key)
-    if known:
-        return known
-    sid = study_id(conn)
-    name = qualification_name(sid)
+def ensure_qualification_type(conn: sqlite3.Connection, api: Requester, name: str,
+                              keywords: str, description: str, step: str) -> str:
+    """The caller's qualification type called `name`: found by name, else made once (the
+    journal's `step`:sent and `step`:done around the call)."""
+    from botocore.exceptions import ClientError
 
     def find() -> str | None:
         for q in api.pages("list_qualification_types", "QualificationTypes", Query=name,
@@ -189,23 +185,32 @@ def ensure_qualification(study, conn: sqlite3.Connection, api: Requester) -> str
                 return q["QualificationTypeId"]
         return None
 
-    from botocore.exceptions import ClientError
-
     qid = find()
     if qid is None:
-        journal.record(conn, "publish:qualification:sent", name=name)
+        journal.record(conn, f"{step}:sent", name=name)
         try:
-            qid = api.call("create_qualification_type", Name=name,
-                           Keywords="study,excluded",
-                           Description="Workers who have done their share of this study or "
-                                       "were excluded from it.",
-                           QualificationTypeStatus="Active")["QualificationType"][
-                "QualificationTypeId"]
+            qid = api.call("create_qualification_type", Name=name, Keywords=keywords,
+                           Description=description, QualificationTypeStatus="Active")[
+                "QualificationType"]["QualificationTypeId"]
         except ClientError:
             qid = find()  # made by an earlier, interrupted run
             if qid is None:
                 raise
-        journal.record(conn, "publish:qualification:done", id=qid)
+        journal.record(conn, f"{step}:done", id=qid)
+    return qid
+
+
+def ensure_qualification(study, conn: sqlite3.Connection, api: Requester) -> str:
+    """The study's qualification: granted to blocked workers and to workers at the HIT cap;
+    HITs require that a worker does not have it."""
+    key = f"crowd.{api.realm}.qualification_type_id"
+    known = store.get_meta(conn, key)
+    if known:
+        return known
+    qid = ensure_qualification_type(
+        conn, api, qualification_name(study_id(conn)), "study,excluded",
+        "Workers who have done their share of this study or were excluded from it.",
+        "publish:qualification")
     store.set_meta(conn, key, qid)
     return qid
 

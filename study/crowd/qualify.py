@@ -220,40 +220,12 @@ def _hit_state(conn: sqlite3.Connection, realm: str) -> dict:
     return json.loads(stored) if stored else {}
 
 
-def _ensure_type(conn: sqlite3.Connection, api: Requester, sid: str) -> str:
-    from botocore.exceptions import ClientError
-
-    name = type_name(sid)
-
-    def find() -> str | None:
-        for t in api.pages("list_qualification_types", "QualificationTypes", Query=name,
-                           MustBeRequestable=False, MustBeOwnedByCaller=True):
-            if t.get("Name") == name:
-                return t["QualificationTypeId"]
-        return None
-
-    qid = find()
-    if qid is None:
-        journal.record(conn, "publish:qualification_type:sent", name=name)
-        try:
-            qid = api.call("create_qualification_type", Name=name, Keywords="study,qualified",
-                           Description="Workers who passed this study's training and test. "
-                                       "Its value is their test score.",
-                           QualificationTypeStatus="Active")["QualificationType"][
-                "QualificationTypeId"]
-        except ClientError:
-            qid = find()  # made by an earlier, interrupted run
-            if qid is None:
-                raise
-        journal.record(conn, "publish:qualification_type:done", id=qid)
-    return qid
-
-
 def publish_qualification(study, conn: sqlite3.Connection, api: Requester, hosting,
                           exclusion_id: str) -> str | None:
     """The qualification type and the qualification HIT in `api.realm`, each made once.
     Returns the qualification type id, or None when the study has no qualification step."""
-    from study.crowd.publish import find_hit_by_token, requirements as base_requirements
+    from study.crowd.publish import (ensure_qualification_type, find_hit_by_token,
+                                     requirements as base_requirements)
 
     realm = api.realm
     if not enabled(study, conn, realm):
@@ -262,7 +234,10 @@ def publish_qualification(study, conn: sqlite3.Connection, api: Requester, hosti
     frozen = _frozen(conn, realm)
     if frozen is None:
         lay = layout(study, conn)
-        qid = _ensure_type(conn, api, sid)
+        qid = ensure_qualification_type(
+            conn, api, type_name(sid), "study,qualified",
+            "Workers who passed this study's training and test. Its value is their test score.",
+            "publish:qualification_type")
         q = study.settings.qualification
         with store.transaction(conn):
             store.set_meta(conn, "crowd.qualification.layout", json.dumps(lay))
