@@ -113,3 +113,10 @@ def test_instruction_uses_the_method_scale():
     assert traps.instruction(ccr, -2) == "Quality check: select \u201c-2 worse\u201d for this pair."
     sim = methods.get("similarity-0-4").scale
     assert "2 similar" in traps.instruction(sim, 2)
+
+
+def test_a_trap_shown_the_other_way_round_expects_the_mirrored_answer():
+    from study import methods
+    ccr = methods.get("ccr").scale
+    assert traps.expected({"expected_min": 2, "swapped": 1}, ccr) == (-2, -2)
+    assert traps.expected({"expected_min": 2, "swapped": 0}, ccr) == (2, 2)

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from study import store
-from study.crowd import agreement, design, journal, money, qualify
+from study.crowd import agreement, design, journal, money, qualify, traps
 from study.crowd.answers import parse_answers
 from study.crowd.client import Requester, error_message, requester
 from study.crowd.faults import fault_point
@@ -166,14 +166,18 @@ def consensus(conn: sqlite3.Connection, realm: str, exclude_assignment: str) -> 
 
 def decide_assignment(conn: sqlite3.Connection, realm: str, aid: str, policy) -> str:
     rows = conn.execute(
-        "SELECT r.*, i.kind, i.expected_min, i.expected_max FROM ratings r "
-        "LEFT JOIN items i ON i.item_id = r.item_id WHERE r.assignment_id = ? "
+        "SELECT r.*, i.kind, i.expected_min, i.expected_max, COALESCE(hi.swapped, 0) AS swapped "
+        "FROM ratings r LEFT JOIN items i ON i.item_id = r.item_id "
+        "JOIN assignments a ON a.assignment_id = r.assignment_id LEFT JOIN hit_items hi ON "
+        "hi.hit_index = a.hit_index AND hi.position = r.position WHERE r.assignment_id = ? "
         "ORDER BY r.position", (aid,)).fetchall()
+    scale = design.stored_scale(conn)
     # A repeated item is a real answer for judging the worker, though only the first counts.
     rated = [Rated(r["item_id"], r["score"], r["seconds"],
                    bool(r["valid"]) or r["reason"] == REPEAT_REASON,
-                   (r["expected_min"], r["expected_max"]) if r["kind"] not in (None, "test")
-                   else None, trap=r["kind"] == "trap") for r in rows]
+                   (traps.expected(r, scale) if r["kind"] == traps.TRAP else
+                    (r["expected_min"], r["expected_max"]) if r["kind"] not in (None, "test")
+                    else None), trap=r["kind"] == traps.TRAP) for r in rows]
     a = conn.execute("SELECT * FROM assignments WHERE assignment_id = ?", (aid,)).fetchone()
     info = json.loads(a["quality_json"] or "{}")
     for r, row in zip(rated, rows):

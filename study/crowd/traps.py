@@ -47,6 +47,16 @@ def method_name(level: int) -> str:
     return f"trap@{level}"
 
 
+def expected(row, scale) -> tuple[int, int]:
+    """The stored answer that follows a trap's instruction. The picture names the level as the
+    page shows it; where the page asked the other way round (hit_items.swapped) collect stored
+    the mirrored answer, so the instruction is mirrored too."""
+    level = int(row["expected_min"])
+    if row["swapped"]:
+        level = scale.mirrored(level)
+    return level, level
+
+
 def image_path(study, image_id: str, text: str) -> Path:
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     return study.root / "traps" / f"{image_id}-{digest}.png"
