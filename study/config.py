@@ -239,14 +239,14 @@ require_native_view = true
 bonus_usd = 0.0
 bonus_reason = "Thank you for careful ratings."
 # Attention checks per HIT (0 = none): a pair whose processed photo carries a written
-# instruction in its pixels ("Quality check: select 'similar' for this pair"), at a level drawn
-# per check. The page source cannot tell it from a test pair; an assignment that does not
+# instruction in its pixels ("Quality check: select '2 similar' for this pair"), at a level
+# drawn per check from the method's scale. The page source cannot tell it from a test pair; an assignment that does not
 # follow it is excluded from the analysis (paid: doubt is not proof).
 traps_per_hit = 0
 # A bonus in USD (0 = none) for each approved assignment whose test ratings agree with the
 # other workers': mean absolute deviation from their item means at most
 # agreement_max_deviation levels, judged once every rated item has agreement_min_others other
-# ratings. Paid once per assignment, with this reason.
+# ratings. Paid once per assignment, with this reason (after "Agreement bonus: ").
 agreement_bonus_usd = 0.0
 agreement_max_deviation = 0.75
 agreement_min_others = 2
@@ -257,7 +257,9 @@ agreement_bonus_reason = "Your ratings agreed closely with the other raters'."
 # of the scale look like (the study's own reference against itself, and against the gold
 # control method), with feedback after each answer, then test pairs graded by `study collect`.
 # Workers who get at least pass_mark of them right receive the study's qualification
-# (IntegerValue = their score) and may then take rating HITs. Off by default.
+# (IntegerValue = their score) and may then take rating HITs. Off by default. It needs
+# design.gold_control_method and a method that shows the reference (not acr or pairwise); turn it
+# on before the first `study publish` (what is published stays).
 enabled = false
 test_pairs = 6
 pass_mark = 5
@@ -655,12 +657,14 @@ def _cross_checks(s: Settings, where: str) -> list[StudyError]:
             f"setting qualification.pass_mark ({q.pass_mark}) is above qualification."
             f"test_pairs ({q.test_pairs}): nobody could pass", where=where,
             hint="lower pass_mark or raise test_pairs"))
-    if q is not None and q.enabled and s.design is not None and s.design.method == "pairwise":
+    if q is not None and q.enabled and s.design is not None and \
+            s.design.method in ("acr", "pairwise"):
+        # Its training shows both ends of the scale against the reference; ACR shows no
+        # reference (and has no control check), pairwise has no scale.
         problems.append(StudyError(
-            "the qualification HIT trains and tests a rating scale; design.method = "
-            "\"pairwise\" has none", where=where,
-            hint="set qualification.enabled = false, or qualify workers in a rating study "
-                 "first"))
+            "the qualification HIT trains both ends of a scale against the reference; "
+            f"design.method = \"{s.design.method}\" has no such scale", where=where,
+            hint="set qualification.enabled = false, or use similarity-0-4, dcr or ccr"))
     if s.quality is not None and s.quality.traps_per_hit and s.design is not None \
             and s.design.method == "pairwise":
         problems.append(StudyError(

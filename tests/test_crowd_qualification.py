@@ -148,6 +148,8 @@ def test_only_qualified_workers_reach_rating_hits(qualified_study, tmp_path, run
 
         again = run_cli("collect", cwd=root).output
         assert "0 new test(s) graded, 0 worker(s) qualified; 1 of 2 passed" in again
+        status = run_cli("status", "--json", cwd=root).output
+        assert '"taken": 2' in status and '"passed": 1' in status
         steps = [r[0] for r in conn.execute("SELECT step FROM journal")]
         assert steps.count("collect:qualification:grant:sent") == 1
         assert steps.count("collect:qualification:approve:sent") == 2
@@ -210,3 +212,31 @@ def test_grading_survives_a_crash_at_every_step(qualified_study, tmp_path, monke
             assert [(q["WorkerId"], q["IntegerValue"]) for q in quals] == [
                 (worker_id_for("GOOD1"), 4)]
         conn.close()
+
+
+def test_methods_without_a_reference_scale_cannot_qualify():
+    from study.config import parse_settings
+    from study.errors import StudyError
+
+    for method in ("acr", "pairwise"):
+        with pytest.raises(StudyError, match="qualification HIT trains both ends"):
+            parse_settings({"design": {"method": method}, "qualification": {"enabled": True}},
+                           "study.toml")
+    parse_settings({"design": {"method": "dcr"}, "qualification": {"enabled": True}},
+                   "study.toml")
+
+
+@pytest.mark.parametrize("method, identical, control", [
+    ("similarity-0-4", 0, 4), ("dcr", 5, 1), ("ccr", 0, -3)])
+def test_training_teaches_each_method_its_own_anchors(qualified_study, tmp_path, method,
+                                                      identical, control):
+    root = copy_study(qualified_study, tmp_path / "s").root
+    set_config(root, f'[design]\nmethod = "{method}"\nitems_per_hit = 10\n'
+                     'ratings_per_item = 2\n')
+    study = Study.open(root)
+    conn = study.connect()
+    lay = qualify.layout(study, conn)
+    conn.close()
+    answers = {(t["kind"], t["answer"]) for t in lay["training"]}
+    assert answers == {("identical", identical), ("control", control)}
+    assert all(t["expected"][0] <= t["answer"] <= t["expected"][1] for t in lay["training"])

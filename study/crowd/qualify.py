@@ -120,16 +120,23 @@ def layout(study, conn: sqlite3.Connection) -> dict:
     scale = method.scale
     refs = {img["image_id"]: img["reference_path"] for img in images}
 
+    def anchor(accepted: tuple[int, int], end: int) -> int:
+        # The level a training pair teaches: the scale's end when the check accepts it (the
+        # similarity and DCR scales), else the middle of the accepted range (CCR's identical
+        # pair is "about the same", not "much better").
+        lo, hi = accepted
+        return end if lo <= end <= hi else round((lo + hi) / 2)
+
     def pair(kind: str, k: int) -> dict:
         if kind == "identical":
             image_id = list(refs)[k % len(refs)]
             return {"kind": kind, "image_id": image_id, "reference_path": refs[image_id],
                     "result_path": refs[image_id], "expected": list(method.gold_reference),
-                    "answer": scale.best}
+                    "answer": anchor(method.gold_reference, scale.best)}
         c = controls[k % len(controls)]
         return {"kind": kind, "image_id": c.image_id, "reference_path": c.reference_path,
                 "result_path": c.result_path, "expected": list(method.gold_control),
-                "answer": scale.worst}
+                "answer": anchor(method.gold_control, scale.worst)}
 
     training = [dict(pair(("identical", "control")[k % 2], k // 2),
                      position=TRAINING_BASE + k + 1) for k in range(TRAINING_PAIRS)]
@@ -213,6 +220,16 @@ def spent(conn: sqlite3.Connection, realm: str) -> Decimal:
                      "approved = 1", (realm,)).fetchone()[0]
     reward = money.usd(hit["reward"])
     return n * money.assignment_cost(reward, int(hit["max_assignments"]))
+
+
+def progress(conn: sqlite3.Connection, realm: str) -> dict | None:
+    """How many took the qualification HIT in `realm` and how many passed; None without one."""
+    hit = _hit_state(conn, realm)
+    if hit.get("state") != "created":
+        return None
+    taken, passed = conn.execute("SELECT COUNT(*), COALESCE(SUM(passed), 0) FROM "
+                                 "qualification_assignments WHERE realm = ?", (realm,)).fetchone()
+    return {"hit_id": hit["hit_id"], "taken": taken, "passed": passed}
 
 
 def _hit_state(conn: sqlite3.Connection, realm: str) -> dict:

@@ -54,8 +54,9 @@ def crowd_status(study) -> dict:
             bonus = r["kind"] != "approve"
             amount = money.usd(r["amount_usd"] if bonus else r["reward"])
             spent += amount + money.fee(amount, 1 if bonus else r["max_assignments"])
-        from study.crowd.qualify import spent as qualification_spent
-        spent += qualification_spent(conn, realm)
+        from study.crowd import qualify
+        spent += qualify.spent(conn, realm)
+        qualification = qualify.progress(conn, realm)
         from study.crowd.publish import committed_cost
         committed = committed_cost(conn, realm)
         waiting = json.loads(store.get_meta(conn, f"crowd.{realm}.waiting") or "[]")
@@ -80,5 +81,8 @@ def crowd_status(study) -> dict:
                                   f"{required * len(per_item)} at the full budget)"
                                   if allocation_view else f"{required} valid ratings")
                                + f"; spent {money.fmt(spent)} of {money.fmt(committed)} "
-                                 "committed"},
+                                 "committed"
+                               + (f"; qualification: {qualification['passed']} of "
+                                  f"{qualification['taken']} passed" if qualification else ""),
+                    "qualification": qualification},
     }
