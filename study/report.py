@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from study import methods
 from study.errors import StudyError
 
 FORMATS = ("md", "html", "csv", "tex", "json")
@@ -169,6 +170,11 @@ def report_command(ctx: click.Context, formats, ratings_path, scale_text, higher
             except StudyError:
                 study = None
     chosen = _formats(formats, study.settings.report.formats if study is not None else FORMATS)
+    if study is not None and ratings_path is None and methods.of(study.settings).pairwise:
+        from study.preferences import print_report
+        print_report(study, chosen, Path(out_dir) if out_dir else study.reports_dir, as_json,
+                     seed=seed, bootstrap=bootstrap, alpha=alpha, correction=correction)
+        return
     if study is not None and ratings_path is None and not scale_text:
         scale = study_scale(study)
     else:
