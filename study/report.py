@@ -119,6 +119,10 @@ def analyse_study(study, *, inputs=None, scale=None, **options):
     from analysis.pipeline import analyse
     from analysis.table import RatingsError
 
+    if methods.of(study.settings).pairwise:
+        # Choices between two outputs have no MOS; the dashboard shows this message.
+        raise StudyError("a pairwise study is analysed on the preference scale, not as MOS",
+                         hint="run `study report` (reports/report.md shows the ranking)")
     df, factsheets, fidelity = inputs if inputs is not None else study_inputs(study)
     try:
         return analyse(df, scale or study_scale(study), factsheets=factsheets,

@@ -35,26 +35,31 @@ def decided_pairs(prefs, follow_up: dict) -> list[dict]:
     """Per neighbouring pair in the rating study's order (among the methods judged here):
     whether the ratings decided it, whether the preferences did, and which design decides it.
     `follow_up`: the rating study's verdict (order best first, p_adjusted, alpha, mos)."""
-    judged = set(prefs.methods["method"])
-    order = [m for m in follow_up["order"] if m in judged]
+    order = list(follow_up["order"])
     r_padj, alpha = follow_up["p_adjusted"], follow_up["alpha"]
-    p_padj, share = prefs.pairwise["p_adjusted"], prefs.pairwise["share"]
     score = dict(zip(prefs.methods["method"], prefs.methods["score"]))
+
+    def cell(frame, a, b):
+        # A pair the pairwise round did not judge (the ratings had decided it) has no entry.
+        return (float(frame.at[a, b]) if a in frame.index and b in frame.columns
+                else float("nan"))
+
     out = []
     for a, b in zip(order[:-1], order[1:]):
-        rp = float(r_padj.at[a, b]) if a in r_padj.index and b in r_padj.columns else np.nan
-        pp = float(p_padj.at[a, b])
-        by_ratings = bool(np.isfinite(rp) and rp < follow_up["alpha"])
+        rp = cell(r_padj, a, b)
+        pp = cell(prefs.pairwise["p_adjusted"], a, b)
+        compared = cell(prefs.pairwise["compared"], a, b)
+        by_ratings = bool(np.isfinite(rp) and rp < alpha)
         by_pairs = bool(np.isfinite(pp) and pp < prefs.settings["alpha"])
         decided = ("both" if by_ratings and by_pairs else "ratings" if by_ratings
                    else "pairwise" if by_pairs else "neither")
+        prefers = (a if score[a] >= score[b] else b) if a in score and b in score else None
         out.append({"a": a, "b": b, "mos_a": follow_up["mos"].get(a),
                     "mos_b": follow_up["mos"].get(b), "ratings_p_adjusted": rp,
                     "decided_by_ratings": by_ratings,
-                    "compared": int(prefs.pairwise["compared"].at[a, b]),
-                    "share_a": float(share.at[a, b]), "pairwise_p_adjusted": pp,
-                    "decided_by_pairwise": by_pairs,
-                    "pairwise_prefers": a if score[a] >= score[b] else b,
+                    "compared": int(compared) if np.isfinite(compared) else 0,
+                    "share_a": cell(prefs.pairwise["share"], a, b), "pairwise_p_adjusted": pp,
+                    "decided_by_pairwise": by_pairs, "pairwise_prefers": prefers,
                     "decided_by": decided, "alpha": alpha})
     return out
 
@@ -133,13 +138,17 @@ def render_markdown(rep: dict) -> str:
                      f"{_num(p['estimate'])} ± {_num(p['se'])} | {_p(p['p_adjusted'])} |")
     if follow:
         lines += ["", "## Which design decided which pair", "",
-                  f"Neighbours in the rating study's ranking ({rep['follow_up']['rating_report']})."
-                  , "", "| Pair | Rating MOS | Ratings p (adj.) | Pairwise p (adj.) | Decided by |",
-                  "|---|---|---|---|---|"]
+                  f"Neighbours in the rating study's ranking "
+                  f"({rep['follow_up']['rating_report']}); the pairwise round judged those the "
+                  "ratings left undecided.", "",
+                  "| Pair | Rating MOS | Ratings p (adj.) | Pairwise choices | Closer (pairwise) "
+                  "| Pairwise p (adj.) | Decided by |", "|---|---|---|---|---|---|---|"]
         for d in rep["follow_up"]["decided"]:
             lines.append(f"| {d['a']} vs {d['b']} | {_num(d['mos_a'])} vs {_num(d['mos_b'])} | "
-                         f"{_p(d['ratings_p_adjusted'])} | {_p(d['pairwise_p_adjusted'])} | "
+                         f"{_p(d['ratings_p_adjusted'])} | {d['compared']} | "
+                         f"{d['pairwise_prefers'] or '–'} | {_p(d['pairwise_p_adjusted'])} | "
                          f"{d['decided_by']} |")
+        lines += ["", "; ".join(_decided_sentence(d) for d in rep["follow_up"]["decided"]) + "."]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in rep["notes"]]
     lines += [f"- {n}" for n in rep["quality"].get("notes", [])]
     return "\n".join(lines) + "\n"

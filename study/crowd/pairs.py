@@ -174,10 +174,11 @@ def make_design(study, conn: sqlite3.Connection):
 def draw_sides(hits: list[list[tuple]], gold: list[list[bool]], rng: random.Random
                ) -> list[list[bool]]:
     """Which positions show the item's method_b as "A". Test items: each pair of methods is
-    shown each way round equally often over the design, and a HIT's free choices balance the
-    HIT. Gold pairs: a HIT's first gold shown one way, its second the other (the way of the
+    shown each way round equally often over the design; where a pair is even, the choice keeps
+    each method "A" as often as "B", and then the HIT's own sides even. Gold pairs: a HIT's first gold shown one way, its second the other (the way of the
     first drawn per HIT)."""
     shown: dict[tuple[str, str], int] = {}   # per pair: shown as stored minus shown swapped
+    first: dict[str, int] = {}               # per method: shown as A minus shown as B
     out = []
     for hit, golds in zip(hits, gold):
         flags = [False] * len(hit)
@@ -192,13 +193,20 @@ def draw_sides(hits: list[list[tuple]], gold: list[list[bool]], rng: random.Rand
             else:
                 pair = (key[1], key[3])
                 lean = shown.get(pair, 0)
+                # Stored order puts pair[0] as A: how far that moves both methods off balance.
+                ma, mb = first.get(pair[0], 0), first.get(pair[1], 0)
+                methods_lean = (abs(ma + 1) + abs(mb - 1)) - (abs(ma - 1) + abs(mb + 1))
                 if lean:
                     flags[pos] = lean > 0
+                elif methods_lean:
+                    flags[pos] = methods_lean > 0
                 elif balance:
                     flags[pos] = balance > 0
                 else:
                     flags[pos] = rng.random() < 0.5
                 shown[pair] = lean + (-1 if flags[pos] else 1)
+                step = -1 if flags[pos] else 1
+                first[pair[0]], first[pair[1]] = ma + step, mb - step
             balance += -1 if flags[pos] else 1
         out.append(flags)
     return out
