@@ -44,6 +44,9 @@ PAIRWISE_SETTINGS = {
     ("design", "method"): '"pairwise"',
     ("design", "ratings_per_item"): 5,
     ("design", "items_per_hit"): 10,
+    ("hit", "title"): '"Which of two photos is closer to the original?"',
+    ("hit", "description"): '"Compare two processed photos with the original and choose the '
+                            'closer one."',
 }
 ADAPTIVE_SETTINGS = {
     ("design", "allocation"): '"adaptive"',
