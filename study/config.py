@@ -141,7 +141,8 @@ allocation = "uniform"
 initial_ratings_per_item = 3
 # Adaptive only: stop once every adjacent difference has at most this standard error (0 = none).
 target_se = 0.0
-# Gold items in every HIT: the reference against itself (expected 0 or 1) ...
+# Gold items in every HIT: the reference against itself (expected 0 or 1; not in a pairwise
+# study, whose two gold pairs show the reference against the control below) ...
 gold_reference = true
 # ... and this method's output against the reference (expected at the worse three levels,
 # 2 to 4 on the default scale); "" for none.

@@ -269,3 +269,48 @@ def test_demo_pairwise_ranks_as_planted(tmp_path, run_cli):
     assert summary["method"] == "pairwise" and summary["ranking_matches"], summary
     assert summary["collect_flags"]["recall"] >= 0.8, summary["collect_flags"]
     assert "most often chosen first" in result.output
+
+
+def test_a_follow_up_round_end_to_end_with_the_simulated_crowd(tmp_path, run_cli, monkeypatch):
+    """A pairwise round after a rating study that left two neighbours undecided: the simulated
+    crowd reads the pairwise page, collect keeps the careful workers' choices, and the report
+    places the rating study's MOS beside the preference scale and says which design decided
+    each neighbouring pair."""
+    from study.crowd.publish import publish
+    from study.crowd.status import crowd_status
+    from study.simulate.crowd import simulate_crowd
+
+    monkeypatch.setenv("STUDY_RETRY_BASE_S", "0.01")
+    root = photo_dataset_study(tmp_path)
+    order = sorted(BLEND, key=BLEND.get)
+    report = rating_report(tmp_path / "rating.json", order,
+                           decided=[(order[0], order[1]), (order[3], order[4])])
+    set_config(root, '[design]\nmethod = "pairwise"\nitems_per_hit = 10\nratings_per_item = 4\n'
+                     f'pairs = "neighbours"\npairs_from = "{report}"\n')
+    quiet = lambda _m: None  # noqa: E731
+    with study_service(root) as (url, _market):
+        study = Study.open(root)
+        publish(study, "sandbox", echo=quiet)
+        for round_ in range(6):
+            simulate_crowd(f"{url}/worker/sandbox", workers=8, seed=round_,
+                           mix={"careful": 0.75, "spammer": 0.25}, concurrency=4,
+                           progress=False, deadline_s=120)
+            run_cli("collect", cwd=root)
+            if crowd_status(study)["collect"]["complete"]:
+                break
+    assert crowd_status(study)["collect"]["complete"]
+    out = run_cli("report", cwd=root).output
+    rep = json.loads((study.reports_dir / "report.json").read_text())
+    # Only the undecided neighbours were judged: depth-blend ~ scatter ~ gaussian.
+    assert {(p["a"], p["b"]) for p in rep["pairs"]} <= {
+        ("depth-blend", "scatter"), ("scatter", "depth-blend"), ("scatter", "gaussian"),
+        ("gaussian", "scatter")}
+    assert {m["method"] for m in rep["methods"]} == {"depth-blend", "scatter", "gaussian"}
+    assert all(m["rating_mos"] is not None for m in rep["methods"])
+    decided = {(d["a"], d["b"]): d["decided_by"] for d in rep["follow_up"]["decided"]}
+    assert decided[order[0], order[1]] == "ratings" and decided[order[3], order[4]] == "ratings"
+    assert all(decided[p] in ("pairwise", "neither") for p in
+               [(order[1], order[2]), (order[2], order[3])])
+    assert "decided by" in out
+    md = (study.reports_dir / "report.md").read_text()
+    assert "Rating MOS" in md and "Which design decided which pair" in md
