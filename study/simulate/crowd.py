@@ -328,7 +328,7 @@ class _Worker:
         form["assignmentId"] = assignment_id
         for it in task.items:
             p = it.position
-            form[f"rating_{p}"] = (answer.ratings[p] if it.result_b_url
+            form[f"rating_{p}"] = (str(answer.ratings[p]) if it.result_b_url
                                    else it.level(answer.ratings[p], LEVELS - 1))
             form[f"seconds_{p}"] = f"{answer.seconds[p]:.2f}"
             # What the page records of how the pair was viewed (only a page with the field

@@ -103,8 +103,8 @@ def answer_page(worker: WorkerModel, hit_key: str, contents: dict[int, tuple[str
              for p, (ref, a, b) in contents.items()}
     judged = judge(worker, hit_key, pairs)
     values = {it.position: it.choices for it in task.items}
-    ratings = {p: values[p].get("a" if judged.preferred[p] == A else "b",
-                                "1" if judged.preferred[p] == A else "0") for p in pairs}
+    ratings = {p: int(values[p].get("a" if judged.preferred[p] == A else "b",
+                                    "1" if judged.preferred[p] == A else "0")) for p in pairs}
     views = worker._views(hit_key, sorted(pairs), judged.seconds, sizes)
     return (Answer(ratings, judged.seconds, "", views),
             {p: round(b - a, 4) for p, (a, b) in pairs.items()})
