@@ -225,6 +225,10 @@ def test_a_follow_up_round_judges_the_undecided_neighbours_only(pairwise_root, t
         rating_report(report, ORDER, decided=list(zip(ORDER[:-1], ORDER[1:])))
         with pytest.raises(StudyError, match="decided every pair"):
             design.make_design(study, conn)
+        # A pairwise report is not a rating study's verdict.
+        report.write_text(json.dumps({"schema": "study-pairwise-report", "methods": []}))
+        with pytest.raises(StudyError, match="not a study report"):
+            design.make_design(study, conn)
         set_config(root, PAIRWISE + 'pairs = "neighbours"\n')
         with pytest.raises(StudyError, match="needs the rating study"):
             design.make_design(Study.open(root), conn)

@@ -74,6 +74,9 @@ def rating_verdict(path: str) -> dict:
     p = Path(path)
     try:
         report = json.loads(p.read_text())
+        if report.get("schema") != "study-report":
+            raise ValueError(f"its schema is {report.get('schema')!r}, not a rating study's "
+                             "\"study-report\"")
         rows = sorted(report["methods"], key=lambda m: m["rank"])
         order = [r["method"] for r in rows]
         padj = pd.DataFrame(float("nan"), index=order, columns=order)
