@@ -124,6 +124,12 @@ hardware = "-"
 # "ccr" (both in random order, -3 much worse .. +3 much better) or "pairwise" (the reference and
 # two outputs: which is closer). The ITU-T methods use their standard's scale.
 method = "similarity-0-4"
+# Pairwise only: which pairs of methods each image is judged on. "all": every pair of the
+# methods above. "neighbours": a follow-up round after a rating study, only the methods next to
+# each other in its ranking that its verdict left undecided (read from pairs_from, the rating
+# study's reports/report.json); docs/pairwise.md.
+pairs = "all"
+pairs_from = ""
 # Items (image x method) per HIT, and valid ratings wanted per item.
 items_per_hit = 10
 ratings_per_item = 5
@@ -135,7 +141,8 @@ allocation = "uniform"
 initial_ratings_per_item = 3
 # Adaptive only: stop once every adjacent difference has at most this standard error (0 = none).
 target_se = 0.0
-# Gold items in every HIT: the reference against itself (expected 0 or 1) ...
+# Gold items in every HIT: the reference against itself (expected 0 or 1; not in a pairwise
+# study, whose two gold pairs show the reference against the control below) ...
 gold_reference = true
 # ... and this method's output against the reference (expected at the worse three levels,
 # 2 to 4 on the default scale); "" for none.
@@ -351,6 +358,8 @@ class RenderSection:
 @dataclass(frozen=True)
 class DesignSection:
     method: str = _opt(choices=("similarity-0-4", "acr", "dcr", "ccr", "pairwise"))
+    pairs: str = _opt(choices=("all", "neighbours"))
+    pairs_from: str
     items_per_hit: int = _opt(lo=1, hi=500)
     ratings_per_item: int = _opt(lo=1, hi=1000)
     allocation: str = _opt(choices=("uniform", "adaptive"))

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from study.errors import StudyError
+from study.methods import NAMES
 
 # The seed's design size: 10 images x 5 methods = 50 items. Twelve ratings per item rank the
 # methods right on seeds 0-7 with workers as noisy as real subjects (ten missed once: the global
@@ -36,6 +37,17 @@ DEMO_SETTINGS = {
 # (docs/allocation.md); the demo prints what that saved against giving every item all 12. Not
 # the default: on seed 1 it ranks two methods 0.01 apart in the wrong order, which uniform
 # allocation ranks right.
+# `study demo --method pairwise`: the reference and two outputs, which is closer. Every pair of
+# the 5 methods on every image (100 pairs), 5 choices each: about the judgements of the rating
+# demo's 12 ratings of 50 items.
+PAIRWISE_SETTINGS = {
+    ("design", "method"): '"pairwise"',
+    ("design", "ratings_per_item"): 5,
+    ("design", "items_per_hit"): 10,
+    ("hit", "title"): '"Which of two photos is closer to the original?"',
+    ("hit", "description"): '"Compare two processed photos with the original and choose the '
+                            'closer one."',
+}
 ADAPTIVE_SETTINGS = {
     ("design", "allocation"): '"adaptive"',
     ("design", "initial_ratings_per_item"): 3,
@@ -113,7 +125,8 @@ def _cli(*args: str) -> None:
 def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1024,
              port: int = 8765, rounds: int = 30,
              mix: dict[str, float] | None = None,
-             allocation: str = "uniform", training: bool = False) -> dict[str, Any]:
+             allocation: str = "uniform", training: bool = False,
+             method: str = "similarity-0-4") -> dict[str, Any]:
     from study.create import create_study
     from study.marketplace.ids import SeededIds
     from study.marketplace.server import serve_in_thread
@@ -149,6 +162,9 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
         settings.update(ADAPTIVE_SETTINGS)
     if training:
         settings.update(TRAINING_SETTINGS)
+    settings[("design", "method")] = f'"{method}"'
+    if method == "pairwise":
+        settings.update(PAIRWISE_SETTINGS)
     for (section, key), value in settings.items():
         text = _set(text, section, key, value)
     # A stronger global blur than the default keeps the baseline clearly apart from the
@@ -217,7 +233,10 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     scores = planted_scores(pairs)
     planted = planted_ranking(scores)
     report = json.loads((study.reports_dir / "report.json").read_text())
-    ranked = [m["method"] for m in sorted(report["methods"], key=lambda m: m["mos"])]
+    pairwise = method == "pairwise"
+    # Best first either way: the lowest MOS, or the highest preference score.
+    ranked = [m["method"] for m in sorted(report["methods"], key=lambda m: m["rank"] if pairwise
+                                          else m["mos"])]
     planted_bad, noisy, worked = set(), set(), set()
     for res in crowd_results:
         worked |= {w.worker_id for w in res.workers if w.submitted}
@@ -226,7 +245,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     planted_bad &= worked
     # Noisy honest workers count neither way: excluding them is no catch and no loss.
     judged = worked - (noisy - planted_bad)
-    flagged = {w["worker"] for w in report["workers"] if w.get("screening") not in (None, "kept")}
+    flagged = {w["worker"] for w in report.get("workers", [])
+               if w.get("screening") not in (None, "kept")}
     conn = study.connect()
     try:
         doubted = {r[0] for r in conn.execute(
@@ -236,6 +256,7 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     summary = {
         "study": str(study_root),
         "images": n_images,
+        "method": method,
         "planted_ranking": planted,
         "report_ranking": ranked,
         "ranking_matches": planted == ranked,
@@ -253,7 +274,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     }
     click.secho("\n== result", bold=True)
     click.echo("planted order (closest to the f/1.8 photo first): " + " < ".join(planted))
-    click.echo("report order  (lowest MOS first):                 " + " < ".join(ranked))
+    click.echo(("report order  (most often chosen first):         " if pairwise else
+                "report order  (lowest MOS first):                 ") + " < ".join(ranked))
     click.echo("ranking matches the planted order: " + ("yes" if summary["ranking_matches"] else "NO"))
     lt = summary["letters"]
     click.echo(f"the letters separate {lt['separated']} of the {lt['different']} pairs of methods "
@@ -262,10 +284,12 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
                f"quality ({', '.join(LOW_QUALITY)})")
     if summary["noisy"]["workers"]:
         click.echo(f"{summary['noisy']['workers']} were honest but noisier than real subjects "
-                   f"({', '.join(NOISY)}; {summary['noisy']['excluded']} excluded by the report), "
-                   "counted neither way below")
-    for label, key in (("excluded from the analysis by the report", "flags"),
-                       ("excluded (or rejected) at collect, at least once", "collect_flags")):
+                   f"({', '.join(NOISY)}"
+                   + ("" if pairwise else f"; {summary['noisy']['excluded']} excluded by the report")
+                   + "), counted neither way below")
+    for label, key in ((("excluded from the analysis by the report", "flags"),) * (not pairwise)
+                       + (("excluded (or rejected) at collect, at least once",
+                           "collect_flags"),)):
         f = summary[key]
         click.echo(f"  {label}: {f['flagged']} workers, {f['caught']} of them planted; "
                    f"precision {_fmt(f['precision'])}, recall {_fmt(f['recall'])}; "
@@ -399,14 +423,16 @@ def _fmt(share: float | None) -> str:
 @click.option("--training", is_flag=True,
               help="Workers pass a qualification HIT with training first, and each HIT holds "
                    "an attention trap; prints who passed and whom the traps caught.")
+@click.option("--method", type=click.Choice(NAMES), default=NAMES[0], show_default=True,
+              help="The test method (design.method); pairwise: which of two outputs is closer.")
 def demo_command(directory: str, workers: int, seed: int, size: int, port: int,
-                 mix: str | None, allocation: str, training: bool) -> None:
+                 mix: str | None, allocation: str, training: bool, method: str) -> None:
     """Run a whole study end to end on demo data (default folder: ./demo-study)."""
     from study.simulate import parse_mix
 
     summary = run_demo(Path(directory), workers=workers, seed=seed, size=size, port=port,
                        mix=parse_mix(mix) if mix else None, allocation=allocation,
-                       training=training)
+                       training=training, method=method)
     if not summary["ranking_matches"]:
         raise StudyError("the report's ranking differs from the planted one",
                          where=str(Path(directory) / "demo-summary.json"))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from study import methods
 from study.errors import StudyError
 
 FORMATS = ("md", "html", "csv", "tex", "json")
@@ -118,6 +119,10 @@ def analyse_study(study, *, inputs=None, scale=None, **options):
     from analysis.pipeline import analyse
     from analysis.table import RatingsError
 
+    if methods.of(study.settings).pairwise:
+        # Choices between two outputs have no MOS; the dashboard shows this message.
+        raise StudyError("a pairwise study is analysed on the preference scale, not as MOS",
+                         hint="run `study report` (reports/report.md shows the ranking)")
     df, factsheets, fidelity = inputs if inputs is not None else study_inputs(study)
     try:
         return analyse(df, scale or study_scale(study), factsheets=factsheets,
@@ -169,6 +174,11 @@ def report_command(ctx: click.Context, formats, ratings_path, scale_text, higher
             except StudyError:
                 study = None
     chosen = _formats(formats, study.settings.report.formats if study is not None else FORMATS)
+    if study is not None and ratings_path is None and methods.of(study.settings).pairwise:
+        from study.preferences import print_report
+        print_report(study, chosen, Path(out_dir) if out_dir else study.reports_dir, as_json,
+                     seed=seed, bootstrap=bootstrap, alpha=alpha, correction=correction)
+        return
     if study is not None and ratings_path is None and not scale_text:
         scale = study_scale(study)
     else:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from study import store
-from study.crowd import agreement, design, journal, money, qualify, traps
+from study.crowd import agreement, design, journal, money, pairs, qualify, traps
 from study.crowd.answers import parse_answers
 from study.crowd.client import Requester, error_message, requester
 from study.crowd.faults import fault_point
@@ -183,7 +183,11 @@ def decide_assignment(conn: sqlite3.Connection, realm: str, aid: str, policy) ->
     for r, row in zip(rated, rows):
         r.max_zoom = (info.get("views", {}).get(str(row["position"])) or {}).get("max_zoom")
     checks = assess(rated, consensus(conn, realm, aid))
-    decision, reason = decide(checks, policy, info.get("problems"))
+    choices = pairs.is_pairwise(conn)
+    decision, reason = decide(checks, pairs.choice_policy(policy) if choices else policy,
+                              info.get("problems"))
+    if choices:
+        decision, reason = pairs.side_doubt(conn, aid, decision, reason)
     info["checks"] = asdict(checks)
     with store.transaction(conn):
         current = conn.execute("SELECT decision FROM assignments WHERE assignment_id = ?",

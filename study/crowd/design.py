@@ -63,9 +63,14 @@ class Item:
 class Design:
     items: list[Item]
     hits: list[list[tuple[str, str, str]]]  # per HIT, item keys in display order
+    # Per HIT and position: shown the other way round (hit_items.swapped); None: never.
+    swapped: list[list[bool]] | None = None
 
     def fingerprint(self) -> str:
-        return json.dumps([[list(k) for k in hit] for hit in self.hits])
+        if self.swapped is None:
+            return json.dumps([[list(k) for k in hit] for hit in self.hits])
+        return json.dumps([[list(k) + ([1] if sw else []) for k, sw in zip(hit, flags)]
+                           for hit, flags in zip(self.hits, self.swapped)])
 
 
 def _rows(conn: sqlite3.Connection):
@@ -79,6 +84,9 @@ def _rows(conn: sqlite3.Connection):
 def make_design(study, conn: sqlite3.Connection) -> Design:
     """The study's items and HITs, from its images, done renders and [design] settings."""
     s = study.settings
+    if methods.of(s).pairwise:
+        from study.crowd import pairs
+        return pairs.make_design(study, conn)
     k, gold_ref, control = s.design.items_per_hit, s.design.gold_reference, \
         s.design.gold_control_method
     scale = methods.of(s).scale
@@ -208,8 +216,9 @@ def ensure_design(study, conn: sqlite3.Connection, save: bool = True) -> Design:
                           ",".join(str(ids[i.key]) for i in design.items)))
         for h, hit in enumerate(design.hits):
             for pos, key in enumerate(hit, start=1):
-                conn.execute("INSERT INTO hit_items (hit_index, position, item_id, realm) "
-                             "VALUES (?,?,?, '')", (h, pos, ids[key]))
+                swapped = bool(design.swapped and design.swapped[h][pos - 1])
+                conn.execute("INSERT INTO hit_items (hit_index, position, item_id, realm, "
+                             "swapped) VALUES (?,?,?, '', ?)", (h, pos, ids[key], int(swapped)))
         store.set_meta(conn, "crowd.design", design.fingerprint())
         _freeze_scale(study, conn)
         store.set_meta(conn, "crowd.design_hits", str(len(design.hits)))

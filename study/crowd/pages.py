@@ -58,17 +58,23 @@ def page_items(conn: sqlite3.Connection, hosting: Hosting, hit_index: int) -> li
     if not rows:
         raise StudyError(f"HIT {hit_index} has no items", where=str(hit_index))
     # Every appearance has its own URL and bytes: the page source cannot tell gold items.
-    return [{"position": r["position"],
-             **{f"{side}_url": hosting.appearance_url(r[f"{side}_path"], hit_index,
-                                                      r["position"], side)
-                for side in SIDES}} for r in rows]
+    items = [{"position": r["position"],
+              **{f"{side}_url": hosting.appearance_url(r[f"{side}_path"], hit_index,
+                                                       r["position"], side)
+                 for side in SIDES}} for r in rows]
+    if rows[0]["method_b"]:
+        from study.crowd.pairs import page_sides
+        page_sides(items, rows, hosting, hit_index)
+    return items
 
 
 def render_page(items: list[dict], title: str, scale, action: str = "",
                 assignment_id: str = "", min_screen: tuple[int, int] = (0, 0)) -> str:
     """The rating page; `min_screen` (CSS pixels, 0 for none) is the smallest window the page
     accepts ratings in, and tells a worker with a smaller one so at preview."""
-    return _env().get_template("task.html.j2").render(
+    # Two outputs per item (pairwise) have a page of their own.
+    page = "pairwise.html.j2" if items and "a_url" in items[0] else "task.html.j2"
+    return _env().get_template(page).render(
         items=items, title=title, levels=levels(scale), action=action,
         assignment_id=assignment_id, min_width=min_screen[0], min_height=min_screen[1])
 

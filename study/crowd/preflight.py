@@ -89,13 +89,15 @@ def _image_urls(conn: sqlite3.Connection, hosting, hit_indexes: list[int]) -> di
     if hosting.mode != "service":
         for h in hit_indexes:
             for item in page_items(conn, hosting, h):
-                for side in SIDES:
-                    urls[item[f"{side}_url"]] = "image/"
+                for side in SIDES + ("result_b",):
+                    if item.get(f"{side}_url"):
+                        urls[item[f"{side}_url"]] = "image/"
         return urls
     seen: set[str] = set()
     for h in hit_indexes:
         for r in design.hit_items(conn, h):
-            for side in SIDES:
+            # Pairwise items show a second output.
+            for side in SIDES + (("result_b",) if r["method_b"] else ()):
                 path = r[f"{side}_path"]
                 sha = hosting.identify(path)[0]
                 if sha not in seen:

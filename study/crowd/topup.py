@@ -163,8 +163,10 @@ def _plan_topup_hit(conn: sqlite3.Connection, realm: str, item_ids: list[int],
         order = list(item_ids)
         random.Random(f"topup:{h}:{salt}").shuffle(order)
         for pos, item_id in enumerate(order, start=1):
-            conn.execute("INSERT INTO hit_items (hit_index, position, item_id, realm) "
-                         "VALUES (?,?,?,?)", (h, pos, item_id, realm))
+            # Two-output items (pairwise) alternate which output the page shows as "A".
+            conn.execute("INSERT INTO hit_items (hit_index, position, item_id, realm, swapped) "
+                         "SELECT ?,?,?,?, method_b != '' AND ? % 2 = 0 FROM items "
+                         "WHERE item_id = ?", (h, pos, item_id, realm, pos, item_id))
     return h
 
 

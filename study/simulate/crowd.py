@@ -25,7 +25,7 @@ import numpy as np
 import requests
 
 from study.errors import StudyError
-from study.simulate import pages, scoring
+from study.simulate import pages, pairwise, scoring
 from study.simulate.results import SimulationResult, Submission, WorkerOutcome
 from study.simulate.schedule import SimulatedClock, run_schedule
 from study.simulate.workers import (LEVELS, LOW_QUALITY, SATISFICER, SATISFICER_GLANCE_SIDE,
@@ -162,11 +162,11 @@ class _Http:
         raise SiteUnavailable(f"{method} {url}: {last} after {RETRIES + 1} attempts")
 
 
-def hit_key(contents: dict[int, tuple[str, str]]) -> str:
+def hit_key(contents: dict[int, tuple[str, ...]]) -> str:
     """A HIT's identity as the worker sees it: which pictures (content ids) sit at which
     position. The same HIT content gives the same answers from the same worker in any run,
     whatever URLs it was served under."""
-    text = "\n".join(f"{p} {a} {b}" for p, (a, b) in sorted(contents.items()))
+    text = "\n".join(f"{p} {' '.join(shown)}" for p, shown in sorted(contents.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -299,9 +299,11 @@ class _Worker:
             if r.status_code >= 400:
                 raise pages.PageError(f"task page {src} answered HTTP {r.status_code}")
             task = pages.task_page(r.text, r.url)
-            items = {it.position: (it.reference_url, it.result_url) for it in task.items}
-            contents = {p: (self.images.content(a, self.http), self.images.content(b, self.http))
-                        for p, (a, b) in items.items()}
+            # A pairwise page shows a second output (B) beside the first (A).
+            items = {it.position: (it.reference_url, it.result_url)
+                     + ((it.result_b_url,) if it.result_b_url else ()) for it in task.items}
+            contents = {p: tuple(self.images.content(u, self.http) for u in shown)
+                        for p, shown in items.items()}
         except pages.PageError:
             # A person hands back a HIT whose page is broken rather than sit on it.
             self._return(assignment_id, hit_id)
@@ -319,17 +321,22 @@ class _Worker:
             self.out.stopped = "abandoned"
             return None
 
-        true_scores = {p: self.images.true_score(a, b) for p, (a, b) in contents.items()}
-        glances = ({p: self.images.glance(a, b) for p, (a, b) in contents.items()}
-                   if self.model.kind == SATISFICER else None)
-        answer = self.model.answer(key, true_scores, glances,
-                                   {p: self.images.size(b) for p, (_, b) in contents.items()})
+        sizes = {p: self.images.size(shown[1]) for p, shown in contents.items()}
+        if any(len(shown) == 3 for shown in contents.values()):
+            answer, true_scores = pairwise.answer_page(self.model, key, contents, self.images,
+                                                       task, sizes)
+        else:
+            true_scores = {p: self.images.true_score(a, b) for p, (a, b) in contents.items()}
+            glances = ({p: self.images.glance(a, b) for p, (a, b) in contents.items()}
+                       if self.model.kind == SATISFICER else None)
+            answer = self.model.answer(key, true_scores, glances, sizes)
         form = {k: v for k, v in task.hidden.items()
                 if not k.startswith(("seconds_", "view_"))}
         form["assignmentId"] = assignment_id
         for it in task.items:
             p = it.position
-            form[f"rating_{p}"] = it.level(answer.ratings[p], LEVELS - 1)
+            form[f"rating_{p}"] = (str(answer.ratings[p]) if it.result_b_url
+                                   else it.level(answer.ratings[p], LEVELS - 1))
             told = self.instructions.get(contents[p][1])
             if told is not None and self.model.kind not in LOW_QUALITY and \
                     str(told) in it.levels:

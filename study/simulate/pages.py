@@ -135,6 +135,10 @@ class TaskItem:
     levels: list[str] = field(default_factory=list)
     # The level that means "identical to the reference" (the page's anchor), if marked.
     identical: str = ""
+    # Pairwise pages: img.result-a is `result_url`, img.result-b this; the radio value
+    # choosing each side (data-key "a" / "b").
+    result_b_url: str = ""
+    choices: dict[str, str] = field(default_factory=dict)
 
     def level(self, difference: int, steps: int) -> str:
         """The page's level for a difference of `difference` on a 0..`steps` scale (0 is
@@ -163,7 +167,8 @@ _RATING = re.compile(r"^rating_(\d+)$")
 
 def task_page(html: str, page_url: str) -> TaskPage:
     """The HIT page contract: form#rating-form, one section.item[data-position] per item with
-    img.reference and img.result, radio inputs rating_P (the scale's levels, the identical end marked
+    img.reference and img.result (a pairwise page: img.result-a and img.result-b, and radios
+    marked data-key="a" / "b"), radio inputs rating_P (the scale's levels, the identical end marked
     data-anchor="identical"), hidden seconds_P (seconds the pair was on screen) and hidden view_P
     (the viewing record as compact JSON: {"s": seconds, "z": largest zoom in screen pixels per
     image pixel, "f": flips, "w", "h": window in CSS pixels, "r": devicePixelRatio}). The page
@@ -179,12 +184,16 @@ def task_page(html: str, page_url: str) -> TaskPage:
         it = items.setdefault(e.item, TaskItem(e.item, "", ""))
         if e.tag == "img" and "reference" in e.classes and not it.reference_url:
             it.reference_url = urljoin(page_url, e.attrs.get("src", ""))
-        elif e.tag == "img" and "result" in e.classes and not it.result_url:
+        elif e.tag == "img" and e.classes & {"result", "result-a"} and not it.result_url:
             it.result_url = urljoin(page_url, e.attrs.get("src", ""))
+        elif e.tag == "img" and "result-b" in e.classes and not it.result_b_url:
+            it.result_b_url = urljoin(page_url, e.attrs.get("src", ""))
         elif e.tag == "input" and e.attrs.get("type", "").lower() == "radio":
             m = _RATING.match(e.attrs.get("name", ""))
             if m and int(m.group(1)) == e.item:
                 it.levels.append(e.attrs.get("value", ""))
+                if e.attrs.get("data-key"):
+                    it.choices[e.attrs["data-key"]] = e.attrs.get("value", "")
                 if e.attrs.get("data-anchor") == "identical":
                     it.identical = e.attrs.get("value", "")
     bad = [p for p, it in items.items() if not (it.reference_url and it.result_url)]

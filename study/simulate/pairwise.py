@@ -90,6 +90,26 @@ def judge(worker: WorkerModel, hit_key: str, pairs: dict[int, tuple[float, float
     return PairAnswer(preferred, seconds)
 
 
+def answer_page(worker: WorkerModel, hit_key: str, contents: dict[int, tuple[str, str, str]],
+                images, task, sizes: dict[int, tuple[int, int]]):
+    """A simulated worker's answers to a pairwise HIT page, as the crowd submits them:
+    `contents` maps each position to the content ids of the reference, A and B; each output's
+    true score against the reference is what a careful eye sees (study/simulate/scoring), and
+    `judge` chooses. Returns (Answer with the page's radio values and viewing records, the
+    true score of B minus that of A per position: how much closer A is)."""
+    from study.simulate.workers import Answer
+
+    pairs = {p: (images.true_score(ref, a), images.true_score(ref, b))
+             for p, (ref, a, b) in contents.items()}
+    judged = judge(worker, hit_key, pairs)
+    values = {it.position: it.choices for it in task.items}
+    ratings = {p: int(values[p].get("a" if judged.preferred[p] == A else "b",
+                                    "1" if judged.preferred[p] == A else "0")) for p in pairs}
+    views = worker._views(hit_key, sorted(pairs), judged.seconds, sizes)
+    return (Answer(ratings, judged.seconds, "", views),
+            {p: round(b - a, 4) for p, (a, b) in pairs.items()})
+
+
 # ---------------------------------------------------------------- whole simulated studies
 
 def simulate(tasks: pd.DataFrame, quality: pd.DataFrame, noise_sd, rng: np.random.Generator,
