@@ -61,6 +61,8 @@ class _Images:
         self._sizes: dict[str, tuple[int, int]] = {}  # content id -> (width, height)
         self._scores: dict[tuple[str, str], float] = {}
         self._glances: dict[tuple[str, str], float] = {}
+        self._references: set[str] = set()            # content ids of the study's references
+        self._nearest: dict[str, str] = {}            # content id -> its reference's
 
     def content(self, url: str, http: "_Http") -> str:
         if url not in self._content:
@@ -90,6 +92,39 @@ class _Images:
 
     def size(self, content: str) -> tuple[int, int]:
         return self._sizes[content]
+
+    def add_references(self, paths) -> None:
+        """Know the study's reference photos (see `reference_of`)."""
+        for path in paths:
+            pixels = scoring.load_image(path)
+            cid = hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()[:32]
+            if cid not in self._prepared:
+                self._prepared[cid] = scoring.prepare(pixels)
+                self._sizes[cid] = (int(pixels.shape[1]), int(pixels.shape[0]))
+            self._references.add(cid)
+
+    def is_reference(self, content: str) -> bool:
+        return content in self._references
+
+    @property
+    def knows_references(self) -> bool:
+        return bool(self._references)
+
+    def reference_of(self, content: str) -> str:
+        """The reference photo a photo shown alone is an output of: the known reference it is
+        closest to. A person judges such a photo against their idea of a good photo; the
+        simulation stands that in by the study's own reference, which it may know as a
+        simulation (an assumption of the model, not something a page tells)."""
+        if not self._references:
+            raise pages.PageError("the page shows a photo without its reference, and the "
+                                  "simulated crowd was given no reference photos")
+        if content in self._references:
+            return content
+        if content not in self._nearest:
+            self._nearest[content] = min(
+                sorted(self._references), key=lambda ref: scoring.distance(
+                    self._prepared[ref], self._prepared[content]))
+        return self._nearest[content]
 
 
 def _fetch_bytes(url: str, http: "_Http") -> bytes:
@@ -293,8 +328,10 @@ class _Worker:
                 raise pages.PageError(f"task page {src} answered HTTP {r.status_code}")
             task = pages.task_page(r.text, r.url)
             items = {it.position: (it.reference_url, it.result_url) for it in task.items}
-            contents = {p: (self.images.content(a, self.http), self.images.content(b, self.http))
+            contents = {p: (self.images.content(a, self.http) if a else "",
+                            self.images.content(b, self.http))
                         for p, (a, b) in items.items()}
+            judged = {it.position: self._judged(it, contents[it.position]) for it in task.items}
         except pages.PageError:
             # A person hands back a HIT whose page is broken rather than sit on it.
             self._return(assignment_id, hit_id)
@@ -312,17 +349,19 @@ class _Worker:
             self.out.stopped = "abandoned"
             return None
 
-        true_scores = {p: self.images.true_score(a, b) for p, (a, b) in contents.items()}
-        glances = ({p: self.images.glance(a, b) for p, (a, b) in contents.items()}
+        true_scores = {p: self.images.true_score(a, b) for p, (a, b, _) in judged.items()}
+        glances = ({p: self.images.glance(a, b) for p, (a, b, _) in judged.items()}
                    if self.model.kind == SATISFICER else None)
         answer = self.model.answer(key, true_scores, glances,
-                                   {p: self.images.size(b) for p, (_, b) in contents.items()})
+                                   {p: self.images.size(b) for p, (_, b) in contents.items()},
+                                   alone=frozenset(it.position for it in task.items if it.alone))
         form = {k: v for k, v in task.hidden.items()
                 if not k.startswith(("seconds_", "view_"))}
         form["assignmentId"] = assignment_id
         for it in task.items:
             p = it.position
-            form[f"rating_{p}"] = it.level(answer.ratings[p], LEVELS - 1)
+            form[f"rating_{p}"] = (it.picked(answer.picks[p]) if p in answer.picks else
+                                   it.level(answer.differences[p], LEVELS - 1, judged[p][2]))
             form[f"seconds_{p}"] = f"{answer.seconds[p]:.2f}"
             # What the page records of how the pair was viewed (only a page with the field
             # sends it).
@@ -342,6 +381,21 @@ class _Worker:
             dict(answer.ratings), dict(answer.seconds), true_scores, items, answer.comments))
         # The worker holds the assignment while rating; the submit is a later event.
         return "finish", self.model.hit_seconds(key, answer)
+
+    def _judged(self, item: pages.TaskItem, contents: tuple[str, str]) -> tuple[str, str, bool]:
+        """(the reference's content, the output's, whether the reference is the photo the
+        question asks about): the right photo on a two-sided (CCR) page, which asks about the
+        second photo against the first."""
+        left, right = contents
+        if item.alone:
+            return self.images.reference_of(right), right, False
+        if item.two_sided and self.images.is_reference(right) \
+                and not self.images.is_reference(left):
+            return right, left, True
+        if item.two_sided and not self.images.knows_references:
+            raise pages.PageError("the page does not say which photo is the reference, and the "
+                                  "simulated crowd was given no reference photos")
+        return left, right, False
 
     def _finish(self) -> tuple[str, float] | None:
         if self.pending is None:
@@ -375,8 +429,8 @@ def _check_site(site: str, timeout: float) -> None:
 def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
                    mix: dict[str, float] | None = None, concurrency: int = 8,
                    max_hits_per_worker: int | None = None, progress: bool = True,
-                   deadline_s: float = 900.0, clock: SimulatedClock | None = None
-                   ) -> SimulationResult:
+                   deadline_s: float = 900.0, clock: SimulatedClock | None = None,
+                   references=()) -> SimulationResult:
     """Run `workers` simulated workers against the worker site at `worker_site_url`
     (`{base}/worker/sandbox`) until no HIT is left for any of them or `deadline_s` (wall-clock
     seconds) passes.
@@ -385,7 +439,9 @@ def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
     abandoner) to shares; `concurrency` bounds the workers in session at once (in simulated
     time). A worker's ratings of a HIT depend only on the seed, the worker and the HIT; the
     order in which workers act depends only on the seed. Given the marketplace's `clock` (a
-    `SimulatedClock`), the crowd moves it, so the marketplace sees simulated time too."""
+    `SimulatedClock`), the crowd moves it, so the marketplace sees simulated time too.
+    `references` (the study's reference photo files) let workers rate pages that show a photo
+    without its reference (ACR) or do not say which photo it is (CCR)."""
     if workers < 0:
         raise StudyError("the number of workers must be 0 or more", where="--workers")
     if concurrency < 1:
@@ -403,6 +459,7 @@ def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
     deadline = started + deadline_s
     counter = _Counter()
     images = _Images()
+    images.add_references(references)
     bar = None
     if progress:
         from study.progress import progress as progress_of
