@@ -62,7 +62,7 @@ class _Images:
         self._scores: dict[tuple[str, str], float] = {}
         self._glances: dict[tuple[str, str], float] = {}
         self._references: set[str] = set()            # content ids of the study's references
-        self._nearest: dict[str, str] = {}            # content id -> its reference's
+        self._nearest: dict[str, tuple[str, float]] = {}  # content id -> its reference, distance
 
     def content(self, url: str, http: "_Http") -> str:
         if url not in self._content:
@@ -103,9 +103,6 @@ class _Images:
                 self._sizes[cid] = (int(pixels.shape[1]), int(pixels.shape[0]))
             self._references.add(cid)
 
-    def is_reference(self, content: str) -> bool:
-        return content in self._references
-
     @property
     def knows_references(self) -> bool:
         return bool(self._references)
@@ -118,12 +115,21 @@ class _Images:
         if not self._references:
             raise pages.PageError("the page shows a photo without its reference, and the "
                                   "simulated crowd was given no reference photos")
+        return self._nearest_reference(content)[0]
+
+    def closer_to_a_reference(self, a: str, b: str) -> bool:
+        """Whether photo `a` is nearer to one of the study's reference photos than `b` is:
+        which of two photos is the reference, as the page served it (served bytes may differ
+        from the study's files)."""
+        return self._nearest_reference(a)[1] < self._nearest_reference(b)[1]
+
+    def _nearest_reference(self, content: str) -> tuple[str, float]:
         if content in self._references:
-            return content
+            return content, 0.0
         if content not in self._nearest:
             self._nearest[content] = min(
-                sorted(self._references), key=lambda ref: scoring.distance(
-                    self._prepared[ref], self._prepared[content]))
+                ((scoring.distance(self._prepared[ref], self._prepared[content]), ref)
+                 for ref in sorted(self._references)))[::-1]
         return self._nearest[content]
 
 
@@ -389,12 +395,12 @@ class _Worker:
         left, right = contents
         if item.alone:
             return self.images.reference_of(right), right, False
-        if item.two_sided and self.images.is_reference(right) \
-                and not self.images.is_reference(left):
-            return right, left, True
-        if item.two_sided and not self.images.knows_references:
-            raise pages.PageError("the page does not say which photo is the reference, and the "
-                                  "simulated crowd was given no reference photos")
+        if item.two_sided:
+            if not self.images.knows_references:
+                raise pages.PageError("the page does not say which photo is the reference, and "
+                                      "the simulated crowd was given no reference photos")
+            if self.images.closer_to_a_reference(right, left):
+                return right, left, True
         return left, right, False
 
     def _finish(self) -> tuple[str, float] | None:
