@@ -261,13 +261,19 @@ def study_scale(study, conn: sqlite3.Connection) -> Scale:
     return methods.of(study.settings).scale
 
 
-def study_method(study, conn: sqlite3.Connection) -> methods.TestMethod:
-    """The test method the study's HITs ask with: frozen with the design (a design frozen
-    before methods existed asked for similarity), else the settings' one."""
-    if not store.get_meta(conn, "crowd.scale"):
-        return methods.of(study.settings)
+def frozen_method(conn: sqlite3.Connection) -> methods.TestMethod:
+    """The test method frozen with the design (a design frozen before methods existed asked
+    for similarity)."""
     name = store.get_meta(conn, "crowd.method") or methods.SIMILARITY
     return methods.get(name, stored_scale(conn))
+
+
+def study_method(study, conn: sqlite3.Connection) -> methods.TestMethod:
+    """The test method the study's HITs ask with: frozen with the design, else the settings'
+    one."""
+    if not store.get_meta(conn, "crowd.scale"):
+        return methods.of(study.settings)
+    return frozen_method(conn)
 
 
 def design_hit_count(conn: sqlite3.Connection) -> int:

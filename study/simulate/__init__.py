@@ -21,7 +21,8 @@ from study.simulate.workers import DEFAULT_MIX, KINDS, LOW_QUALITY, WorkerModel,
 __all__ = [
     "DEFAULT_MIX", "KINDS", "LOW_QUALITY", "SimulatedClock", "SimulationResult", "Submission",
     "WorkerModel", "WorkerOutcome", "build_crowd", "hit_key", "item_true_scores",
-    "parse_mix", "perceptual_distance", "reference_paths", "planted_ranking", "planted_scores", "simulate_command",
+    "parse_mix", "perceptual_distance", "planted_ranking", "planted_scores", "reference_paths",
+    "simulate_command",
     "simulate_crowd", "true_score", "worker_site_url",
 ]
 

@@ -193,10 +193,11 @@ def task_page(html: str, page_url: str) -> TaskPage:
     its photos, left then right: img.reference and img.result, or img.first and img.second (the
     page does not say which is the reference), or img.result alone (rated without the
     reference); radio inputs rating_P (the scale's levels, the level of an output identical to
-    the reference marked data-anchor="identical", of a mostly different one "different"), hidden seconds_P (seconds the pair was on screen) and hidden view_P
-    (the viewing record as compact JSON: {"s": seconds, "z": largest zoom in screen pixels per
-    image pixel, "f": flips, "w", "h": window in CSS pixels, "r": devicePixelRatio}). The page
-    shows one pair at a time; all of them are in its source."""
+    the reference marked data-anchor="identical", of a mostly different one "different"),
+    hidden seconds_P (seconds the pair was on screen) and hidden view_P (the viewing record as
+    compact JSON: {"s": seconds, "z": largest zoom in screen pixels per image pixel, "f":
+    flips, "w", "h": window in CSS pixels, "r": devicePixelRatio}). The page shows one item at
+    a time; all of them are in its source."""
     elements = parse(html)
     forms = find(elements, "form", id="rating-form")
     if not forms:
