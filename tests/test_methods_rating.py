@@ -73,6 +73,17 @@ def test_ccr_swaps_are_deterministic_and_leave_the_hits_alone(tmp_path):
     assert json.loads(first.fingerprint())["method"] == "ccr"
 
 
+def test_ccr_topup_hits_show_every_second_item_swapped(tmp_path):
+    from study.crowd.topup import _plan_topup_hit
+
+    study = method_study(tmp_path, "ccr")
+    conn = study.connect()
+    design.ensure_design(study, conn)
+    tests = [r["item_id"] for r in stored_items(conn) if r["kind"] == "test"][:6]
+    h = _plan_topup_hit(conn, "sandbox", tests, 0)
+    assert [r["swapped"] for r in design.hit_items(conn, h)] == [0, 1] * 3
+
+
 def _page(study, hit_index: int = 0) -> tuple[str, list]:
     conn = study.connect()
     design.ensure_design(study, conn)
