@@ -122,7 +122,8 @@ hardware = "-"
 # identical .. 4 mostly different, on the [scale] below), "acr" (each output alone, 1 bad ..
 # 5 excellent), "dcr" (the reference then the output, 1 very annoying .. 5 imperceptible),
 # "ccr" (both in random order, -3 much worse .. +3 much better) or "pairwise" (the reference and
-# two outputs: which is closer). The ITU-T methods use their standard's scale.
+# two outputs: which is closer). The ITU-T methods use their standard's scale, and their own
+# gold expectations (README "Test methods"); say what the method asks in [hit] title.
 method = "similarity-0-4"
 # Pairwise only: which pairs of methods each image is judged on. "all": every pair of the
 # methods above. "neighbours": a follow-up round after a rating study, only the methods next to
@@ -141,11 +142,13 @@ allocation = "uniform"
 initial_ratings_per_item = 3
 # Adaptive only: stop once every adjacent difference has at most this standard error (0 = none).
 target_se = 0.0
-# Gold items in every HIT: the reference against itself (expected 0 or 1; not in a pairwise
-# study, whose two gold pairs show the reference against the control below) ...
+# Gold items in every HIT: the reference against itself (expected 0 or 1; ACR and DCR 4 or 5,
+# CCR -1 to +1; not in a pairwise study, whose two gold pairs show the reference against the
+# control below) ...
 gold_reference = true
 # ... and this method's output against the reference (expected at the worse three levels,
-# 2 to 4 on the default scale); "" for none.
+# 2 to 4 on the default scale; DCR 1 to 3, CCR -3 to -1; ACR, without the reference, has no
+# such check); "" for none.
 gold_control_method = "input"
 # Test items shown twice in each HIT, for test-retest consistency (0 = none). The second
 # rating judges the worker and is left out of the analysis.
@@ -156,8 +159,8 @@ repeats_per_hit = 0
 [scale]
 # The rating scale: its lowest value, the words of each level (one per level, in order), and which
 # end is better. The default is the AIM 2019 similarity scale (0 almost identical .. 4 mostly
-# different, lower is better). For ACR use low = 1, higher_is_better = true and
-# labels = ["bad", "poor", "fair", "good", "excellent"].
+# different, lower is better). It applies to design.method = "similarity-0-4"; the other
+# methods use their standard's scale.
 low = 0
 labels = ["almost identical", "mostly similar", "similar", "somewhat similar", "mostly different"]
 higher_is_better = false

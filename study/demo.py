@@ -66,6 +66,14 @@ TRAINING_SETTINGS = {
 }
 
 
+# The HIT title per test method (the template's own title asks about similarity).
+METHOD_TITLES = {
+    "acr": '"Rate the quality of photos"',
+    "dcr": '"Rate how much processing changed photos"',
+    "ccr": '"Compare two photos of the same scene"',
+}
+
+
 def _set(toml_text: str, section: str, key: str, value: Any) -> str:
     """Change one `key = value` line inside [section] of the commented template."""
     pattern = re.compile(rf"(^\[{re.escape(section)}\]\n(?:(?!^\[).*\n)*?){re.escape(key)} = .*$",
@@ -130,14 +138,16 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     from study.create import create_study
     from study.marketplace.ids import SeededIds
     from study.marketplace.server import serve_in_thread
+    from study import methods
     from study.render.demodata import build_demo_dataset
-    from study.simulate import SimulatedClock, simulate_crowd
+    from study.simulate import SimulatedClock, reference_paths, simulate_crowd
     from study.simulate.scoring import planted_ranking, planted_scores
     from study.simulate.workers import LOW_QUALITY, NOISY
     from study.studydir import Study
     from study.web import create_app
     from study.service import announce_service, free_port, serve_file
 
+    test_method = methods.get(method)
     started = time.perf_counter()
     directory = Path(directory).absolute()
     if directory.exists() and any(directory.iterdir()):
@@ -165,6 +175,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     settings[("design", "method")] = f'"{method}"'
     if method == "pairwise":
         settings.update(PAIRWISE_SETTINGS)
+    if method in METHOD_TITLES:
+        settings[("hit", "title")] = METHOD_TITLES[method]
     for (section, key), value in settings.items():
         text = _set(text, section, key, value)
     # A stronger global blur than the default keeps the baseline clearly apart from the
@@ -184,6 +196,7 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     app = create_app(study, clock=clock, new_id=SeededIds(seed))
     url, stop = serve_in_thread(app, host="127.0.0.1", port=port)
     announce_service(study, url)
+    references = reference_paths(study)
     try:
         t = _stage("4/7 publish to the sandbox realm")
         _cli("--study", study_root, "publish", "--sandbox", "--yes")
@@ -202,7 +215,8 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
             for crowd_seed in crowd_seeds:
                 result = simulate_crowd(f"{url}/worker/sandbox", workers=workers,
                                         seed=crowd_seed, mix=mix, progress=False,
-                                        clock=clock, instructions=instructions)
+                                        clock=clock, instructions=instructions,
+                                        references=references)
                 crowd_results.append(result)
                 submitted += sum(w.submitted for w in result.workers)
             click.echo(f"{submitted} assignment(s) submitted in {time.perf_counter() - t:.1f} s")
@@ -234,9 +248,11 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     planted = planted_ranking(scores)
     report = json.loads((study.reports_dir / "report.json").read_text())
     pairwise = method == "pairwise"
-    # Best first either way: the lowest MOS, or the highest preference score.
-    ranked = [m["method"] for m in sorted(report["methods"], key=lambda m: m["rank"] if pairwise
-                                          else m["mos"])]
+    # Best first: the highest preference score, or the MOS by the scale's direction (the
+    # planted order is closest to the reference first).
+    best_first = -1 if report["scale"]["higher_is_better"] else 1
+    ranked = [m["method"] for m in sorted(
+        report["methods"], key=lambda m: m["rank"] if pairwise else best_first * m["mos"])]
     planted_bad, noisy, worked = set(), set(), set()
     for res in crowd_results:
         worked |= {w.worker_id for w in res.workers if w.submitted}
@@ -255,8 +271,9 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
         conn.close()
     summary = {
         "study": str(study_root),
-        "images": n_images,
         "method": method,
+        "scale": test_method.scale.label,
+        "images": n_images,
         "planted_ranking": planted,
         "report_ranking": ranked,
         "ranking_matches": planted == ranked,
@@ -273,9 +290,10 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
         "seconds": round(time.perf_counter() - started, 1),
     }
     click.secho("\n== result", bold=True)
+    click.echo(f"test method: {test_method.title} ({method}), scale {test_method.scale.label}")
     click.echo("planted order (closest to the f/1.8 photo first): " + " < ".join(planted))
     click.echo(("report order  (most often chosen first):         " if pairwise else
-                "report order  (lowest MOS first):                 ") + " < ".join(ranked))
+                "report order  (best MOS first):                   ") + " < ".join(ranked))
     click.echo("ranking matches the planted order: " + ("yes" if summary["ranking_matches"] else "NO"))
     lt = summary["letters"]
     click.echo(f"the letters separate {lt['separated']} of the {lt['different']} pairs of methods "

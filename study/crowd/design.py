@@ -15,7 +15,7 @@ import json
 import math
 import random
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from analysis.scale import Scale
 from study import methods, store
@@ -23,15 +23,8 @@ from study.errors import StudyError
 
 GOLD_REFERENCE = "gold_reference"
 GOLD_CONTROL = "gold_control"
-# Expected ratings: the identical pair at one of the two best levels ("almost identical" or
-# "mostly similar" on the similarity scale); the control in the worse half of the scale (2 to 4
-# of 0..4). Real subjects, whose biases spread by about 0.4 levels, put a clearly different
-# control at "similar" often enough that asking for the two worst levels dropped honest workers.
-GOLD_LEVELS = 2
-
-
-def control_levels(scale: Scale) -> tuple[int, int]:
-    return scale.worst_levels(math.ceil(len(scale.levels) / 2))
+# The gold items' expected ratings come from the test method (study.methods): on the similarity
+# scale the identical pair at one of the two best levels, the control in the worse half.
 
 
 @dataclass(frozen=True)
@@ -63,14 +56,18 @@ class Item:
 class Design:
     items: list[Item]
     hits: list[list[tuple[str, str, str]]]  # per HIT, item keys in display order
-    # Per HIT and position: shown the other way round (hit_items.swapped); None: never.
-    swapped: list[list[bool]] | None = None
+    # The test method, and per HIT the positions shown the other way round (methods that
+    # swap sides: CCR's reference second).
+    method: str = methods.SIMILARITY
+    swapped: list[set[int]] = field(default_factory=list)
 
     def fingerprint(self) -> str:
-        if self.swapped is None:
-            return json.dumps([[list(k) for k in hit] for hit in self.hits])
-        return json.dumps([[list(k) + ([1] if sw else []) for k, sw in zip(hit, flags)]
-                           for hit, flags in zip(self.hits, self.swapped)])
+        hits = [[list(k) for k in hit] for hit in self.hits]
+        if self.method == methods.SIMILARITY and not any(self.swapped):
+            # The form designs had before test methods existed: their fingerprints stay.
+            return json.dumps(hits)
+        return json.dumps({"method": self.method, "hits": hits,
+                           "swapped": [sorted(s) for s in self.swapped]})
 
 
 def _rows(conn: sqlite3.Connection):
@@ -87,9 +84,12 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
     if methods.of(s).pairwise:
         from study.crowd import pairs
         return pairs.make_design(study, conn)
-    k, gold_ref, control = s.design.items_per_hit, s.design.gold_reference, \
-        s.design.gold_control_method
-    scale = methods.of(s).scale
+    asked = methods.of(s)
+    # A method without such a check (None: ACR has no control, as without the reference a
+    # sharp input is not "bad") leaves that gold out whatever [design] asks.
+    k, scale = s.design.items_per_hit, asked.scale
+    gold_ref = s.design.gold_reference and asked.gold_reference is not None
+    control = s.design.gold_control_method if asked.gold_control is not None else ""
     images, renders = _rows(conn)
     if not images:
         raise StudyError("the study has no images", where=str(study.db_path),
@@ -110,7 +110,7 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
         if gold_ref:
             golds[GOLD_REFERENCE].append(Item(
                 img["image_id"], "reference", GOLD_REFERENCE, img["reference_path"],
-                img["reference_path"], *scale.best_levels(GOLD_LEVELS)))
+                img["reference_path"], *asked.gold_reference))
         if control:
             path = renders.get((control, img["image_id"]))
             if path is None and control == "input":
@@ -118,7 +118,7 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
             if path is not None:
                 golds[GOLD_CONTROL].append(Item(
                     img["image_id"], control, GOLD_CONTROL, img["reference_path"],
-                    str(study.resolve(path)), *control_levels(scale)))
+                    str(study.resolve(path)), *asked.gold_control))
     if len(golds[GOLD_CONTROL]) > 1:
         golds[GOLD_CONTROL] = _clearly_different(conn, control, golds[GOLD_CONTROL])
     if control and not golds[GOLD_CONTROL]:
@@ -154,7 +154,28 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
     traps_used = list({t.key: t for hit in trap_items for t in hit}.values())
     items = [i for i in tests + golds[GOLD_REFERENCE] + golds[GOLD_CONTROL] + traps_used
              if i.key in used]
-    return Design(items=items, hits=hits)
+    swapped = _swaps(hits, f"swap:{s.design_seed}") if asked.swaps_sides else []
+    return Design(items=items, hits=hits, method=asked.name, swapped=swapped)
+
+
+def _swaps(hits: list[list[tuple]], seed: str) -> list[set[int]]:
+    """Which HIT positions show their item the other way round: for each method and each kind
+    of item, half of its appearances (the odd one out by the seed), at positions drawn from
+    the seed. A separate stream, so the HITs are those of the method without swaps."""
+    rng = random.Random(seed)
+    groups: dict[tuple, list[tuple[int, int]]] = {}
+    for h, hit in enumerate(hits):
+        for pos, key in enumerate(hit, start=1):
+            # key = (image, method, kind[, method_b]): balanced per method and kind.
+            groups.setdefault(key[1:], []).append((h, pos))
+    swapped: list[set[int]] = [set() for _ in hits]
+    for group in sorted(groups):
+        places = groups[group]
+        rng.shuffle(places)
+        half = len(places) // 2 + (rng.random() < 0.5 if len(places) % 2 else 0)
+        for h, pos in places[:half]:
+            swapped[h].add(pos)
+    return swapped
 
 
 def _clearly_different(conn: sqlite3.Connection, control: str, pool: list[Item]) -> list[Item]:
@@ -215,10 +236,11 @@ def ensure_design(study, conn: sqlite3.Connection, save: bool = True) -> Design:
                       "WHERE item_id IS NOT NULL) AND item_id NOT IN ({})".format(
                           ",".join(str(ids[i.key]) for i in design.items)))
         for h, hit in enumerate(design.hits):
+            swapped = design.swapped[h] if design.swapped else set()
             for pos, key in enumerate(hit, start=1):
-                swapped = bool(design.swapped and design.swapped[h][pos - 1])
                 conn.execute("INSERT INTO hit_items (hit_index, position, item_id, realm, "
-                             "swapped) VALUES (?,?,?, '', ?)", (h, pos, ids[key], int(swapped)))
+                             "swapped) VALUES (?,?,?, '', ?)",
+                             (h, pos, ids[key], int(pos in swapped)))
         store.set_meta(conn, "crowd.design", design.fingerprint())
         _freeze_scale(study, conn)
         store.set_meta(conn, "crowd.design_hits", str(len(design.hits)))
@@ -226,8 +248,11 @@ def ensure_design(study, conn: sqlite3.Connection, save: bool = True) -> Design:
 
 
 def _freeze_scale(study, conn: sqlite3.Connection) -> None:
-    # The scale is part of the design: collect, reports and the dashboard read it from here.
-    store.set_meta(conn, "crowd.scale", json.dumps(methods.of(study.settings).scale.to_dict()))
+    # The method and its scale are part of the design: pages, collect, reports and the
+    # dashboard read them from here.
+    method = methods.of(study.settings)
+    store.set_meta(conn, "crowd.scale", json.dumps(method.scale.to_dict()))
+    store.set_meta(conn, "crowd.method", method.name)
 
 
 def stored_scale(conn: sqlite3.Connection) -> Scale:
@@ -243,6 +268,21 @@ def study_scale(study, conn: sqlite3.Connection) -> Scale:
     if store.get_meta(conn, "crowd.scale"):
         return stored_scale(conn)
     return methods.of(study.settings).scale
+
+
+def frozen_method(conn: sqlite3.Connection) -> methods.TestMethod:
+    """The test method frozen with the design (a design frozen before methods existed asked
+    for similarity)."""
+    name = store.get_meta(conn, "crowd.method") or methods.SIMILARITY
+    return methods.get(name, stored_scale(conn))
+
+
+def study_method(study, conn: sqlite3.Connection) -> methods.TestMethod:
+    """The test method the study's HITs ask with: frozen with the design, else the settings'
+    one."""
+    if not store.get_meta(conn, "crowd.scale"):
+        return methods.of(study.settings)
+    return frozen_method(conn)
 
 
 def design_hit_count(conn: sqlite3.Connection) -> int:

@@ -9,7 +9,7 @@ import re
 import sqlite3
 from urllib.parse import urlparse
 
-from study import store
+from study import methods, store
 from study.crowd import design
 from study.crowd.hosting import (CACHE_CONTROL, CONTENT_TYPES, SIDES, Hosting, hosted_dir,
                                  image_of_appearance, naming_key, with_nonce)
@@ -28,12 +28,53 @@ EXAMPLES = {
 }
 
 
-def levels(scale) -> list[dict]:
-    """The scale's levels as the page shows them, with the better end marked."""
+def levels(scale, method: methods.TestMethod | None = None) -> list[dict]:
+    """The scale's levels as the page shows them. `anchor` marks the level an output identical
+    to the reference gets ("identical") and the one a mostly different output gets
+    ("different"): the scale's ends, except on CCR's two-sided scale, whose "identical" is the
+    middle and whose "different" is the second photo much worse than the first. A scale that
+    reaches below zero is typed with keys 1, 2, ... from its low end."""
     labels = scale.labels or tuple(str(v) for v in scale.levels)
-    return [{"value": v, "word": word, "label": f"{v} \u2013 {word}",
-             "example": EXAMPLES.get(word, ""), "best": v == scale.best, "worst": v == scale.worst}
-            for v, word in zip(scale.levels, labels)]
+    two_sided = method is not None and method.name == methods.CCR
+    signed = scale.low < 0
+    out = []
+    for k, (v, word) in enumerate(zip(scale.levels, labels), start=1):
+        if two_sided:
+            anchor = "identical" if v == 0 else "different" if v == scale.low else ""
+        else:
+            anchor = "identical" if v == scale.best else "different" if v == scale.worst else ""
+        number = f"{v:+d}" if signed and v else str(v)
+        out.append({"value": v, "number": number, "word": word,
+                    "label": f"{number} \u2013 {word}", "example": EXAMPLES.get(word, ""),
+                    "anchor": anchor, "key": str(k) if signed else str(v)})
+    return out
+
+
+# What each side of an item is called on the page, per method: (left, right), each as (label,
+# image class). The similarity and DCR pages name the reference; the CCR page names only the
+# order, and the reference is on either side (hit_items.swapped); the ACR page shows one photo.
+SIDE_NAMES = {
+    methods.ACR: (None, ("photo", "result")),
+    methods.CCR: (("first photo", "first"), ("second photo", "second")),
+}
+DEFAULT_SIDE_NAMES = (("original", "reference"), ("processed", "result"))
+
+
+def panes(item: dict, method: methods.TestMethod) -> list[dict]:
+    """The photo panes of one item, left to right: label, image class and URL."""
+    left, right = SIDE_NAMES.get(method.name, DEFAULT_SIDE_NAMES)
+    urls = [item["reference_url"], item["result_url"]]
+    if item.get("swapped"):
+        urls.reverse()
+    out = []
+    for side, names, url in (("left", left, urls[0]), ("right", right, urls[1])):
+        if names is not None:
+            out.append({"side": side, "label": names[0], "cls": names[1], "url": url,
+                        "alt": names[0] if names[0].endswith("photo") else names[0] + " photo"})
+    if len(out) == 1:
+        # The one pane shows the output (or the gold reference rated as one).
+        out[0]["url"] = item["result_url"]
+    return out
 
 
 def _env():
@@ -58,7 +99,7 @@ def page_items(conn: sqlite3.Connection, hosting: Hosting, hit_index: int) -> li
     if not rows:
         raise StudyError(f"HIT {hit_index} has no items", where=str(hit_index))
     # Every appearance has its own URL and bytes: the page source cannot tell gold items.
-    items = [{"position": r["position"],
+    items = [{"position": r["position"], "swapped": bool(r["swapped"]),
               **{f"{side}_url": hosting.appearance_url(r[f"{side}_path"], hit_index,
                                                        r["position"], side)
                  for side in SIDES}} for r in rows]
@@ -69,14 +110,26 @@ def page_items(conn: sqlite3.Connection, hosting: Hosting, hit_index: int) -> li
 
 
 def render_page(items: list[dict], title: str, scale, action: str = "",
-                assignment_id: str = "", min_screen: tuple[int, int] = (0, 0)) -> str:
-    """The rating page; `min_screen` (CSS pixels, 0 for none) is the smallest window the page
-    accepts ratings in, and tells a worker with a smaller one so at preview."""
-    # Two outputs per item (pairwise) have a page of their own.
-    page = "pairwise.html.j2" if items and "a_url" in items[0] else "task.html.j2"
-    return _env().get_template(page).render(
-        items=items, title=title, levels=levels(scale), action=action,
-        assignment_id=assignment_id, min_width=min_screen[0], min_height=min_screen[1])
+                assignment_id: str = "", min_screen: tuple[int, int] = (0, 0),
+                method: methods.TestMethod | None = None) -> str:
+    """The rating page of `method` (default: similarity on `scale`); `min_screen` (CSS pixels,
+    0 for none) is the smallest window the page accepts ratings in, and tells a worker with a
+    smaller one so at preview."""
+    if items and "a_url" in items[0]:
+        # Two outputs per item (pairwise) have a page of their own.
+        return _env().get_template("pairwise.html.j2").render(
+            items=items, title=title, levels=levels(scale), action=action,
+            assignment_id=assignment_id, min_width=min_screen[0], min_height=min_screen[1])
+    method = method or methods.get(methods.SIMILARITY, scale)
+    shown = [{**it, "panes": panes(it, method)} for it in items]
+    left, right = SIDE_NAMES.get(method.name, DEFAULT_SIDE_NAMES)
+    # The help's "Space shows the <left> in place of the <right>".
+    sides = (left[0] if left else "", right[0] if right[0].endswith("photo")
+             else right[0] + " photo")
+    return _env().get_template("task.html.j2").render(
+        items=shown, title=title, levels=levels(scale, method), action=action,
+        method=method, sides=sides, assignment_id=assignment_id, min_width=min_screen[0],
+        min_height=min_screen[1])
 
 
 def min_screen(settings) -> tuple[int, int]:
@@ -109,8 +162,9 @@ def question_xml(study, conn: sqlite3.Connection, hosting: Hosting, hit_index: i
         # Images are hosted now so the page can be served later without the renders.
         page_items(conn, hosting, hit_index)
         return external_question(f"{base}/tasks/{hit_key(study_id(conn), hit_index)}")
-    content = render_page(page_items(conn, hosting, hit_index), s.hit.title,
-                          design.study_scale(study, conn), min_screen=min_screen(s))
+    method = design.study_method(study, conn)
+    content = render_page(page_items(conn, hosting, hit_index), s.hit.title, method.scale,
+                          min_screen=min_screen(s), method=method)
     return html_question(content)
 
 
@@ -132,16 +186,16 @@ def render_task_page(study, key: str, args) -> str:
             raise StudyError(f"no HIT is named {key!r}", where=f"/tasks/{key}")
         hosting = Hosting(study, conn)
         items = page_items(conn, hosting, h)
-        scale = design.study_scale(study, conn)
+        method = design.study_method(study, conn)
     finally:
         conn.close()
     submit_to = str(args.get("turkSubmitTo", "") or "")
     action = ""
     if urlparse(submit_to).scheme in ("http", "https"):
         action = submit_to.rstrip("/") + "/mturk/externalSubmit"
-    return render_page(items, study.settings.hit.title, scale, action=action,
+    return render_page(items, study.settings.hit.title, method.scale, action=action,
                        assignment_id=str(args.get("assignmentId", "") or ""),
-                       min_screen=min_screen(study.settings))
+                       min_screen=min_screen(study.settings), method=method)
 
 
 _IMAGE_NAME = re.compile(r"^([0-9a-f]{64})\.(png|jpg|webp)$")

@@ -171,7 +171,9 @@ def make_design(study, conn: sqlite3.Connection):
     swapped = draw_sides(hits, gold_positions, rng)
     used = {key for hit in hits for key in hit}
     items = [i for i in tests + golds if i.key in used]
-    return d.Design(items=items, hits=hits, swapped=swapped)
+    return d.Design(items=items, hits=hits, method=methods.PAIRWISE,
+                    swapped=[{pos for pos, flag in enumerate(flags, start=1) if flag}
+                             for flags in swapped])
 
 
 def draw_sides(hits: list[list[tuple]], gold: list[list[bool]], rng: random.Random

@@ -16,7 +16,7 @@ def current_realm(conn: sqlite3.Connection) -> str:
 
 
 def ratings_frame(study, valid_only: bool = False, realm: str | None = None):
-    """One row per rating: image, method, worker, score (0..4, lower = more similar),
+    """One row per rating: image, method, worker, score (on the scale frozen with the design),
     valid, gold (gold rows carry the gold item's method, e.g. "reference" or "input": filter
     them out before ranking), assignment, seconds, reason (why a rating is invalid),
     expected_min / expected_max (the accepted answer range of a gold rating, else empty)."""

@@ -162,11 +162,12 @@ def _plan_topup_hit(conn: sqlite3.Connection, realm: str, item_ids: list[int],
         h = conn.execute("SELECT COALESCE(MAX(hit_index), -1) + 1 FROM hit_items").fetchone()[0]
         order = list(item_ids)
         random.Random(f"topup:{h}:{salt}").shuffle(order)
+        # A method that swaps sides (CCR) shows every second item of the shuffled HIT swapped.
+        swaps = design.frozen_method(conn).swaps_sides
         for pos, item_id in enumerate(order, start=1):
-            # Two-output items (pairwise) alternate which output the page shows as "A".
             conn.execute("INSERT INTO hit_items (hit_index, position, item_id, realm, swapped) "
-                         "SELECT ?,?,?,?, method_b != '' AND ? % 2 = 0 FROM items "
-                         "WHERE item_id = ?", (h, pos, item_id, realm, pos, item_id))
+                         "VALUES (?,?,?,?,?)",
+                         (h, pos, item_id, realm, int(swaps and pos % 2 == 0)))
     return h
 
 

@@ -21,7 +21,8 @@ from study.simulate.workers import DEFAULT_MIX, KINDS, LOW_QUALITY, WorkerModel,
 __all__ = [
     "DEFAULT_MIX", "KINDS", "LOW_QUALITY", "SimulatedClock", "SimulationResult", "Submission",
     "WorkerModel", "WorkerOutcome", "build_crowd", "hit_key", "item_true_scores",
-    "parse_mix", "perceptual_distance", "planted_ranking", "planted_scores", "simulate_command",
+    "parse_mix", "perceptual_distance", "planted_ranking", "planted_scores", "reference_paths",
+    "simulate_command",
     "simulate_crowd", "true_score", "worker_site_url",
 ]
 
@@ -45,6 +46,15 @@ def _check_published(study, realm: str) -> None:
     if not published:
         raise StudyError(f"nothing is published in the {realm} realm, so there is nothing to "
                          "rate", hint=f"run `study publish --{realm}` first")
+
+
+def reference_paths(study) -> list[str]:
+    """The study's reference photos: what simulated workers compare a photo shown alone with."""
+    conn = study.connect()
+    try:
+        return [r[0] for r in conn.execute("SELECT reference_path FROM images ORDER BY position")]
+    finally:
+        conn.close()
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -92,6 +102,7 @@ def simulate_command(ctx: click.Context, n_workers: int, seed: int | None, realm
         raise StudyError("simulated workers only work in the sandbox realm", where="--realm",
                          hint="live HITs are for real people; use --realm sandbox")
     instructions = None
+    references: list[str] = []
     if base_url is None:
         from study.service import study_service_url
         from study.simulate.instructions import trap_instructions
@@ -101,6 +112,7 @@ def simulate_command(ctx: click.Context, n_workers: int, seed: int | None, realm
         study_dir = root.obj.get("study_dir") if isinstance(root.obj, dict) else None
         study = open_study(study_dir)
         base_url = study_service_url(study)
+        references = reference_paths(study)
         _check_published(study, realm)
         instructions = trap_instructions(study)
         if seed is None:
@@ -112,7 +124,7 @@ def simulate_command(ctx: click.Context, n_workers: int, seed: int | None, realm
                             mix=parse_mix(mix) if mix else None, concurrency=concurrency,
                             max_hits_per_worker=max_hits_per_worker,
                             progress=not as_json, deadline_s=deadline_s,
-                            instructions=instructions)
+                            instructions=instructions, references=references)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

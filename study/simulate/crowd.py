@@ -66,6 +66,8 @@ class _Images:
         self._sizes: dict[str, tuple[int, int]] = {}  # content id -> (width, height)
         self._scores: dict[tuple[str, str], float] = {}
         self._glances: dict[tuple[str, str], float] = {}
+        self._references: set[str] = set()            # content ids of the study's references
+        self._nearest: dict[str, tuple[str, float]] = {}  # content id -> its reference, distance
 
     def content(self, url: str, http: "_Http") -> str:
         if url not in self._content:
@@ -95,6 +97,45 @@ class _Images:
 
     def size(self, content: str) -> tuple[int, int]:
         return self._sizes[content]
+
+    def add_references(self, paths) -> None:
+        """Know the study's reference photos (see `reference_of`)."""
+        for path in paths:
+            pixels = scoring.load_image(path)
+            cid = hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()[:32]
+            if cid not in self._prepared:
+                self._prepared[cid] = scoring.prepare(pixels)
+                self._sizes[cid] = (int(pixels.shape[1]), int(pixels.shape[0]))
+            self._references.add(cid)
+
+    @property
+    def knows_references(self) -> bool:
+        return bool(self._references)
+
+    def reference_of(self, content: str) -> str:
+        """The reference photo a photo shown alone is an output of: the known reference it is
+        closest to. A person judges such a photo against their idea of a good photo; the
+        simulation stands that in by the study's own reference, which it may know as a
+        simulation (an assumption of the model, not something a page tells)."""
+        if not self._references:
+            raise pages.PageError("the page shows a photo without its reference, and the "
+                                  "simulated crowd was given no reference photos")
+        return self._nearest_reference(content)[0]
+
+    def closer_to_a_reference(self, a: str, b: str) -> bool:
+        """Whether photo `a` is nearer to one of the study's reference photos than `b` is:
+        which of two photos is the reference, as the page served it (served bytes may differ
+        from the study's files)."""
+        return self._nearest_reference(a)[1] < self._nearest_reference(b)[1]
+
+    def _nearest_reference(self, content: str) -> tuple[str, float]:
+        if content in self._references:
+            return content, 0.0
+        if content not in self._nearest:
+            self._nearest[content] = min(
+                ((scoring.distance(self._prepared[ref], self._prepared[content]), ref)
+                 for ref in sorted(self._references)))[::-1]
+        return self._nearest[content]
 
 
 def _fetch_bytes(url: str, http: "_Http") -> bytes:
@@ -302,8 +343,10 @@ class _Worker:
             # A pairwise page shows a second output (B) beside the first (A).
             items = {it.position: (it.reference_url, it.result_url)
                      + ((it.result_b_url,) if it.result_b_url else ()) for it in task.items}
-            contents = {p: tuple(self.images.content(u, self.http) for u in shown)
+            contents = {p: tuple(self.images.content(u, self.http) if u else "" for u in shown)
                         for p, shown in items.items()}
+            judged = {it.position: self._judged(it, contents[it.position])
+                      for it in task.items if not it.result_b_url}
         except pages.PageError:
             # A person hands back a HIT whose page is broken rather than sit on it.
             self._return(assignment_id, hit_id)
@@ -326,17 +369,22 @@ class _Worker:
             answer, true_scores = pairwise.answer_page(self.model, key, contents, self.images,
                                                        task, sizes)
         else:
-            true_scores = {p: self.images.true_score(a, b) for p, (a, b) in contents.items()}
-            glances = ({p: self.images.glance(a, b) for p, (a, b) in contents.items()}
+            true_scores = {p: self.images.true_score(a, b) for p, (a, b, _) in judged.items()}
+            glances = ({p: self.images.glance(a, b) for p, (a, b, _) in judged.items()}
                        if self.model.kind == SATISFICER else None)
-            answer = self.model.answer(key, true_scores, glances, sizes)
+            answer = self.model.answer(key, true_scores, glances, sizes,
+                                       alone=frozenset(it.position for it in task.items
+                                                       if it.alone))
         form = {k: v for k, v in task.hidden.items()
                 if not k.startswith(("seconds_", "view_"))}
         form["assignmentId"] = assignment_id
         for it in task.items:
             p = it.position
-            form[f"rating_{p}"] = (str(answer.ratings[p]) if it.result_b_url
-                                   else it.level(answer.ratings[p], LEVELS - 1))
+            if it.result_b_url:
+                form[f"rating_{p}"] = str(answer.ratings[p])
+            else:
+                form[f"rating_{p}"] = (it.picked(answer.picks[p]) if p in answer.picks else
+                                       it.level(answer.differences[p], LEVELS - 1, judged[p][2]))
             told = self.instructions.get(contents[p][1])
             if told is not None and self.model.kind not in LOW_QUALITY and \
                     str(told) in it.levels:
@@ -362,6 +410,21 @@ class _Worker:
             dict(answer.ratings), dict(answer.seconds), true_scores, items, answer.comments))
         # The worker holds the assignment while rating; the submit is a later event.
         return "finish", self.model.hit_seconds(key, answer)
+
+    def _judged(self, item: pages.TaskItem, contents: tuple[str, str]) -> tuple[str, str, bool]:
+        """(the reference's content, the output's, whether the reference is the photo the
+        question asks about): the right photo on a two-sided (CCR) page, which asks about the
+        second photo against the first."""
+        left, right = contents
+        if item.alone:
+            return self.images.reference_of(right), right, False
+        if item.two_sided:
+            if not self.images.knows_references:
+                raise pages.PageError("the page does not say which photo is the reference, and "
+                                      "the simulated crowd was given no reference photos")
+            if self.images.closer_to_a_reference(right, left):
+                return right, left, True
+        return left, right, False
 
     def _finish(self) -> tuple[str, float] | None:
         if self.pending is None:
@@ -396,7 +459,8 @@ def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
                    mix: dict[str, float] | None = None, concurrency: int = 8,
                    max_hits_per_worker: int | None = None, progress: bool = True,
                    deadline_s: float = 900.0, clock: SimulatedClock | None = None,
-                   instructions: dict[str, int] | None = None) -> SimulationResult:
+                   instructions: dict[str, int] | None = None,
+                   references=()) -> SimulationResult:
     """Run `workers` simulated workers against the worker site at `worker_site_url`
     (`{base}/worker/sandbox`) until no HIT is left for any of them or `deadline_s` (wall-clock
     seconds) passes.
@@ -407,7 +471,9 @@ def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
     order in which workers act depends only on the seed. Given the marketplace's `clock` (a
     `SimulatedClock`), the crowd moves it, so the marketplace sees simulated time too.
     `instructions` maps the content id of each attention trap's picture to the level it asks
-    for (study.simulate.instructions), which workers who look at pairs follow."""
+    for (study.simulate.instructions), which workers who look at pairs follow. `references`
+    (the study's reference photo files) let workers rate pages that show a photo without its
+    reference (ACR) or do not say which photo it is (CCR)."""
     if workers < 0:
         raise StudyError("the number of workers must be 0 or more", where="--workers")
     if concurrency < 1:
@@ -425,6 +491,7 @@ def simulate_crowd(worker_site_url: str, workers: int = 30, seed: int = 0,
     deadline = started + deadline_s
     counter = _Counter()
     images = _Images()
+    images.add_references(references)
     bar = None
     if progress:
         from study.progress import progress as progress_of

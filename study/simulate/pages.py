@@ -130,25 +130,52 @@ def query_params(url: str) -> dict[str, str]:
 @dataclass
 class TaskItem:
     position: int
+    # The left photo ("" where the page shows one photo alone) and the right (or only) one.
     reference_url: str
     result_url: str
     levels: list[str] = field(default_factory=list)
-    # The level that means "identical to the reference" (the page's anchor), if marked.
+    # The level that means "identical to the reference" (the page's anchor), if marked, and
+    # the one a mostly different output gets.
     identical: str = ""
     # Pairwise pages: img.result-a is `result_url`, img.result-b this; the radio value
     # choosing each side (data-key "a" / "b").
     result_b_url: str = ""
     choices: dict[str, str] = field(default_factory=dict)
+    different: str = ""
 
-    def level(self, difference: int, steps: int) -> str:
+    @property
+    def alone(self) -> bool:
+        """The page shows one photo, to be rated without the reference (ACR)."""
+        return not self.reference_url
+
+    @property
+    def two_sided(self) -> bool:
+        """The scale has "identical" in its middle (CCR): the answer says which photo is the
+        better one, as well as by how much."""
+        return bool(self.identical) and self.identical not in (self.levels[:1] + self.levels[-1:])
+
+    def level(self, difference: float, steps: int, mirrored: bool = False) -> str:
         """The page's level for a difference of `difference` on a 0..`steps` scale (0 is
-        identical), whichever way and on however many levels the page orders its scale."""
+        identical), whichever way and on however many levels the page orders its scale. On a
+        two-sided scale, the difference goes toward the "different" anchor, or toward the
+        other end when `mirrored` (the reference is the photo the question asks about)."""
         ordered = list(self.levels)
-        if self.identical and ordered and ordered[-1] == self.identical:
-            ordered.reverse()
         if not ordered:
             return str(difference)
-        return ordered[round(difference * (len(ordered) - 1) / steps)]
+        if self.two_sided:
+            middle = ordered.index(self.identical)
+            lower, upper = ordered[middle::-1], ordered[middle:]
+            worse, better = (lower, upper) if self.different in lower else (upper, lower)
+            ordered = better if mirrored else worse
+        elif self.identical and ordered[-1] == self.identical:
+            ordered.reverse()
+        index = round(difference * (len(ordered) - 1) / steps)
+        return ordered[min(max(index, 0), len(ordered) - 1)]
+
+    def picked(self, share: float) -> str:
+        """The level at `share` (0 first .. 1 last) of the page's own order: where a worker
+        who does not look at the photos clicks."""
+        return self.levels[round(share * (len(self.levels) - 1))]
 
 
 @dataclass
@@ -167,12 +194,15 @@ _RATING = re.compile(r"^rating_(\d+)$")
 
 def task_page(html: str, page_url: str) -> TaskPage:
     """The HIT page contract: form#rating-form, one section.item[data-position] per item with
-    img.reference and img.result (a pairwise page: img.result-a and img.result-b, and radios
-    marked data-key="a" / "b"), radio inputs rating_P (the scale's levels, the identical end marked
-    data-anchor="identical"), hidden seconds_P (seconds the pair was on screen) and hidden view_P
-    (the viewing record as compact JSON: {"s": seconds, "z": largest zoom in screen pixels per
-    image pixel, "f": flips, "w", "h": window in CSS pixels, "r": devicePixelRatio}). The page
-    shows one pair at a time; all of them are in its source."""
+    its photos, left then right: img.reference and img.result, or img.first and img.second (the
+    page does not say which is the reference), or img.result alone (rated without the
+    reference), or img.reference with img.result-a and img.result-b (pairwise, with radios
+    marked data-key="a" / "b"); radio inputs rating_P (the scale's levels, the level of an
+    output identical to the reference marked data-anchor="identical", of a mostly different one
+    "different"), hidden seconds_P (seconds the pair was on screen) and hidden view_P (the
+    viewing record as compact JSON: {"s": seconds, "z": largest zoom in screen pixels per image
+    pixel, "f": flips, "w", "h": window in CSS pixels, "r": devicePixelRatio}). The page shows
+    one item at a time; all of them are in its source."""
     elements = parse(html)
     forms = find(elements, "form", id="rating-form")
     if not forms:
@@ -182,9 +212,9 @@ def task_page(html: str, page_url: str) -> TaskPage:
         if e.item is None:
             continue
         it = items.setdefault(e.item, TaskItem(e.item, "", ""))
-        if e.tag == "img" and "reference" in e.classes and not it.reference_url:
+        if e.tag == "img" and e.classes & {"reference", "first"} and not it.reference_url:
             it.reference_url = urljoin(page_url, e.attrs.get("src", ""))
-        elif e.tag == "img" and e.classes & {"result", "result-a"} and not it.result_url:
+        elif e.tag == "img" and e.classes & {"result", "second", "result-a"} and not it.result_url:
             it.result_url = urljoin(page_url, e.attrs.get("src", ""))
         elif e.tag == "img" and "result-b" in e.classes and not it.result_b_url:
             it.result_b_url = urljoin(page_url, e.attrs.get("src", ""))
@@ -196,9 +226,11 @@ def task_page(html: str, page_url: str) -> TaskPage:
                     it.choices[e.attrs["data-key"]] = e.attrs.get("value", "")
                 if e.attrs.get("data-anchor") == "identical":
                     it.identical = e.attrs.get("value", "")
-    bad = [p for p, it in items.items() if not (it.reference_url and it.result_url)]
+                elif e.attrs.get("data-anchor") == "different":
+                    it.different = e.attrs.get("value", "")
+    bad = [p for p, it in items.items() if not it.result_url]
     if bad:
-        raise PageError(f"item(s) {bad} lack img.reference or img.result")
+        raise PageError(f"item(s) {bad} lack img.result (or img.second)")
     if not items:
         raise PageError("no section.item on the task page")
     hidden = {}

@@ -135,7 +135,8 @@ def true_score(reference: np.ndarray, result: np.ndarray) -> float:
     return score_from_distance(perceptual_distance(reference, result))
 
 
-def _load(path: str | Path) -> np.ndarray:
+def load_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 HxWx3 RGB, as the study loads it."""
     try:
         from study.dataset import load_rgb
     except ImportError:  # pragma: no cover - the dataset module ships with the package
@@ -152,8 +153,8 @@ def item_true_scores(pairs: Iterable[tuple[str, str, str | Path, str | Path]]
     for image, method, reference_path, result_path in pairs:
         key = str(reference_path)
         if key not in refs:
-            refs[key] = _load(reference_path)
-        out[(str(image), str(method))] = true_score(refs[key], _load(result_path))
+            refs[key] = load_image(reference_path)
+        out[(str(image), str(method))] = true_score(refs[key], load_image(result_path))
     return out
 
 

@@ -92,6 +92,12 @@ PANE_MARGIN = (22, 268)
 CAREFUL_ZOOM_IN_PROBABILITY = 0.3
 CAREFUL_MEAN_FLIPS = 1.5
 
+# Rating a photo without its reference (ACR), a worker still judges how far it is from what a
+# good bokeh photo looks like, but with more spread: an assumption, not a figure fitted to data
+# (no public dataset rates these methods both ways). The extra spread is added to the latent
+# difference, in levels of the 0..4 scale.
+ALONE_EXTRA_NOISE_SD = 0.5
+
 # Probability that a returner returns a HIT it accepted (the first one always: it looked
 # at the task, found it longer than it wanted, and handed it back).
 RETURN_PROBABILITY = 0.35
@@ -170,6 +176,12 @@ class Answer:
     comments: str = ""
     # position -> the page's viewing record (view_P): {"s", "z", "f", "w", "h", "r"}
     views: dict[int, dict] = field(default_factory=dict)
+    # How each answer lands on a page's own scale (pages.TaskItem.level / picked): for a worker
+    # who looked, the difference it saw on the 0..4 scale before rounding (a page of five
+    # levels gets `ratings` from it); for one who did not look, where on the page's row of
+    # levels it clicked (0 first .. 1 last).
+    differences: dict[int, float] = field(default_factory=dict)
+    picks: dict[int, float] = field(default_factory=dict)
 
 
 def draw_screen(rng: np.random.Generator) -> tuple[int, int, float]:
@@ -233,15 +245,21 @@ class WorkerModel:
 
     def answer(self, hit_key: str, true_scores: dict[int, float],
                glances: dict[int, float] | None = None,
-               sizes: dict[int, tuple[int, int]] | None = None) -> Answer:
+               sizes: dict[int, tuple[int, int]] | None = None,
+               alone: frozenset[int] = frozenset()) -> Answer:
         """Ratings for one HIT, and what the page records of how each pair was viewed.
         `true_scores` maps each item's position to its true score; `glances` to its score at
         a glance (scoring.glance_score; the true score when not given); `sizes` to the photos'
         (width, height) in pixels (unknown: they fit the screen at 1:1). `hit_key` names the
-        HIT (the same HIT gives the same answer)."""
+        HIT (the same HIT gives the same answer). Positions in `alone` show the output without
+        its reference (ACR): their difference is judged with ALONE_EXTRA_NOISE_SD more spread."""
         rng = stream(self.seed, "answer", self.worker_id, hit_key)
+        # Its own stream, so the answers to pages with the reference stay as they were.
+        alone_rng = stream(self.seed, "alone", self.worker_id, hit_key)
         positions = sorted(true_scores)
         ratings: dict[int, int] = {}
+        differences: dict[int, float] = {}
+        picks: dict[int, float] = {}
         seconds: dict[int, float] = {}
         lo, hi = self.seconds_range
         for p in positions:
@@ -249,23 +267,26 @@ class WorkerModel:
             uniform = int(rng.integers(0, LEVELS))
             # Log-uniform time on the item: most quick, a few slow.
             secs = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+            extra = ALONE_EXTRA_NOISE_SD * alone_rng.normal() if p in alone else 0.0
             if self.kind == SPAMMER:
                 r = uniform
+                picks[p] = r / (LEVELS - 1)
             elif self.kind == STRAIGHTLINER:
                 r = self.straight_level
+                picks[p] = r / (LEVELS - 1)
             elif self.kind == SATISFICER:
-                seen = true_scores[p] if glances is None else glances[p]
-                r = self._impression(seen, noise)
+                seen = (true_scores[p] if glances is None else glances[p]) + extra
+                r, differences[p] = self._impression(seen, noise)
             else:
-                r = int(np.clip(round(true_scores[p] + self.bias + self.noise_sd * noise),
-                                0, LEVELS - 1))
+                differences[p] = true_scores[p] + self.bias + self.noise_sd * noise + extra
+                r = int(np.clip(round(differences[p]), 0, LEVELS - 1))
             ratings[p] = r
             seconds[p] = round(secs, 2)
         comments = ""
         if self.comment_rate and rng.random() < self.comment_rate:
             comments = COMMENTS[int(rng.integers(1, len(COMMENTS)))]
         views = self._views(hit_key, positions, seconds, sizes or {})
-        return Answer(ratings, seconds, comments, views)
+        return Answer(ratings, seconds, comments, views, differences, picks)
 
     def _views(self, hit_key: str, positions: list[int], seconds: dict[int, float],
                sizes: dict[int, tuple[int, int]]) -> dict[int, dict]:
@@ -289,15 +310,17 @@ class WorkerModel:
                         "w": w, "h": h, "r": ratio}
         return views
 
-    def _impression(self, seen: float, noise: float) -> int:
+    def _impression(self, seen: float, noise: float) -> tuple[int, float]:
+        """The rating and the difference behind it."""
         obvious_same, obvious_different = SATISFICER_OBVIOUS
         if seen < obvious_same:
-            return 0
+            return 0, 0.0
         if seen > obvious_different:
-            return LEVELS - 1 - int(noise > 1.0)
+            r = LEVELS - 1 - int(noise > 1.0)
+            return r, float(r)
         middle = (LEVELS - 1) / 2
         r = middle + SATISFICER_SLOPE * (seen - middle) + self.bias + self.noise_sd * noise
-        return int(np.clip(round(r), 0, LEVELS - 1))
+        return int(np.clip(round(r), 0, LEVELS - 1)), r
 
     def hit_seconds(self, hit_key: str, answer: Answer) -> float:
         """Simulated seconds from accepting a HIT to submitting it: the items' times plus
