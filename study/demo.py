@@ -250,7 +250,7 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     pairwise = method == "pairwise"
     # Best first: the highest preference score, or the MOS by the scale's direction (the
     # planted order is closest to the reference first).
-    best_first = -1 if report["scale"]["higher_is_better"] else 1
+    best_first = -1 if test_method.scale.higher_is_better else 1
     ranked = [m["method"] for m in sorted(
         report["methods"], key=lambda m: m["rank"] if pairwise else best_first * m["mos"])]
     planted_bad, noisy, worked = set(), set(), set()

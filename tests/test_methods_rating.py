@@ -236,7 +236,3 @@ def test_demo_with_ccr_ranks_as_planted(tmp_path, run_cli):
     report = (target / "study" / "reports" / "report.md").read_text()
     assert "Scale -3..3, higher is better" in report
 
-
-def test_demo_pairwise_is_not_built_here(tmp_path, run_cli):
-    result = run_cli("demo", tmp_path / "demo", "--method", "pairwise", expect=2)
-    assert "not built yet" in result.output

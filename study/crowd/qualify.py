@@ -182,7 +182,8 @@ def page(study, conn: sqlite3.Connection, hosting, lay: dict) -> str:
         return out
 
     return environment().get_template("qualification.html.j2").render(
-        title=study.settings.qualification.title, levels=levels(scale),
+        title=study.settings.qualification.title,
+        levels=levels(scale, methods.of(study.settings)),
         question=methods.of(study.settings).question,
         training=[shown(p, True) for p in lay["training"]],
         items=[shown(p, False) for p in lay["test"]], pass_mark=lay["pass_mark"])
