@@ -47,6 +47,11 @@ from analysis import mixed_model as _mm
 # and saves less (benchmarks/bench_allocation.py --flip; docs/allocation.md).
 FLIP = 0.2
 FLIP_SEPARATED = 0.05
+# Collection also goes on while the full budget would change some verdict (any pair, hence the
+# ranking claims or the letters) in more than CHANGE of the draws: the study's verdict, not
+# each pair's, is what should be settled. 1.0 judges pairs one by one only.
+CHANGE = 1.0
+PAIR_FLOOR = 0.02
 # Draws of the full-budget estimates per look (seeded: a look is a function of the ratings).
 DRAWS = 4000
 # Each round multiplies an undecided item's ratings by this (at least one more, at most the
@@ -191,12 +196,13 @@ def images_needed(gap: float, se_now: float, variance: dict, r_now: float, r_max
 
 def look(data: pd.DataFrame, *, ratings_per_item: int, alpha: float = 0.05,
          correction: str = "holm", target_se: float = 0.0, step: float | None = None,
-         flip: float | None = None) -> Look:
+         flip: float | None = None, change: float | None = None) -> Look:
     """Judge every pair from the ratings so far (columns image, method, worker, score) and say
     how many ratings each item should have after the next round. `ratings_per_item` is the
     full budget per item (what uniform allocation gives every item)."""
     step = STEP if step is None else step
     flip = FLIP if flip is None else flip
+    change_limit = CHANGE if change is None else change
     f = _mm.fit_frame(data)
     shared = _mm.shared_images(data)
     pw = _mm.pairwise(f, shared, correction)
@@ -234,9 +240,14 @@ def look(data: pd.DataFrame, *, ratings_per_item: int, alpha: float = 0.05,
     change, any_change = _changes(keys, np.array(est), np.array(se_full), np.array(dfs), moves,
                                   now, alpha, correction)
     position = {m: i for i, m in enumerate(order)}
+    # While the study's verdict is not settled, every pair whose verdict the full budget could
+    # still change (in at least PAIR_FLOOR of the draws, or the likeliest to) stays undecided.
+    floor = (min(PAIR_FLOOR, float(change.max())) if any_change > change_limit and len(keys)
+             else np.inf)
     pairs = []
     for j, (a, b) in enumerate(keys):
-        if change[j] > (min(flip, FLIP_SEPARATED) if now[j] else flip):
+        if (change[j] > (min(flip, FLIP_SEPARATED) if now[j] else flip)
+                or change[j] >= floor):
             state, need = UNDECIDED, None
         elif now[j]:
             state, need = SEPARATED, None

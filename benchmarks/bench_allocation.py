@@ -36,23 +36,27 @@ ALPHA = 0.05
 INITIAL = 3
 
 
-def main(quick: bool = False, n_gap: int | None = None) -> list[dict]:
+def main(quick: bool = False, n_gap: int | None = None, seed: int = 2, null: bool = True,
+         gap_list=None) -> list[dict]:
     df = pd.read_csv(DATA, dtype={"worker": str}).astype({"score": float})
     comp = components_of(df)
     design = Design(ratings_per_item=20)
     n_null = 20 if quick else 200
     n_gap = n_gap or (4 if quick else 20)
     rows: list[dict] = []
-    t0 = time.perf_counter()
-    res = sequential.family_wise_error(design, comp, n_null, initial=INITIAL, seed=1, alpha=ALPHA)
-    rows.append({"benchmark": "allocation", "figure": f"FWER after adaptive stopping, no method "
-                 f"effect ({n_null} studies, median share of ratings {res['median_share']:.2f}, "
-                 f"{time.perf_counter() - t0:.0f} s)", "value": res["fwer"], "unit": "rate",
-                 "reference": res["limit"], "ratio": res["fwer"] / res["limit"]})
-    for gap in ((0.5, 0.05) if quick else GAPS):
+    if null:
+        t0 = time.perf_counter()
+        res = sequential.family_wise_error(design, comp, n_null, initial=INITIAL, seed=seed - 1,
+                                           alpha=ALPHA)
+        rows.append({"benchmark": "allocation", "figure": f"FWER after adaptive stopping, no "
+                     f"method effect ({n_null} studies, median share of ratings "
+                     f"{res['median_share']:.2f}, {time.perf_counter() - t0:.0f} s)",
+                     "value": res["fwer"], "unit": "rate", "reference": res["limit"],
+                     "ratio": res["fwer"] / res["limit"]})
+    for gap in gap_list or ((0.5, 0.05) if quick else GAPS):
         t0 = time.perf_counter()
         gaps = gap * (np.arange(design.n_methods) - (design.n_methods - 1) / 2)
-        r = sequential.compare(design, comp, gaps, n_gap, initial=INITIAL, seed=2, alpha=ALPHA)
+        r = sequential.compare(design, comp, gaps, n_gap, initial=INITIAL, seed=seed, alpha=ALPHA)
         images = r["images_needed"]
         rows.append({"benchmark": "allocation", "figure": f"adjacent gap {gap}: median share of "
                      f"uniform's ratings to reach its verdict ({n_gap} studies; same verdict in "
@@ -82,16 +86,44 @@ if __name__ == "__main__":
                          "most this share of the draws")
     ap.add_argument("--flip-separated", type=float, default=allocation.FLIP_SEPARATED,
                     help="the same for a pair separated now")
+    ap.add_argument("--change", type=float, default=allocation.CHANGE,
+                    help="collection goes on while the full budget would change some verdict in "
+                         "more than this share of the draws")
+    ap.add_argument("--studies", type=int, default=0, help="studies per gap (default 20)")
+    ap.add_argument("--no-null", action="store_true", help="skip the family-wise error row")
     ap.add_argument("--step", type=float, default=allocation.STEP,
                     help="each round multiplies an undecided item's ratings by this")
     ap.add_argument("--uniform-at", type=int, default=0,
                     help="instead: how often uniform allocation stopped at this many ratings per "
                          "item reaches its own full-budget verdict, per gap")
+    ap.add_argument("--stability", type=int, default=0, metavar="RATINGS",
+                    help="instead: per gap, how often uniform stopped at RATINGS per item reaches "
+                         "its own full-budget verdict, the share of the modal full-budget verdict "
+                         "over new rating noise on the same study, and the ceiling for any rule "
+                         "that stops at RATINGS per item (analysis.sequential.stability)")
+    ap.add_argument("--redraws", type=int, default=20,
+                    help="new draws of the rating noise per study for --stability")
+    ap.add_argument("--gaps", type=str, default="",
+                    help="comma-separated adjacent gaps (default: all)")
+    ap.add_argument("--seed", type=int, default=2, help="seed of the studies with a method effect")
     ap.add_argument("--trace", action="store_true",
                     help="also print each study: share of the ratings, same verdict, rounds, stop")
     args = ap.parse_args()
     allocation.FLIP, allocation.FLIP_SEPARATED = args.flip, args.flip_separated
-    allocation.STEP = args.step
+    allocation.STEP, allocation.CHANGE = args.step, args.change
+    if args.gaps:
+        GAPS = tuple(float(g) for g in args.gaps.split(","))
+    if args.stability:
+        df = pd.read_csv(DATA, dtype={"worker": str}).astype({"score": float})
+        design, comp = Design(ratings_per_item=20), components_of(df)
+        for gap in GAPS:
+            t0 = time.perf_counter()
+            gaps = gap * (np.arange(design.n_methods) - (design.n_methods - 1) / 2)
+            r = sequential.stability(design, comp, gaps, 4 if args.quick else 20,
+                                     args.stability, redraws=args.redraws, seed=args.seed)
+            print(f"| {gap} | {r['studies']} | {r['early']:.2f} | {r['bound']:.2f} | "
+                  f"{r['modal']:.2f} | {time.perf_counter() - t0:.0f} s |", flush=True)
+        sys.exit(0)
     if args.uniform_at:
         df = pd.read_csv(DATA, dtype={"worker": str}).astype({"score": float})
         design, comp = Design(ratings_per_item=20), components_of(df)
@@ -102,7 +134,8 @@ if __name__ == "__main__":
             print(f"adjacent gap {gap}: uniform at {args.uniform_at} of 20 ratings per item "
                   f"reaches its full-budget verdict in {share:.0%}")
         sys.exit(0)
-    rows = main(args.quick)
+    rows = main(args.quick, args.studies or None, args.seed, not args.no_null,
+                GAPS if args.gaps else None)
     print(_markdown(rows) if args.markdown else "\n".join(
         str({k: v for k, v in r.items() if k != "trace"}) for r in rows))
     if args.trace:
