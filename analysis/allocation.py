@@ -52,6 +52,9 @@ FLIP_SEPARATED = 0.05
 # each pair's, is what should be settled. 1.0 judges pairs one by one only.
 CHANGE = 1.0
 PAIR_FLOOR = 0.02
+# The next round rates the items of the undecided pairs whose chance of a change is at least
+# FOCUS times the largest (0: every undecided pair's items).
+FOCUS = 0.0
 # Draws of the full-budget estimates per look (seeded: a look is a function of the ratings).
 DRAWS = 4000
 # Each round multiplies an undecided item's ratings by this (at least one more, at most the
@@ -339,19 +342,25 @@ def _adjusted(p: np.ndarray, correction: str) -> np.ndarray:
 
 
 def _allocate(pairs: list[Pair], counts: pd.Series, variance: dict, r_max: int, step: float):
-    """Which items the next round rates: those of the methods in undecided pairs, each raised
-    to `step` times its count (at least one more, at most r_max). An item's contribution: the
-    share of each undecided pair's variance that its rating noise makes, summed over the pairs
-    it is in; the items of no undecided pair have 0."""
+    """Which items the next round rates: those of the methods in the undecided pairs likeliest
+    to change (FOCUS; all undecided pairs if their items are all at r_max), each raised to
+    `step` times its count (at least one more, at most r_max). An item's contribution: the
+    share of each such pair's variance that its rating noise makes, summed over the pairs it
+    is in; the other items have 0."""
     _, s2 = _noise(variance)
     n_images = counts.index.get_level_values(0).nunique()
-    contribution = {it: 0.0 for it in counts.index}
-    for p in pairs:
-        if p.state != UNDECIDED:
-            continue
-        for it, n in counts.items():
-            if it[1] in (p.a, p.b):
-                contribution[it] += (s2 / n / n_images ** 2) / max(p.se ** 2, 1e-12)
+    undecided = [p for p in pairs if p.state == UNDECIDED]
+    top = max((p.p_change for p in undecided), default=0.0)
+    for focus in (FOCUS, 0.0):
+        contribution = {it: 0.0 for it in counts.index}
+        for p in undecided:
+            if p.p_change < focus * top:
+                continue
+            for it, n in counts.items():
+                if it[1] in (p.a, p.b):
+                    contribution[it] += (s2 / n / n_images ** 2) / max(p.se ** 2, 1e-12)
+        if any(c > 0 and counts[it] < r_max for it, c in contribution.items()):
+            break
     wanted = {}
     for it, n in counts.items():
         n = int(n)

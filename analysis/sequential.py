@@ -22,7 +22,8 @@ def _rank_in_item(full: pd.DataFrame) -> np.ndarray:
 
 def run_adaptive(full: pd.DataFrame, ratings_per_item: int, initial: int, alpha: float = 0.05,
                  target_se: float = 0.0, max_rounds: int = 20) -> dict:
-    """Rounds of adaptive allocation over one simulated study's ratings."""
+    """Rounds of adaptive allocation over one simulated study's ratings; `seen` marks the
+    ratings it collected."""
     rank = _rank_in_item(full)
     item = list(zip(full["image"], full["method"]))
     wanted = {it: initial for it in set(item)}
@@ -33,34 +34,52 @@ def run_adaptive(full: pd.DataFrame, ratings_per_item: int, initial: int, alpha:
         seen = full[rank < limit]
         lk = _al.look(seen, ratings_per_item=ratings_per_item, alpha=alpha, target_se=target_se)
         if lk.stop or rounds >= max_rounds:
-            return {"look": lk, "ratings": len(seen), "rounds": rounds,
+            return {"look": lk, "ratings": len(seen), "rounds": rounds, "seen": rank < limit,
                     "verdict": _al.verdict(lk, alpha), "stop": lk.stop or "round limit"}
         wanted = lk.wanted
 
 
 def compare(design: Design, components: dict, gaps, n_studies: int, initial: int = 3,
-            seed: int = 0, alpha: float = 0.05) -> dict:
+            seed: int = 0, alpha: float = 0.05, ceiling: int = 0) -> dict:
     """Per study: uniform's verdict at the full budget, adaptive's verdict and its share of the
-    ratings. `needed` is that share where adaptive reached uniform's verdict, else inf."""
+    ratings. `needed` is that share where adaptive reached uniform's verdict, else inf. With
+    `ceiling` > 0, also the most any analysis of the ratings adaptive collected could reach
+    uniform's verdict, knowing the study's every effect: the share of the modal full-budget
+    verdict over `ceiling` new draws of the noise of the ratings adaptive did not collect
+    (see `stability`)."""
     rng = np.random.default_rng(seed)
+    sd = float(np.sqrt(max(components["residual"], 0.0)))
     rows = []
     with _frozen_heap():
-        for _ in range(n_studies):
-            full = simulate(design, components, gaps, rng)
-            uni = _al.look(full, ratings_per_item=design.ratings_per_item, alpha=alpha)
+        for k in range(n_studies):
+            layout, mean, noise = _study(design, components, gaps, rng)
+            full = ratings(design, layout, mean, noise)
+            uni = _al.verdict(_al.look(full, ratings_per_item=design.ratings_per_item,
+                                       alpha=alpha), alpha)
             ad = run_adaptive(full, design.ratings_per_item, initial, alpha)
-            same = ad["verdict"] == _al.verdict(uni, alpha)
+            same = ad["verdict"] == uni
             share = ad["ratings"] / len(full)
-            rows.append({"share": share, "same": same, "needed": share if same else np.inf,
-                         "rounds": ad["rounds"], "stop": ad["stop"],
-                         "images_needed": ad["look"].images_needed})
+            row = {"share": share, "same": same, "needed": share if same else np.inf,
+                   "rounds": ad["rounds"], "stop": ad["stop"],
+                   "images_needed": ad["look"].images_needed}
+            if ceiling:
+                own = np.random.default_rng([seed, k, 1])
+                finals = [uni] + [final_verdict(ratings(
+                    design, layout, mean, np.where(ad["seen"], noise,
+                                                   own.normal(0, sd, len(noise)))), alpha)
+                    for _ in range(ceiling - 1)]
+                row["ceiling"] = _modal_share(finals)
+            rows.append(row)
     needed = np.array([r["needed"] for r in rows])
-    return {"studies": n_studies, "median_needed": float(np.median(needed)),
-            "median_share": float(np.median([r["share"] for r in rows])),
-            "same": float(np.mean([r["same"] for r in rows])),
-            "too_small": float(np.mean([r["images_needed"] is not None for r in rows])),
-            "images_needed": [r["images_needed"] for r in rows if r["images_needed"]],
-            "rows": rows}
+    out = {"studies": n_studies, "median_needed": float(np.median(needed)),
+           "median_share": float(np.median([r["share"] for r in rows])),
+           "same": float(np.mean([r["same"] for r in rows])),
+           "too_small": float(np.mean([r["images_needed"] is not None for r in rows])),
+           "images_needed": [r["images_needed"] for r in rows if r["images_needed"]],
+           "rows": rows}
+    if ceiling:
+        out["ceiling"] = float(np.mean([r["ceiling"] for r in rows]))
+    return out
 
 
 def family_wise_error(design: Design, components: dict, n_studies: int, initial: int = 3,

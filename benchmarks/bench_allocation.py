@@ -17,9 +17,15 @@ it reached uniform's verdict, its rounds and why it stopped."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
+
+# The model's matrices are small: BLAS threads only contend with each other and with other
+# processes (a fit took 20 times longer with them on two busy cores).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import numpy as np
 import pandas as pd
@@ -37,7 +43,7 @@ INITIAL = 3
 
 
 def main(quick: bool = False, n_gap: int | None = None, seed: int = 2, null: bool = True,
-         gap_list=None) -> list[dict]:
+         gap_list=None, ceiling: int = 0) -> list[dict]:
     df = pd.read_csv(DATA, dtype={"worker": str}).astype({"score": float})
     comp = components_of(df)
     design = Design(ratings_per_item=20)
@@ -56,11 +62,14 @@ def main(quick: bool = False, n_gap: int | None = None, seed: int = 2, null: boo
     for gap in gap_list or ((0.5, 0.05) if quick else GAPS):
         t0 = time.perf_counter()
         gaps = gap * (np.arange(design.n_methods) - (design.n_methods - 1) / 2)
-        r = sequential.compare(design, comp, gaps, n_gap, initial=INITIAL, seed=seed, alpha=ALPHA)
+        r = sequential.compare(design, comp, gaps, n_gap, initial=INITIAL, seed=seed, alpha=ALPHA,
+                               ceiling=ceiling)
         images = r["images_needed"]
         rows.append({"benchmark": "allocation", "figure": f"adjacent gap {gap}: median share of "
                      f"uniform's ratings to reach its verdict ({n_gap} studies; same verdict in "
-                     f"{r['same']:.0%}, median share spent {r['median_share']:.2f}, plan says "
+                     f"{r['same']:.0%}"
+                     + (f" (ceiling {r['ceiling']:.0%})" if ceiling else "")
+                     + f", median share spent {r['median_share']:.2f}, plan says "
                      f"gaps too small in {r['too_small']:.0%}"
                      + (f", naming a median {int(np.median(images))} images" if images else "")
                      + f"; {time.perf_counter() - t0:.0f} s)",
@@ -89,6 +98,12 @@ if __name__ == "__main__":
     ap.add_argument("--change", type=float, default=allocation.CHANGE,
                     help="collection goes on while the full budget would change some verdict in "
                          "more than this share of the draws")
+    ap.add_argument("--ceiling", type=int, default=0, metavar="DRAWS",
+                    help="also the most any analysis of the ratings adaptive collected could "
+                         "reach uniform's verdict (DRAWS new draws of the rest's noise per study)")
+    ap.add_argument("--focus", type=float, default=allocation.FOCUS,
+                    help="the next round rates the items of the undecided pairs whose chance of a "
+                         "change is at least this share of the largest")
     ap.add_argument("--studies", type=int, default=0, help="studies per gap (default 20)")
     ap.add_argument("--no-null", action="store_true", help="skip the family-wise error row")
     ap.add_argument("--step", type=float, default=allocation.STEP,
@@ -111,6 +126,7 @@ if __name__ == "__main__":
     args = ap.parse_args()
     allocation.FLIP, allocation.FLIP_SEPARATED = args.flip, args.flip_separated
     allocation.STEP, allocation.CHANGE = args.step, args.change
+    allocation.FOCUS = args.focus
     if args.gaps:
         GAPS = tuple(float(g) for g in args.gaps.split(","))
     if args.stability:
@@ -135,7 +151,7 @@ if __name__ == "__main__":
                   f"reaches its full-budget verdict in {share:.0%}")
         sys.exit(0)
     rows = main(args.quick, args.studies or None, args.seed, not args.no_null,
-                GAPS if args.gaps else None)
+                GAPS if args.gaps else None, args.ceiling)
     print(_markdown(rows) if args.markdown else "\n".join(
         str({k: v for k, v in r.items() if k != "trace"}) for r in rows))
     if args.trace:
