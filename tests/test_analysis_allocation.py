@@ -83,13 +83,18 @@ def test_a_pair_is_let_go_once_the_full_budget_cannot_change_its_verdict(vqeg_co
         assert p.p_change == 0
         assert (p.state == allocation.SEPARATED) == (p.p_adjusted < ALPHA)
     # With 2 of 8 ratings per item, the same data leave some pair undecided, and the next round
-    # rates only the items of methods in undecided pairs, by half as many again.
+    # rates only the items of methods in the undecided pairs likeliest to change (those of the
+    # likeliest one at least), one more each (1.3 x 2, rounded up).
     rank = data.groupby(["image", "method"]).cumcount()
     early = allocation.look(data[rank < 2], ratings_per_item=8, alpha=ALPHA)
-    undecided = {m for p in early.undecided() for m in (p.a, p.b)}
+    undecided = early.undecided()
     assert undecided and early.stop is None
+    top = max(undecided, key=lambda p: p.p_change)
+    focused = {m for p in undecided for m in (p.a, p.b)
+               if p.p_change >= allocation.FOCUS * top.p_change}
+    assert {top.a, top.b} <= focused
     for it, n in early.wanted.items():
-        assert n == (3 if it[1] in undecided else 2)
+        assert n == (3 if it[1] in focused else 2)
 
 
 def test_the_study_verdict_stays_undecided_while_the_full_budget_could_change_it(
