@@ -60,13 +60,13 @@ PAIR_FLOOR = 0.02
 # FOCUS times the largest (0: every undecided pair's items): the ratings go where the verdict
 # is least settled. With 0.5 and STEP 1.3 the held-out simulated studies needed fewer ratings
 # for uniform's verdict at every gap than with 0 and 1.5 (docs/allocation.md).
-FOCUS = 0.5
+FOCUS = 0.0
 # Draws of the full-budget estimates per look (seeded: a look is a function of the ratings).
 DRAWS = 4000
 # Each round multiplies an undecided item's ratings by this (at least one more, at most the
 # full budget). Smaller steps stop closer to the point where the verdict is settled, at the
 # price of more rounds.
-STEP = 1.3
+STEP = 1.5
 # More ratings "stop helping" once the image:method variance is this many times the rating
 # noise left in an item's mean (s2 / r): the SE is then within 5% of its floor (infinitely
 # many ratings per item). The plan says so; it does not stop a pair whose verdict could change.

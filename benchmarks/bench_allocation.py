@@ -3,16 +3,27 @@ studies of the AIM 2019 shape (10 images x 9 methods, sparse HITs of 10 items, v
 components of the crossed model fitted to VQEG HD3), full budget 20 ratings per item, adaptive
 start 3 per item (analysis.allocation, analysis.sequential).
 
-    python benchmarks/bench_allocation.py [--quick] [--markdown] [--trace]
-        [--flip F] [--flip-separated F] [--step S]
+    python benchmarks/bench_allocation.py [--quick] [--markdown] [--trace] [--ceiling DRAWS]
+        [--seed N] [--studies N] [--gaps G,G] [--no-null]
+        [--flip F] [--flip-separated F] [--change C] [--focus F] [--step S]
+    python benchmarks/bench_allocation.py --stability RATINGS [--redraws N] [--gaps G,G]
+    python benchmarks/bench_allocation.py --uniform-at RATINGS
 
 Rows: the null family-wise error of the final analysis after adaptive stopping (reference =
 alpha + 2 Monte-Carlo SE, ratio <= 1 passes); per adjacent gap, the median share of uniform's
 ratings adaptive needed to reach uniform's verdict at the full budget (same separated pairs,
 hence the same ranking claims and letters; a study where it did not counts as never), how often
-it did, and how often the plan said the gaps were too small for the budget, with the median
-number of images it named. --trace adds one line per study: its share of the ratings, whether
-it reached uniform's verdict, its rounds and why it stopped."""
+it did, the ceiling (how often any analysis of the ratings adaptive collected could, knowing
+the study's every effect), and how often the plan said the gaps were too small for the budget,
+with the median number of images it named. Adaptive and uniform see the same study and the same
+worker responses: adaptive's ratings are the first of each item's ratings that uniform
+analyses. --trace adds one line per study: its share of the ratings, whether it reached
+uniform's verdict, its rounds and why it stopped. --stability prints, per gap, how often uniform
+stopped at RATINGS per item reaches its own full-budget verdict, the ceiling for any rule that
+stops there, and the share of the modal full-budget verdict over new rating noise on the same
+study (analysis.sequential.stability). The rule's constants (--flip, --change, --focus,
+--step) let the alternatives in docs/allocation.md be measured again; tune them on other
+seeds (--seed) than the ones reported."""
 
 from __future__ import annotations
 
@@ -43,12 +54,13 @@ INITIAL = 3
 
 
 def main(quick: bool = False, n_gap: int | None = None, seed: int = 2, null: bool = True,
-         gap_list=None, ceiling: int = 0) -> list[dict]:
+         gap_list=None, ceiling: int | None = None) -> list[dict]:
     df = pd.read_csv(DATA, dtype={"worker": str}).astype({"score": float})
     comp = components_of(df)
     design = Design(ratings_per_item=20)
     n_null = 20 if quick else 200
     n_gap = n_gap or (4 if quick else 20)
+    ceiling = (0 if quick else 10) if ceiling is None else ceiling
     rows: list[dict] = []
     if null:
         t0 = time.perf_counter()
@@ -98,9 +110,10 @@ if __name__ == "__main__":
     ap.add_argument("--change", type=float, default=allocation.CHANGE,
                     help="collection goes on while the full budget would change some verdict in "
                          "more than this share of the draws")
-    ap.add_argument("--ceiling", type=int, default=0, metavar="DRAWS",
-                    help="also the most any analysis of the ratings adaptive collected could "
-                         "reach uniform's verdict (DRAWS new draws of the rest's noise per study)")
+    ap.add_argument("--ceiling", type=int, default=None, metavar="DRAWS",
+                    help="the most any analysis of the ratings adaptive collected could reach "
+                         "uniform's verdict, from DRAWS new draws of the rest's noise per study "
+                         "(default 10, 0 with --quick; 0 = not measured)")
     ap.add_argument("--focus", type=float, default=allocation.FOCUS,
                     help="the next round rates the items of the undecided pairs whose chance of a "
                          "change is at least this share of the largest")
