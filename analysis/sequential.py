@@ -208,3 +208,24 @@ def stability(design: Design, components: dict, gaps, n_studies: int, ratings_se
 def _modal_share(verdicts: list) -> float:
     from collections import Counter
     return Counter(verdicts).most_common(1)[0][1] / len(verdicts)
+
+
+def predicted_change(design: Design, components: dict, gaps, n_studies: int, seen: tuple,
+                     seed: int = 0, alpha: float = 0.05) -> dict:
+    """Whether the look's chance that the full budget changes some verdict is calibrated: for
+    uniform allocation stopped at each number of ratings per item in `seen`, the look's mean
+    chance against the share of studies whose full-budget verdict differs (same studies as
+    `compare` with the same seed)."""
+    rng = np.random.default_rng(seed)
+    out = {n: {"predicted": [], "changed": []} for n in seen}
+    with _frozen_heap():
+        for _ in range(n_studies):
+            full = simulate(design, components, gaps, rng)
+            verdict = final_verdict(full, alpha)
+            rank = _rank_in_item(full)
+            for n in seen:
+                lk = _al.look(full[rank < n], ratings_per_item=design.ratings_per_item,
+                              alpha=alpha)
+                out[n]["predicted"].append(lk.p_change)
+                out[n]["changed"].append(_al.verdict(lk, alpha) != verdict)
+    return {n: {k: float(np.mean(v)) for k, v in r.items()} for n, r in out.items()}

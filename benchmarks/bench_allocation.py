@@ -8,6 +8,7 @@ start 3 per item (analysis.allocation, analysis.sequential).
         [--flip F] [--flip-separated F] [--change C] [--focus F] [--step S]
     python benchmarks/bench_allocation.py --stability RATINGS [--redraws N] [--gaps G,G]
     python benchmarks/bench_allocation.py --uniform-at RATINGS
+    python benchmarks/bench_allocation.py --predicted RATINGS,RATINGS [--studies N]
 
 Rows: the null family-wise error of the final analysis after adaptive stopping (reference =
 alpha + 2 Monte-Carlo SE, ratio <= 1 passes); per adjacent gap, the median share of uniform's
@@ -129,6 +130,10 @@ if __name__ == "__main__":
                          "its own full-budget verdict, the share of the modal full-budget verdict "
                          "over new rating noise on the same study, and the ceiling for any rule "
                          "that stops at RATINGS per item (analysis.sequential.stability)")
+    ap.add_argument("--predicted", type=str, default="", metavar="RATINGS,RATINGS",
+                    help="instead: per gap, the look's mean chance that the full budget changes "
+                         "some verdict against how often it did, for uniform allocation stopped at "
+                         "each of these ratings per item")
     ap.add_argument("--redraws", type=int, default=20,
                     help="new draws of the rating noise per study for --stability")
     ap.add_argument("--gaps", type=str, default="",
@@ -152,6 +157,17 @@ if __name__ == "__main__":
                                      args.stability, redraws=args.redraws, seed=args.seed)
             print(f"| {gap} | {r['studies']} | {r['early']:.2f} | {r['bound']:.2f} | "
                   f"{r['modal']:.2f} | {time.perf_counter() - t0:.0f} s |", flush=True)
+        sys.exit(0)
+    if args.predicted:
+        df = pd.read_csv(DATA, dtype={"worker": str}).astype({"score": float})
+        design, comp = Design(ratings_per_item=20), components_of(df)
+        seen = tuple(int(n) for n in args.predicted.split(","))
+        for gap in GAPS:
+            gaps = gap * (np.arange(design.n_methods) - (design.n_methods - 1) / 2)
+            r = sequential.predicted_change(design, comp, gaps, args.studies or 20, seen,
+                                            seed=args.seed)
+            print(f"| {gap} | " + " | ".join(f"{r[n]['predicted']:.2f} / {r[n]['changed']:.2f}"
+                                             for n in seen) + " |", flush=True)
         sys.exit(0)
     if args.uniform_at:
         df = pd.read_csv(DATA, dtype={"worker": str}).astype({"score": float})
