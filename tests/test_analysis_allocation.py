@@ -127,3 +127,8 @@ def test_the_benchmark_studies_split_into_the_study_and_its_rating_noise(vqeg_co
     for key in ("early", "modal", "bound"):
         assert 0 <= res[key] <= 1
     assert all(r["bound"] >= 1 / 3 and r["modal"] >= 1 / 3 for r in res["rows"])
+    # The look's chance of a change is set against what happened; with every rating seen
+    # nothing can change.
+    pred = sequential.predicted_change(d, vqeg_components, gaps, 2, (2, 6), seed=1)
+    assert pred[6] == {"predicted": 0.0, "changed": 0.0}
+    assert 0 <= pred[2]["predicted"] <= 1 and 0 <= pred[2]["changed"] <= 1
