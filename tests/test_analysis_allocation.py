@@ -83,10 +83,52 @@ def test_a_pair_is_let_go_once_the_full_budget_cannot_change_its_verdict(vqeg_co
         assert p.p_change == 0
         assert (p.state == allocation.SEPARATED) == (p.p_adjusted < ALPHA)
     # With 2 of 8 ratings per item, the same data leave some pair undecided, and the next round
-    # rates only the items of methods in undecided pairs, by half as many again.
+    # rates only the items of methods in the undecided pairs likeliest to change (those of the
+    # likeliest one at least), one more each (1.3 x 2, rounded up).
     rank = data.groupby(["image", "method"]).cumcount()
     early = allocation.look(data[rank < 2], ratings_per_item=8, alpha=ALPHA)
-    undecided = {m for p in early.undecided() for m in (p.a, p.b)}
+    undecided = early.undecided()
     assert undecided and early.stop is None
+    top = max(undecided, key=lambda p: p.p_change)
+    focused = {m for p in undecided for m in (p.a, p.b)
+               if p.p_change >= allocation.FOCUS * top.p_change}
+    assert {top.a, top.b} <= focused
     for it, n in early.wanted.items():
-        assert n == (3 if it[1] in undecided else 2)
+        assert n == (3 if it[1] in focused else 2)
+
+
+def test_the_study_verdict_stays_undecided_while_the_full_budget_could_change_it(
+        vqeg_components):
+    """With the joint limit, collection goes on while the full budget would change any verdict
+    in more than `change` of the draws, even when no single pair is that likely to change."""
+    d = Design(ratings_per_item=8, n_methods=4)
+    data = simulate(d, vqeg_components, np.array([0.0, 0.3, 0.6, 0.9]), np.random.default_rng(4))
+    early = data[data.groupby(["image", "method"]).cumcount() < 2]
+    loose = allocation.look(early, ratings_per_item=8, alpha=ALPHA, flip=1.0, change=1.0)
+    assert loose.stop.startswith("every pair is decided") and loose.p_change > 0.01
+    strict = allocation.look(early, ratings_per_item=8, alpha=ALPHA, flip=1.0, change=0.01)
+    assert strict.stop is None and strict.undecided()
+    assert all(p.p_change >= min(allocation.PAIR_FLOOR, max(q.p_change for q in strict.pairs))
+               for p in strict.undecided())
+    assert strict.next_ratings > 0
+
+
+def test_the_benchmark_studies_split_into_the_study_and_its_rating_noise(vqeg_components):
+    """sequential._study draws exactly what calibration.simulate draws, so the ceiling figures
+    (sequential.stability) are measured on the very studies the comparison uses."""
+    d = Design(ratings_per_item=6, n_methods=4, n_images=4)
+    gaps = np.array([0.0, 0.3, 0.6, 0.9])
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(2):
+        layout, mean, noise = sequential._study(d, vqeg_components, gaps, b)
+        assert simulate(d, vqeg_components, gaps, a).drop(columns="bad").equals(
+            sequential.ratings(d, layout, mean, noise))
+    res = sequential.stability(d, vqeg_components, gaps, 2, 4, redraws=3, seed=1)
+    for key in ("early", "modal", "bound"):
+        assert 0 <= res[key] <= 1
+    assert all(r["bound"] >= 1 / 3 and r["modal"] >= 1 / 3 for r in res["rows"])
+    # The look's chance of a change is set against what happened; with every rating seen
+    # nothing can change.
+    pred = sequential.predicted_change(d, vqeg_components, gaps, 2, (2, 6), seed=1)
+    assert pred[6] == {"predicted": 0.0, "changed": 0.0}
+    assert 0 <= pred[2]["predicted"] <= 1 and 0 <= pred[2]["changed"] <= 1
