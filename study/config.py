@@ -166,8 +166,10 @@ labels = ["almost identical", "mostly similar", "similar", "somewhat similar", "
 higher_is_better = false
 
 [hit]
-title = "Rate how similar two photos look"
-description = "Compare each photo with the original and rate how similar they look."
+# The HIT's title and description; "" for the test method's own (design.method), e.g.
+# "Rate how similar two photos look" for similarity-0-4 (README "Test methods").
+title = ""
+description = ""
 keywords = "image, photo, rating, comparison, bokeh"
 # Reward per assignment in USD, as MTurk writes it.
 reward = "0.50"
@@ -395,8 +397,9 @@ class Requirements:
 
 @dataclass(frozen=True)
 class HitSection:
-    title: str = _opt(nonempty=True)
-    description: str = _opt(nonempty=True)
+    # "" for the test method's own (study.methods.hit_text).
+    title: str
+    description: str
     keywords: str
     # MTurk's limits on these durations.
     reward: Decimal = _opt(lo=0, lo_open=True, hi=1000)

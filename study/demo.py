@@ -32,11 +32,6 @@ DEMO_SETTINGS = {
     ("hit", "assignment_duration_s"): 600,
     ("budget", "max_usd"): 200.0,
 }
-# `study demo --allocation adaptive`: ratings go where the verdict is still undecided, 3 per
-# item first, more only for the pairs of methods the full budget could still change
-# (docs/allocation.md); the demo prints what that saved against giving every item all 12. Not
-# the default: on seed 1 it ranks two methods 0.01 apart in the wrong order, which uniform
-# allocation ranks right.
 # `study demo --method pairwise`: the reference and two outputs, which is closer. Every pair of
 # the 5 methods on every image (100 pairs), 5 choices each: about the judgements of the rating
 # demo's 12 ratings of 50 items.
@@ -44,10 +39,12 @@ PAIRWISE_SETTINGS = {
     ("design", "method"): '"pairwise"',
     ("design", "ratings_per_item"): 5,
     ("design", "items_per_hit"): 10,
-    ("hit", "title"): '"Which of two photos is closer to the original?"',
-    ("hit", "description"): '"Compare two processed photos with the original and choose the '
-                            'closer one."',
 }
+# `study demo --allocation adaptive`: ratings go where the verdict is still undecided, 3 per
+# item first, more only for the pairs of methods the full budget could still change
+# (docs/allocation.md); the demo prints what that saved against giving every item all 12. Not
+# the default: on seed 1 it ranks two methods 0.01 apart in the wrong order, which uniform
+# allocation ranks right.
 ADAPTIVE_SETTINGS = {
     ("design", "allocation"): '"adaptive"',
     ("design", "initial_ratings_per_item"): 3,
@@ -63,14 +60,6 @@ TRAINING_SETTINGS = {
     ("qualification", "reward"): '"0.05"',
     ("quality", "traps_per_hit"): 1,
     ("budget", "max_usd"): 260.0,
-}
-
-
-# The HIT title per test method (the template's own title asks about similarity).
-METHOD_TITLES = {
-    "acr": '"Rate the quality of photos"',
-    "dcr": '"Rate how much processing changed photos"',
-    "ccr": '"Compare two photos of the same scene"',
 }
 
 
@@ -175,8 +164,6 @@ def run_demo(directory: Path, *, workers: int = 36, seed: int = 0, size: int = 1
     settings[("design", "method")] = f'"{method}"'
     if method == "pairwise":
         settings.update(PAIRWISE_SETTINGS)
-    if method in METHOD_TITLES:
-        settings[("hit", "title")] = METHOD_TITLES[method]
     for (section, key), value in settings.items():
         text = _set(text, section, key, value)
     # A stronger global blur than the default keeps the baseline clearly apart from the

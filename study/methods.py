@@ -48,6 +48,9 @@ class TestMethod:
     swaps_sides: bool = False
     # "ratings" (MOS and the crossed model) or "preferences" (Bradley-Terry / Thurstone).
     analysis: str = "ratings"
+    # The HIT's title and description on the marketplace unless [hit] sets its own.
+    hit_title: str = ""
+    hit_description: str = ""
     # Expected score ranges of the two gold items, None where the method has no such check:
     # the reference rated as the output, and a clearly worse output (gold_control_method).
     gold_reference: tuple[int, int] | None = None
@@ -65,6 +68,8 @@ def _similarity(scale: Scale) -> TestMethod:
     return TestMethod(
         SIMILARITY, "Similarity to the reference", "AIM 2019 bokeh challenge", scale,
         "how different is the processed photo from the original?",
+        hit_title="Rate how similar two photos look",
+        hit_description="Compare each photo with the original and rate how similar they look.",
         gold_reference=scale.best_levels(2), gold_control=scale.worst_levels(half))
 
 
@@ -80,15 +85,26 @@ _FIXED = {
     # reference photo itself is expected "good" or "excellent".
     ACR: TestMethod(ACR, "Absolute category rating", "ITU-T P.910 / P.800 ACR", ACR_SCALE,
                     "how good is the quality of this photo?", shows_reference=False,
+                    hit_title="Rate the quality of photos",
+                    hit_description="Look at each photo and rate its quality.",
                     gold_reference=(4, 5)),
     DCR: TestMethod(DCR, "Degradation category rating", "ITU-T P.910 / P.800 DCR", DCR_SCALE,
                     "how annoying are the differences from the original?",
+                    hit_title="Rate how much processing changed photos",
+                    hit_description="Compare each processed photo with the original and rate "
+                                    "how annoying the differences are.",
                     gold_reference=(4, 5), gold_control=(1, 3)),
     CCR: TestMethod(CCR, "Comparison category rating", "ITU-T P.800 CCR", CCR_SCALE,
                     "compared with the first photo, the second photo is ...", swaps_sides=True,
+                    hit_title="Compare two photos of the same scene",
+                    hit_description="Compare the second photo of each pair with the first and "
+                                    "rate it from much worse to much better.",
                     gold_reference=(-1, 1), gold_control=(-3, -1)),
     PAIRWISE: TestMethod(PAIRWISE, "Pairwise comparison", "forced choice, Bradley-Terry",
                          PAIRWISE_SCALE, "which photo is closer to the original?", outputs=2,
+                         hit_title="Which of two photos is closer to the original?",
+                         hit_description="Compare two processed photos with the original and "
+                                         "choose the closer one.",
                          swaps_sides=True, analysis="preferences", gold_control=(1, 1)),
 }
 
@@ -100,6 +116,13 @@ def get(name: str, similarity_scale: Scale | None = None) -> TestMethod:
             "almost identical", "mostly similar", "similar", "somewhat similar",
             "mostly different")))
     return _FIXED[name]
+
+
+def hit_text(settings) -> tuple[str, str]:
+    """The HIT's title and description: [hit]'s where set, else the test method's own."""
+    asked = of(settings)
+    return (settings.hit.title or asked.hit_title,
+            settings.hit.description or asked.hit_description)
 
 
 def of(settings) -> TestMethod:

@@ -16,6 +16,7 @@ import math
 import random
 import sqlite3
 from dataclasses import dataclass, field
+from typing import Callable
 
 from analysis.scale import Scale
 from study import methods, store
@@ -126,36 +127,53 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
                          where="study.toml design.gold_control_method",
                          hint="render it with `study render`, or set gold_control_method = \"\"")
 
-    rng = random.Random(f"design:{s.design_seed}")
-    order = list(tests)
-    rng.shuffle(order)
-    n_hits = math.ceil(len(order) / k)
-    # Near-equal HIT sizes rather than one short HIT at the end.
-    chunks = [order[i::n_hits] for i in range(n_hits)]
     # Attention traps (study.crowd.traps): none unless quality.traps_per_hit is set.
     from study.crowd import traps
-    trap_items = traps.for_hits(study, images, scale, n_hits, s.quality.traps_per_hit)
-    hits = []
-    for h, chunk in enumerate(chunks):
-        members = list(chunk)
+    trap_items: list[list[Item]] = []
+
+    def extras(h: int, n_hits: int) -> list[Item]:
+        if not trap_items:
+            trap_items.extend(traps.for_hits(study, images, scale, n_hits,
+                                             s.quality.traps_per_hit))
+        members = []
         # Gold images rotate over HITs; the control is shifted so that it shows a different
         # image from the reference gold whenever there are two images or more.
         for kind, shift in ((GOLD_REFERENCE, 0), (GOLD_CONTROL, len(images) // 2)):
             pool = golds[kind]
             if pool:
                 members.append(pool[(h + shift) % len(pool)])
-        if s.design.repeats_per_hit:
-            # Test-retest: some of the HIT's test items a second time, somewhere else.
-            members += rng.sample(list(chunk), min(s.design.repeats_per_hit, len(chunk)))
-        members += trap_items[h]
-        rng.shuffle(members)
-        hits.append([m.key for m in members])
+        return members + trap_items[h]
+
+    dealt, _ = deal(tests, k, s.design_seed, s.design.repeats_per_hit, extras)
+    hits = [[m.key for m in members] for members in dealt]
     used = {key for hit in hits for key in hit}
     traps_used = list({t.key: t for hit in trap_items for t in hit}.values())
     items = [i for i in tests + golds[GOLD_REFERENCE] + golds[GOLD_CONTROL] + traps_used
              if i.key in used]
     swapped = _swaps(hits, f"swap:{s.design_seed}") if asked.swaps_sides else []
     return Design(items=items, hits=hits, method=asked.name, swapped=swapped)
+
+
+def deal(tests: list[Item], per_hit: int, seed, repeats: int,
+         extras: Callable[[int, int], list[Item]]) -> tuple[list[list[Item]], random.Random]:
+    """The test items shuffled into near-equal HITs of at most `per_hit` (rather than one short
+    HIT at the end); HIT h also gets `extras(h, number of HITs)` (gold items, traps) and
+    `repeats` of its own test items a second time (test-retest), all in a shuffled order. Every
+    test method deals its HITs here, from the design seed; the generator is returned for draws
+    that follow (pairwise sides)."""
+    rng = random.Random(f"design:{seed}")
+    order = list(tests)
+    rng.shuffle(order)
+    n_hits = math.ceil(len(order) / per_hit)
+    chunks = [order[i::n_hits] for i in range(n_hits)]
+    dealt = []
+    for h, chunk in enumerate(chunks):
+        members = list(chunk) + extras(h, n_hits)
+        if repeats:
+            members += rng.sample(list(chunk), min(repeats, len(chunk)))
+        rng.shuffle(members)
+        dealt.append(members)
+    return dealt, rng
 
 
 def _swaps(hits: list[list[tuple]], seed: str) -> list[set[int]]:

@@ -163,7 +163,7 @@ def question_xml(study, conn: sqlite3.Connection, hosting: Hosting, hit_index: i
         page_items(conn, hosting, hit_index)
         return external_question(f"{base}/tasks/{hit_key(study_id(conn), hit_index)}")
     method = design.study_method(study, conn)
-    content = render_page(page_items(conn, hosting, hit_index), s.hit.title, method.scale,
+    content = render_page(page_items(conn, hosting, hit_index), methods.hit_text(s)[0], method.scale,
                           min_screen=min_screen(s), method=method)
     return html_question(content)
 
@@ -193,7 +193,7 @@ def render_task_page(study, key: str, args) -> str:
     action = ""
     if urlparse(submit_to).scheme in ("http", "https"):
         action = submit_to.rstrip("/") + "/mturk/externalSubmit"
-    return render_page(items, study.settings.hit.title, method.scale, action=action,
+    return render_page(items, methods.hit_text(study.settings)[0], method.scale, action=action,
                        assignment_id=str(args.get("assignmentId", "") or ""),
                        min_screen=min_screen(study.settings), method=method)
 

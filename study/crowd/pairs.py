@@ -23,7 +23,6 @@ side every time misses one of them whatever the side.
 from __future__ import annotations
 
 import json
-import math
 import random
 import sqlite3
 from pathlib import Path
@@ -152,22 +151,13 @@ def make_design(study, conn: sqlite3.Connection):
                              where="study.toml design.gold_control_method",
                              hint="render it with `study render`, or set gold_control_method = \"\"")
 
-    rng = random.Random(f"design:{s.design_seed}")
-    order = list(tests)
-    rng.shuffle(order)
-    n_hits = math.ceil(len(order) / k)
-    chunks = [order[i::n_hits] for i in range(n_hits)]
-    hits, gold_positions = [], []
-    for h, chunk in enumerate(chunks):
-        members = list(chunk)
-        own_golds = [golds[(h * GOLD_PAIRS_PER_HIT + g) % len(golds)]
-                     for g in range(min(GOLD_PAIRS_PER_HIT, len(golds)))] if golds else []
-        members += own_golds
-        if s.design.repeats_per_hit:
-            members += rng.sample(list(chunk), min(s.design.repeats_per_hit, len(chunk)))
-        rng.shuffle(members)
-        hits.append([m.key for m in members])
-        gold_positions.append([m.gold for m in members])
+    def own_golds(h: int, n_hits: int) -> list:
+        return [golds[(h * GOLD_PAIRS_PER_HIT + g) % len(golds)]
+                for g in range(min(GOLD_PAIRS_PER_HIT, len(golds)))] if golds else []
+
+    dealt, rng = d.deal(tests, k, s.design_seed, s.design.repeats_per_hit, own_golds)
+    hits = [[m.key for m in members] for members in dealt]
+    gold_positions = [[m.gold for m in members] for members in dealt]
     swapped = draw_sides(hits, gold_positions, rng)
     used = {key for hit in hits for key in hit}
     items = [i for i in tests + golds if i.key in used]

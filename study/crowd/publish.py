@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Callable
 
 from study import store
+from study import methods
 from study.crowd import allocation, design, journal, money, qualify
 from study.crowd.client import Requester, error_message, requester
 from study.crowd.hosting import Hosting
@@ -217,13 +218,14 @@ def ensure_qualification(study, conn: sqlite3.Connection, api: Requester) -> str
 
 def ensure_hit_type(study, conn: sqlite3.Connection, api: Requester, qid: str) -> str:
     hit = study.settings.hit
+    title, description = methods.hit_text(study.settings)
     params = dict(
         AutoApprovalDelayInSeconds=hit.auto_approval_delay_s,
         AssignmentDurationInSeconds=hit.assignment_duration_s,
         Reward=str(hit.reward),
-        Title=hit.title,
+        Title=title,
         Keywords=hit.keywords,
-        Description=hit.description,
+        Description=description,
         QualificationRequirements=requirements(hit, api.realm, qid)
         + qualify.requirements(conn, api.realm))
     # CreateHITType returns the same id for the same parameters, so it is safe to repeat.
