@@ -1,4 +1,6 @@
-"""Jinja2 templates of the pages workers see."""
+"""Jinja2 templates of the pages workers see. The HIT pages that show photos, task.html.j2 (the
+rating methods) and pairwise.html.j2, extend _hit_page.html.j2, which includes the style and
+script they share (_hit_page.css.j2, _hit_page.js.j2): each page renders to one document."""
 
 from __future__ import annotations
 

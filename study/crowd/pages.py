@@ -77,6 +77,14 @@ def panes(item: dict, method: methods.TestMethod) -> list[dict]:
     return out
 
 
+def pairwise_panes(item: dict) -> list[dict]:
+    """The photo panes of one pairwise item: the original, then the outputs shown as A and B."""
+    return [{"side": "original", "label": "original", "cls": "reference",
+             "url": item["reference_url"], "alt": "original photo"},
+            *({"side": "output", "label": name, "cls": f"result-{name.lower()}",
+               "url": item[f"{name.lower()}_url"], "alt": f"photo {name}"} for name in "AB")]
+
+
 def _env():
     from hit_templates import environment
     return environment()
@@ -118,7 +126,8 @@ def render_page(items: list[dict], title: str, scale, action: str = "",
     if items and "a_url" in items[0]:
         # Two outputs per item (pairwise) have a page of their own.
         return _env().get_template("pairwise.html.j2").render(
-            items=items, title=title, levels=levels(scale), action=action,
+            items=[{**it, "panes": pairwise_panes(it)} for it in items], title=title,
+            levels=levels(scale), action=action,
             assignment_id=assignment_id, min_width=min_screen[0], min_height=min_screen[1])
     method = method or methods.get(methods.SIMILARITY, scale)
     shown = [{**it, "panes": panes(it, method)} for it in items]
