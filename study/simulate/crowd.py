@@ -372,9 +372,7 @@ class _Worker:
             true_scores = {p: self.images.true_score(a, b) for p, (a, b, _) in judged.items()}
             glances = ({p: self.images.glance(a, b) for p, (a, b, _) in judged.items()}
                        if self.model.kind == SATISFICER else None)
-            answer = self.model.answer(key, true_scores, glances, sizes,
-                                       alone=frozenset(it.position for it in task.items
-                                                       if it.alone))
+            answer = self.model.answer(key, true_scores, glances, sizes)
         form = {k: v for k, v in task.hidden.items()
                 if not k.startswith(("seconds_", "view_"))}
         form["assignmentId"] = assignment_id

@@ -92,11 +92,11 @@ PANE_MARGIN = (22, 268)
 CAREFUL_ZOOM_IN_PROBABILITY = 0.3
 CAREFUL_MEAN_FLIPS = 1.5
 
-# Rating a photo without its reference (ACR), a worker still judges how far it is from what a
-# good bokeh photo looks like, but with more spread: an assumption, not a figure fitted to data
-# (no public dataset rates these methods both ways). The extra spread is added to the latent
-# difference, in levels of the 0..4 scale.
-ALONE_EXTRA_NOISE_SD = 0.5
+# Rating a photo without its reference (ACR), a worker judges how far it is from what a good
+# bokeh photo looks like with the careful workers' noise above: that noise was fitted to real
+# subjects rating ACR (the two datasets), so the similarity and DCR pages, which show the
+# reference, reuse an ACR fit rather than the other way round. Whether a reference makes raters
+# steadier is not in any data here; no extra spread is assumed for ACR.
 
 # Probability that a returner returns a HIT it accepted (the first one always: it looked
 # at the task, found it longer than it wanted, and handed it back).
@@ -245,17 +245,13 @@ class WorkerModel:
 
     def answer(self, hit_key: str, true_scores: dict[int, float],
                glances: dict[int, float] | None = None,
-               sizes: dict[int, tuple[int, int]] | None = None,
-               alone: frozenset[int] = frozenset()) -> Answer:
+               sizes: dict[int, tuple[int, int]] | None = None) -> Answer:
         """Ratings for one HIT, and what the page records of how each pair was viewed.
         `true_scores` maps each item's position to its true score; `glances` to its score at
         a glance (scoring.glance_score; the true score when not given); `sizes` to the photos'
         (width, height) in pixels (unknown: they fit the screen at 1:1). `hit_key` names the
-        HIT (the same HIT gives the same answer). Positions in `alone` show the output without
-        its reference (ACR): their difference is judged with ALONE_EXTRA_NOISE_SD more spread."""
+        HIT (the same HIT gives the same answer)."""
         rng = stream(self.seed, "answer", self.worker_id, hit_key)
-        # Its own stream, so the answers to pages with the reference stay as they were.
-        alone_rng = stream(self.seed, "alone", self.worker_id, hit_key)
         positions = sorted(true_scores)
         ratings: dict[int, int] = {}
         differences: dict[int, float] = {}
@@ -267,7 +263,6 @@ class WorkerModel:
             uniform = int(rng.integers(0, LEVELS))
             # Log-uniform time on the item: most quick, a few slow.
             secs = math.exp(rng.uniform(math.log(lo), math.log(hi)))
-            extra = ALONE_EXTRA_NOISE_SD * alone_rng.normal() if p in alone else 0.0
             if self.kind == SPAMMER:
                 r = uniform
                 picks[p] = r / (LEVELS - 1)
@@ -275,10 +270,10 @@ class WorkerModel:
                 r = self.straight_level
                 picks[p] = r / (LEVELS - 1)
             elif self.kind == SATISFICER:
-                seen = (true_scores[p] if glances is None else glances[p]) + extra
+                seen = (true_scores[p] if glances is None else glances[p])
                 r, differences[p] = self._impression(seen, noise)
             else:
-                differences[p] = true_scores[p] + self.bias + self.noise_sd * noise + extra
+                differences[p] = true_scores[p] + self.bias + self.noise_sd * noise
                 r = int(np.clip(round(differences[p]), 0, LEVELS - 1))
             ratings[p] = r
             seconds[p] = round(secs, 2)
