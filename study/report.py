@@ -125,10 +125,15 @@ def analyse_study(study, *, inputs=None, scale=None, **options):
                          hint="run `study report` (reports/report.md shows the ranking)")
     df, factsheets, fidelity = inputs if inputs is not None else study_inputs(study)
     try:
-        return analyse(df, scale or study_scale(study), factsheets=factsheets,
-                       fidelity=fidelity, **analysis_options(study, **options))
+        report = analyse(df, scale or study_scale(study), factsheets=factsheets,
+                         fidelity=fidelity, **analysis_options(study, **options))
     except RatingsError as exc:
         raise _as_study_error(exc) from None
+    asked = methods.of(study.settings)
+    # The scale alone does not say what was asked (DCR and ACR share 1..5).
+    report.notes.insert(0, f"test method: {asked.title} ({asked.name}, {asked.source}); "
+                           f"workers were asked: {asked.question}")
+    return report
 
 
 @click.command("report")
