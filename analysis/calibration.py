@@ -44,10 +44,11 @@ def components_of(df: pd.DataFrame) -> dict:
     return dict(f.variance)
 
 
-def simulate(design: Design, components: dict, gaps, rng: np.random.Generator,
-             bad_fraction: float = 0.0) -> pd.DataFrame:
-    """One study's ratings. `gaps`: true offset of each method (length n_methods). A share
-    `bad_fraction` of the workers answer uniformly at random (column `bad`)."""
+def draw(design: Design, components: dict, gaps, rng: np.random.Generator) -> tuple:
+    """One study split into what is fixed and the rating noise: (layout frame of image, method
+    and worker per rating, each rating's latent mean, its noise, the number of workers). The
+    layout, image, image:method and worker effects are the study; mean + noise, rounded, is a
+    rating. `simulate` and analysis.sequential draw their studies here, in this order."""
     I, M, R = design.n_images, design.n_methods, design.ratings_per_item
     if design.complete:
         n_workers = R
@@ -70,15 +71,24 @@ def simulate(design: Design, components: dict, gaps, rng: np.random.Generator,
     u_image = rng.normal(0, sd["image"], I)
     u_cell = rng.normal(0, sd["image:method"], I * M)
     u_worker = rng.normal(0, sd["worker"], n_workers)
-    mid = (design.low + design.high) / 2
-    latent = (mid + np.asarray(gaps, dtype=float)[method] + u_image[image] + u_cell[item]
-              + u_worker[worker] + rng.normal(0, sd["residual"], len(item)))
-    score = np.clip(np.rint(latent), design.low, design.high)
+    mean = ((design.low + design.high) / 2 + np.asarray(gaps, dtype=float)[method]
+            + u_image[image] + u_cell[item] + u_worker[worker])
+    noise = rng.normal(0, sd["residual"], len(item))
+    layout = pd.DataFrame({"image": image, "method": method, "worker": worker})
+    return layout, mean, noise, n_workers
+
+
+def simulate(design: Design, components: dict, gaps, rng: np.random.Generator,
+             bad_fraction: float = 0.0) -> pd.DataFrame:
+    """One study's ratings. `gaps`: true offset of each method (length n_methods). A share
+    `bad_fraction` of the workers answer uniformly at random (column `bad`)."""
+    layout, mean, noise, n_workers = draw(design, components, gaps, rng)
+    worker = layout["worker"].to_numpy()
+    score = np.clip(np.rint(mean + noise), design.low, design.high)
     bad = np.zeros(n_workers, dtype=bool)
     bad[rng.permutation(n_workers)[:int(round(bad_fraction * n_workers))]] = True
-    score = np.where(bad[worker], rng.integers(design.low, design.high + 1, len(item)), score)
-    return pd.DataFrame({"image": image, "method": method, "worker": worker,
-                         "score": score.astype(float), "bad": bad[worker]})
+    score = np.where(bad[worker], rng.integers(design.low, design.high + 1, len(worker)), score)
+    return layout.assign(score=score.astype(float), bad=bad[worker])
 
 
 def verdicts(data: pd.DataFrame, correction: str = "holm", model: str = "crossed") -> np.ndarray:

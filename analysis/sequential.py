@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import allocation as _al
-from analysis.calibration import Design, _frozen_heap, simulate
+from analysis.calibration import Design, _frozen_heap, draw, simulate
 
 
 def _rank_in_item(full: pd.DataFrame) -> np.ndarray:
@@ -124,28 +124,9 @@ def _study(design: Design, components: dict, gaps, rng: np.random.Generator):
     worker effects: the study) and the rating noise, drawing from `rng` exactly as
     analysis.calibration.simulate does (so `ratings(layout, mean, noise)` is its study).
     Returns (layout frame without scores, the latent mean of each rating, the noise drawn)."""
-    I, M, R = design.n_images, design.n_methods, design.ratings_per_item
-    items = rng.permutation(I * M)
-    n_hits = int(np.ceil(len(items) / design.items_per_hit))
-    hits = [items[h::n_hits] for h in range(n_hits)]
-    n_workers = max(R, int(round(n_hits * R / design.hits_per_worker)))
-    rows_item, rows_worker = [], []
-    for hit in hits:
-        workers = rng.choice(n_workers, size=R, replace=False)
-        rows_item.append(np.repeat(hit, R))
-        rows_worker.append(np.tile(workers, len(hit)))
-    item, worker = np.concatenate(rows_item), np.concatenate(rows_worker)
-    image, method = item // M, item % M
-    sd = {k: np.sqrt(max(v, 0.0)) for k, v in components.items()}
-    u_image = rng.normal(0, sd["image"], I)
-    u_cell = rng.normal(0, sd["image:method"], I * M)
-    u_worker = rng.normal(0, sd["worker"], n_workers)
-    mean = ((design.low + design.high) / 2 + np.asarray(gaps, dtype=float)[method]
-            + u_image[image] + u_cell[item] + u_worker[worker])
-    noise = rng.normal(0, sd["residual"], len(item))
+    layout, mean, noise, n_workers = draw(design, components, gaps, rng)
     rng.permutation(n_workers)          # simulate's draws for bad workers (none here)
-    rng.integers(design.low, design.high + 1, len(item))
-    layout = pd.DataFrame({"image": image, "method": method, "worker": worker})
+    rng.integers(design.low, design.high + 1, len(layout))
     return layout, mean, noise
 
 

@@ -107,25 +107,15 @@ def make_design(study, conn: sqlite3.Connection) -> Design:
         raise StudyError("no method has a finished render to rate", where=str(study.db_path),
                          hint="run `study render` first")
     golds: dict[str, list[Item]] = {GOLD_REFERENCE: [], GOLD_CONTROL: []}
-    for img in images:
-        if gold_ref:
-            golds[GOLD_REFERENCE].append(Item(
-                img["image_id"], "reference", GOLD_REFERENCE, img["reference_path"],
-                img["reference_path"], *asked.gold_reference))
-        if control:
-            path = renders.get((control, img["image_id"]))
-            if path is None and control == "input":
-                path = img["input_path"]
-            if path is not None:
-                golds[GOLD_CONTROL].append(Item(
-                    img["image_id"], control, GOLD_CONTROL, img["reference_path"],
-                    str(study.resolve(path)), *asked.gold_control))
-    if len(golds[GOLD_CONTROL]) > 1:
-        golds[GOLD_CONTROL] = _clearly_different(conn, control, golds[GOLD_CONTROL])
-    if control and not golds[GOLD_CONTROL]:
-        raise StudyError(f"the gold control method {control!r} has no finished render",
-                         where="study.toml design.gold_control_method",
-                         hint="render it with `study render`, or set gold_control_method = \"\"")
+    if gold_ref:
+        golds[GOLD_REFERENCE] = [Item(img["image_id"], "reference", GOLD_REFERENCE,
+                                      img["reference_path"], img["reference_path"],
+                                      *asked.gold_reference) for img in images]
+    if control:
+        golds[GOLD_CONTROL] = control_items(
+            study, conn, images, renders, control,
+            lambda img, path: Item(img["image_id"], control, GOLD_CONTROL,
+                                   img["reference_path"], path, *asked.gold_control))
 
     # Attention traps (study.crowd.traps): none unless quality.traps_per_hit is set.
     from study.crowd import traps
@@ -194,6 +184,29 @@ def _swaps(hits: list[list[tuple]], seed: str) -> list[set[int]]:
         for h, pos in places[:half]:
             swapped[h].add(pos)
     return swapped
+
+
+def control_items(study, conn: sqlite3.Connection, images, renders: dict, control: str,
+                  make: Callable[[sqlite3.Row, str], Item],
+                  hint: str = "render it with `study render`, or set "
+                              "gold_control_method = \"\"") -> list[Item]:
+    """`make(image row, output path)` for each image the gold control method `control` has an
+    output of ("input" is the image's own input), kept to the clearly different ones; an error
+    when there is none. Gold items, pairwise gold pairs and the qualification's anchors all
+    come from here."""
+    pool = []
+    for img in images:
+        path = renders.get((control, img["image_id"]))
+        if path is None and control == "input":
+            path = img["input_path"]
+        if path is not None:
+            pool.append(make(img, str(study.resolve(path))))
+    if len(pool) > 1:
+        pool = _clearly_different(conn, control, pool)
+    if not pool:
+        raise StudyError(f"the gold control method {control!r} has no finished render",
+                         where="study.toml design.gold_control_method", hint=hint)
+    return pool
 
 
 def _clearly_different(conn: sqlite3.Connection, control: str, pool: list[Item]) -> list[Item]:

@@ -133,23 +133,12 @@ def make_design(study, conn: sqlite3.Connection):
     if not tests:
         raise StudyError("no pair of methods has finished renders on a common image",
                          where=str(study.db_path), hint="run `study render` first")
-    golds = []
-    if control:
-        for img in images:
-            path = renders.get((control, img["image_id"]))
-            if path is None and control == "input":
-                path = img["input_path"]
-            if path is not None:
-                golds.append(d.Item(img["image_id"], "reference", d.GOLD_CONTROL,
-                                    img["reference_path"], img["reference_path"],
-                                    *method.gold_control, method_b=control,
-                                    result_b_path=str(study.resolve(path))))
-        if len(golds) > 1:
-            golds = d._clearly_different(conn, control, golds)
-        if not golds:
-            raise StudyError(f"the gold control method {control!r} has no finished render",
-                             where="study.toml design.gold_control_method",
-                             hint="render it with `study render`, or set gold_control_method = \"\"")
+    golds = d.control_items(
+        study, conn, images, renders, control,
+        lambda img, path: d.Item(img["image_id"], "reference", d.GOLD_CONTROL,
+                                 img["reference_path"], img["reference_path"],
+                                 *method.gold_control, method_b=control, result_b_path=path)
+    ) if control else []
 
     def own_golds(h: int, n_hits: int) -> list:
         return [golds[(h * GOLD_PAIRS_PER_HIT + g) % len(golds)]

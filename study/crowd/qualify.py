@@ -103,20 +103,11 @@ def layout(study, conn: sqlite3.Connection) -> dict:
             hint="set design.gold_control_method (e.g. \"input\") on a method with a "
                  "reference, or qualification.enabled = false")
     images, renders = design._rows(conn)
-    controls = []
-    for img in images:
-        path = renders.get((control, img["image_id"]))
-        if path is None and control == "input":
-            path = img["input_path"]
-        if path is not None:
-            controls.append(design.Item(img["image_id"], control, design.GOLD_CONTROL,
-                                        img["reference_path"], str(study.resolve(path))))
-    if len(controls) > 1:
-        controls = design._clearly_different(conn, control, controls)
-    if not controls:
-        raise StudyError(f"the gold control method {control!r} has no finished render",
-                         where="study.toml design.gold_control_method",
-                         hint="render it with `study render`")
+    controls = design.control_items(
+        study, conn, images, renders, control,
+        lambda img, path: design.Item(img["image_id"], control, design.GOLD_CONTROL,
+                                      img["reference_path"], path),
+        hint="render it with `study render`")
     scale = method.scale
     refs = {img["image_id"]: img["reference_path"] for img in images}
 
