@@ -16,8 +16,8 @@ from study.crowd.faults import InjectedFault
 from study.crowd.status import crowd_status
 from study.marketplace import worker_id_for
 from study.studydir import Study
-from test_crowd_support import (fresh_faults, photo_dataset_study, set_config,  # noqa: F401
-                                study_service, work_one_hit)
+from test_crowd_support import (fresh_faults, hit_rows, photo_dataset_study,  # noqa: F401
+                                set_config, study_service, work_one_hit)
 
 QUIET = lambda _m: None  # noqa: E731
 ORDER = ["reference", "depth-blend", "scatter", "gaussian", "input"]
@@ -25,14 +25,7 @@ ORDER = ["reference", "depth-blend", "scatter", "gaussian", "input"]
 
 def answers(root, shift: int):
     def answer(positions, query):
-        conn = Study.open(root).connect()
-        try:
-            rows = {r["position"]: r for r in conn.execute(
-                "SELECT hi.position, i.kind, i.method FROM hits h JOIN hit_items hi ON "
-                "hi.hit_index = h.hit_index JOIN items i USING (item_id) WHERE h.hit_id = ?",
-                (query["hitId"],))}
-        finally:
-            conn.close()
+        rows = hit_rows(root, query["hitId"])
         out = {}
         for p in positions:
             r = rows[p]

@@ -214,19 +214,24 @@ def check_published_once(study):
     assert all(r["state"] == "created" for r in rows)
 
 
+def hit_rows(study_root, hit_id: str) -> dict:
+    """The items of the HIT `hit_id`, by position: what an answer function needs to know of
+    each (kind, method, method_b, swapped, ...)."""
+    conn = Study.open(study_root).connect()
+    try:
+        return {r["position"]: r for r in conn.execute(
+            "SELECT hi.position, hi.swapped, i.* FROM hits h JOIN hit_items hi ON "
+            "hi.hit_index = h.hit_index JOIN items i USING (item_id) WHERE h.hit_id = ?",
+            (hit_id,))}
+    finally:
+        conn.close()
+
+
 def answers_for(study_root, style: str):
     """An answer function: 'careful' rates gold right and tests by method; 'spammer' gets the
     gold pairs wrong at once."""
     def answer(positions, query):
-        conn = Study.open(study_root).connect()
-        try:
-            rows = conn.execute(
-                "SELECT hi.position, i.kind, i.method FROM hits h JOIN hit_items hi ON "
-                "hi.hit_index = h.hit_index JOIN items i USING (item_id) WHERE h.hit_id = ?",
-                (query["hitId"],)).fetchall()
-        finally:
-            conn.close()
-        by_pos = {r["position"]: r for r in rows}
+        by_pos = hit_rows(study_root, query["hitId"])
         order = ["reference", "depth-blend", "scatter", "gaussian", "input"]
         out = {}
         for p in positions:

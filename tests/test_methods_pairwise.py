@@ -16,8 +16,8 @@ from study.errors import StudyError
 from study.marketplace import worker_id_for
 from study.simulate import pages as page_contract
 from study.studydir import Study
-from test_crowd_support import (BLEND, photo_dataset_study, set_config, study_service,
-                                work_one_hit)
+from test_crowd_support import (BLEND, hit_rows, photo_dataset_study, set_config,
+                                study_service, work_one_hit)
 
 PAIRWISE = '[design]\nmethod = "pairwise"\nitems_per_hit = 10\nratings_per_item = 2\n'
 
@@ -118,14 +118,7 @@ def pick(root, how):
     """An answer function over the worker site: "A" every time, or "careful" (the output
     closer to the reference by the test renders' blend, and the reference on gold pairs)."""
     def answer(positions, query):
-        conn = Study.open(root).connect()
-        try:
-            rows = {r["position"]: r for r in conn.execute(
-                "SELECT hi.position, hi.swapped, i.method, i.method_b FROM hits h JOIN hit_items "
-                "hi ON hi.hit_index = h.hit_index JOIN items i USING (item_id) WHERE h.hit_id = ?",
-                (query["hitId"],))}
-        finally:
-            conn.close()
+        rows = hit_rows(root, query["hitId"])
         out = {}
         for p in positions:
             r = rows[p]
