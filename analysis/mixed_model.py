@@ -337,8 +337,11 @@ def omnibus(f: Fit) -> dict:
     est = Lt @ f.beta
     F = float((est ** 2 / evals).sum() / q)
     _, nu = contrast_df(f, Lt)
-    big = nu > 2
-    E = float((nu[big] / (nu[big] - 2)).sum()) if big.all() else np.inf
+    E = np.inf
+    if (nu > 2).all():
+        # An infinite df (a variance component estimated at zero) contributes its limit, 1.
+        with np.errstate(invalid="ignore"):
+            E = float(np.where(np.isinf(nu), 1.0, nu / (nu - 2)).sum())
     df2 = 2 * E / (E - q) if np.isfinite(E) and E > q else 2.0
     return {"F": F, "df1": q, "df2": float(df2), "p": float(stats.f.sf(F, q, df2))}
 
