@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from analysis.scale import Scale
+from study import methods as test_methods
 from study.errors import StudyError
 
 # Placeholders in {{ }} are filled by `render_template`; everything else is literal TOML.
@@ -362,7 +363,7 @@ class RenderSection:
 
 @dataclass(frozen=True)
 class DesignSection:
-    method: str = _opt(choices=("similarity-0-4", "acr", "dcr", "ccr", "pairwise"))
+    method: str = _opt(choices=test_methods.NAMES)
     pairs: str = _opt(choices=("all", "neighbours"))
     pairs_from: str
     items_per_hit: int = _opt(lo=1, hi=500)
@@ -654,8 +655,8 @@ def _cross_checks(s: Settings, where: str) -> list[StudyError]:
                                        where=where, hint="one word or phrase per level"))
         elif len(set(s.scale.labels)) != len(s.scale.labels):
             problems.append(StudyError("setting scale.labels repeats a level", where=where))
-        if s.design is not None and s.design.method != "similarity-0-4" \
-                and s.scale.scale() != Scale(0, 4, False, tuple(defaults()["scale"]["labels"])):
+        if s.design is not None and s.design.method != test_methods.SIMILARITY \
+                and s.scale.scale() != test_methods.get(test_methods.SIMILARITY).scale:
             problems.append(StudyError(
                 f"[scale] applies to design.method = \"similarity-0-4\"; "
                 f"\"{s.design.method}\" uses its standard's scale", where=where,

@@ -38,20 +38,17 @@ def deviation(conn: sqlite3.Connection, realm: str, aid: str, worker: str,
               min_others: int) -> float | None:
     """Mean absolute deviation of the assignment's valid test ratings from the other workers'
     item means; None until every item has `min_others` other ratings."""
-    mine = conn.execute(
-        "SELECT r.item_id, r.score FROM ratings r JOIN items i USING (item_id) WHERE "
-        "r.assignment_id = ? AND r.valid = 1 AND i.kind = 'test'", (aid,)).fetchall()
-    if not mine:
+    rows = conn.execute(
+        "SELECT r.score, COUNT(o.score) AS n, AVG(o.score) AS others FROM ratings r "
+        "JOIN items i USING (item_id) "
+        "LEFT JOIN (SELECT o.item_id, o.score FROM ratings o JOIN assignments a "
+        "           USING (assignment_id) WHERE o.valid = 1 AND a.realm = ? "
+        "           AND a.decision = 'approve' AND o.worker_id != ?) o ON o.item_id = r.item_id "
+        "WHERE r.assignment_id = ? AND r.valid = 1 AND i.kind = 'test' GROUP BY r.position",
+        (realm, worker, aid)).fetchall()
+    if not rows or any(r["n"] < min_others for r in rows):
         return None
-    gaps = []
-    for r in mine:
-        others = [o[0] for o in conn.execute(
-            "SELECT r.score FROM ratings r JOIN assignments a USING (assignment_id) WHERE "
-            "r.item_id = ? AND r.valid = 1 AND a.realm = ? AND a.decision = 'approve' AND "
-            "r.worker_id != ?", (r["item_id"], realm, worker))]
-        if len(others) < min_others:
-            return None
-        gaps.append(abs(r["score"] - statistics.fmean(others)))
+    gaps = [abs(r["score"] - r["others"]) for r in rows]
     return statistics.fmean(gaps)
 
 

@@ -183,7 +183,7 @@ def decide_assignment(conn: sqlite3.Connection, realm: str, aid: str, policy) ->
     for r, row in zip(rated, rows):
         r.max_zoom = (info.get("views", {}).get(str(row["position"])) or {}).get("max_zoom")
     checks = assess(rated, consensus(conn, realm, aid))
-    choices = pairs.is_pairwise(conn)
+    choices = design.frozen_method(conn).pairwise
     decision, reason = decide(checks, pairs.choice_policy(policy) if choices else policy,
                               info.get("problems"))
     if choices:

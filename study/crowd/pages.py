@@ -127,8 +127,7 @@ def render_page(items: list[dict], title: str, scale, action: str = "",
         # Two outputs per item (pairwise) have a page of their own.
         return _env().get_template("pairwise.html.j2").render(
             items=[{**it, "panes": pairwise_panes(it)} for it in items], title=title,
-            levels=levels(scale), action=action,
-            assignment_id=assignment_id, min_width=min_screen[0], min_height=min_screen[1])
+            action=action, assignment_id=assignment_id, min_width=min_screen[0], min_height=min_screen[1])
     method = method or methods.get(methods.SIMILARITY, scale)
     shown = [{**it, "panes": panes(it, method)} for it in items]
     left, right = SIDE_NAMES.get(method.name, DEFAULT_SIDE_NAMES)

@@ -196,11 +196,6 @@ def draw_sides(hits: list[list[tuple]], gold: list[list[bool]], rng: random.Rand
     return out
 
 
-def is_pairwise(conn: sqlite3.Connection) -> bool:
-    """Whether the study's stored design shows two outputs per item."""
-    return conn.execute("SELECT 1 FROM items WHERE method_b != '' LIMIT 1").fetchone() is not None
-
-
 def page_sides(items: list[dict], rows, hosting, hit_index: int) -> None:
     """Add what the pairwise page shows as "A" and "B" to each page item: the item's method
     first unless its position is swapped (collect mirrors a swapped position's answer)."""

@@ -71,13 +71,16 @@ class _Images:
 
     def content(self, url: str, http: "_Http") -> str:
         if url not in self._content:
-            pixels = scoring.decode_image(_fetch_bytes(url, http))
-            cid = content_id(pixels)
-            if cid not in self._prepared:
-                self._prepared[cid] = scoring.prepare(pixels)
-                self._sizes[cid] = (int(pixels.shape[1]), int(pixels.shape[0]))
-            self._content[url] = cid
+            self._content[url] = self._remember(scoring.decode_image(_fetch_bytes(url, http)))
         return self._content[url]
+
+    def _remember(self, pixels: np.ndarray) -> str:
+        """The picture's content id, prepared for comparison the first time it is seen."""
+        cid = content_id(pixels)
+        if cid not in self._prepared:
+            self._prepared[cid] = scoring.prepare(pixels)
+            self._sizes[cid] = (int(pixels.shape[1]), int(pixels.shape[0]))
+        return cid
 
     def true_score(self, reference: str, result: str) -> float:
         """The true score of two content ids."""
@@ -101,12 +104,7 @@ class _Images:
     def add_references(self, paths) -> None:
         """Know the study's reference photos (see `reference_of`)."""
         for path in paths:
-            pixels = scoring.load_image(path)
-            cid = hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()[:32]
-            if cid not in self._prepared:
-                self._prepared[cid] = scoring.prepare(pixels)
-                self._sizes[cid] = (int(pixels.shape[1]), int(pixels.shape[0]))
-            self._references.add(cid)
+            self._references.add(self._remember(scoring.load_image(path)))
 
     @property
     def knows_references(self) -> bool:
